@@ -1,0 +1,47 @@
+/**
+ * `weft` CLI dispatcher: one subcommand per file under commands/, all on the same engine as the app.
+ * Each command returns its exit code: 0 success, 1 failure at run time, 2 bad usage.
+ */
+import { netcheckCommand } from './commands/netcheck.ts';
+import { stunServerCommand } from './commands/stun-server.ts';
+import { CliError, type Command } from './command.ts';
+
+const commands: Record<string, Command> = {
+  netcheck: netcheckCommand,
+  'stun-server': stunServerCommand,
+};
+
+const usage = `usage: weft <command> [flags]
+
+commands:
+  netcheck      probe the NAT: mapping, filtering, hairpinning, port mapping, DERP latency
+  stun-server   run a STUN server (RFC 5389, RFC 5780 with --alt, Tailscale-compatible)
+
+Run 'weft <command> --help' for its flags.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${usage}\n`);
+    return name ? 0 : 2;
+  }
+  if (name === '--version' || name === 'version') {
+    process.stdout.write('weft 0.1.0\n');
+    return 0;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`weft: unknown command "${name}"\n\n${usage}\n`);
+    return 2;
+  }
+  try {
+    return await cmd.run(rest);
+  } catch (err) {
+    if (err instanceof CliError) {
+      process.stderr.write(`weft ${name}: ${err.message}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`weft ${name}: ${(err as Error).stack ?? String(err)}\n`);
+    return 1;
+  }
+}

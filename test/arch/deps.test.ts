@@ -1,0 +1,131 @@
+/**
+ * Dependency-direction test: parses every import in the source tree and fails on a forbidden edge.
+ * The TypeScript form of tailscale's deptest and VS Code's layering rule; see reference/style.md §1.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { repoRoot } from '../support/vectors.ts';
+
+/** Every npm package the sources may import, classified by where it can run. */
+const PACKAGES: Record<string, 'isomorphic' | 'node' | 'electron' | 'dom'> = {
+  zod: 'isomorphic',
+  '@noble/hashes': 'isomorphic',
+  '@noble/curves': 'isomorphic',
+  '@noble/ciphers': 'isomorphic',
+  'tsx': 'node',
+  electron: 'electron',
+  react: 'dom',
+  'react-dom': 'dom',
+  zustand: 'dom',
+};
+
+/** Engine files allowed to touch node:* I/O modules; everything else under engine/ must stay pure. */
+const ENGINE_IO = [/^src-main\/engine\/io\//, /^src-main\/engine\/netcheck\/prober\.ts$/, /^src-main\/engine\/portmap\/(portmapper|gateway|upnp)\.ts$/];
+
+interface Edge {
+  from: string;
+  spec: string;
+  /** Repo-relative path for relative imports, else the bare specifier. */
+  target: string;
+  kind: 'local' | 'node' | 'package';
+}
+
+function walk(dir: string, out: string[] = []): string[] {
+  for (const name of readdirSync(dir)) {
+    if (name === 'node_modules' || name.startsWith('.')) continue;
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) walk(p, out);
+    else if (/\.(ts|tsx|mts|mjs)$/.test(name) && !name.endsWith('.d.ts')) out.push(p);
+  }
+  return out;
+}
+
+function edges(): Edge[] {
+  const out: Edge[] = [];
+  const files = ['src-main', 'src-shared', 'src-renderer'].flatMap((d) => walk(resolve(repoRoot, d)));
+  const re = /(?:^|[^\w.])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|require\(\s*['"]([^'"]+)['"]\s*\)|^\s*import\s*['"]([^'"]+)['"]/gm;
+  for (const f of files) {
+    const src = readFileSync(f, 'utf8');
+    const from = relative(repoRoot, f);
+    for (const m of src.matchAll(re)) {
+      const spec = m[1] ?? m[2] ?? m[3] ?? m[4]!;
+      if (spec.startsWith('.')) out.push({ from, spec, target: relative(repoRoot, resolve(dirname(f), spec)), kind: 'local' });
+      else if (spec.startsWith('node:')) out.push({ from, spec, target: spec, kind: 'node' });
+      else {
+        const pkg = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+        out.push({ from, spec, target: pkg, kind: 'package' });
+      }
+    }
+  }
+  return out;
+}
+
+/** Returns a reason when the edge breaks a rule, else null. */
+function violation(e: Edge): string | null {
+  const f = e.from;
+  const t = e.target;
+  if (e.kind === 'package' && !PACKAGES[t]) return `unclassified npm package ${t} (add it to PACKAGES)`;
+  const cls = e.kind === 'package' ? PACKAGES[t] : undefined;
+  if (f.startsWith('src-shared/')) {
+    if (e.kind === 'node') return 'src-shared must not import node:*';
+    if (e.kind === 'package' && cls !== 'isomorphic') return `src-shared must only import isomorphic packages, not ${t}`;
+    if (e.kind === 'local' && !t.startsWith('src-shared/')) return 'src-shared imports nothing from the rest of the project';
+  }
+  if (f.startsWith('src-main/protocol/')) {
+    if (e.kind === 'node') return 'protocol codecs are pure: no node:*';
+    if (e.kind === 'package' && cls !== 'isomorphic') return `protocol must only import isomorphic packages, not ${t}`;
+    if (e.kind === 'local' && !t.startsWith('src-main/protocol/') && !t.startsWith('src-shared/')) return 'protocol imports only protocol and src-shared';
+  }
+  if (f.startsWith('src-main/engine/')) {
+    if (cls === 'electron' || cls === 'dom') return `the engine never imports ${t}`;
+    if (e.kind === 'local' && /^src-main\/(app|preload|cli|server)\//.test(t)) return `the engine never imports ${t}`;
+    if (e.kind === 'local' && t.startsWith('src-renderer/')) return 'the engine never imports the renderer';
+    if (e.kind === 'node' && !ENGINE_IO.some((r) => r.test(f))) return `${f} is pure engine code and must not import ${t} (only the I/O adapters may)`;
+  }
+  if (f.startsWith('src-main/server/')) {
+    if (cls === 'electron' || cls === 'dom') return `the server never imports ${t}`;
+    if (e.kind === 'local' && /^src-main\/(app|preload|cli)\//.test(t)) return `the server never imports ${t}`;
+    if (e.kind === 'local' && t.startsWith('src-main/engine/') && !/^src-main\/engine\/(io|sys)\//.test(t))
+      return 'the server may share only the engine I/O adapters and sys/, never engine logic';
+  }
+  if (f.startsWith('src-main/cli/') && (cls === 'electron' || cls === 'dom' || /^src-main\/(app|preload)\//.test(t))) return 'the CLI runs without Electron';
+  if (f.startsWith('src-main/preload/')) {
+    if (e.kind === 'node') return 'the sandboxed preload cannot use node:*';
+    if (e.kind === 'local' && !t.startsWith('src-shared/') && !t.startsWith('src-main/preload/')) return 'preload imports only src-shared';
+    if (e.kind === 'package' && cls !== 'electron' && cls !== 'isomorphic') return `preload must not import ${t}`;
+  }
+  if (f.startsWith('src-renderer/')) {
+    if (e.kind === 'node' || cls === 'electron' || cls === 'node') return `the renderer must not import ${t}`;
+    if (e.kind === 'local' && !t.startsWith('src-renderer/') && !t.startsWith('src-shared/')) return 'the renderer imports only its own files and src-shared';
+  }
+  if (!f.startsWith('src-main/app/') && !f.startsWith('src-main/preload/') && cls === 'electron') return 'only src-main/app and the preload may import electron';
+  return null;
+}
+
+describe('dependency direction', () => {
+  const all = edges();
+
+  it('finds the imports it checks (guards against a broken scanner)', () => {
+    expect(all.some((e) => e.from.startsWith('src-main/engine/') && e.kind === 'local')).toBe(true);
+    expect(all.some((e) => e.target === 'zod')).toBe(true);
+  });
+
+  it('has no forbidden edge', () => {
+    const bad = all.map((e) => ({ e, why: violation(e) })).filter((x) => x.why !== null);
+    expect(bad.map((x) => `${x.e.from} → ${x.e.spec}: ${x.why}`)).toEqual([]);
+  });
+
+  it.each([
+    [{ from: 'src-main/engine/netcheck/report.ts', spec: 'electron', target: 'electron', kind: 'package' }, /never imports electron/],
+    [{ from: 'src-main/engine/netcheck/report.ts', spec: 'node:dgram', target: 'node:dgram', kind: 'node' }, /pure engine code/],
+    [{ from: 'src-main/engine/x.ts', spec: '../app/main.ts', target: 'src-main/app/main.ts', kind: 'local' }, /never imports/],
+    [{ from: 'src-shared/model/x.ts', spec: 'node:fs', target: 'node:fs', kind: 'node' }, /src-shared/],
+    [{ from: 'src-main/protocol/wire/x.ts', spec: '../../engine/io/udp.ts', target: 'src-main/engine/io/udp.ts', kind: 'local' }, /protocol imports only/],
+    [{ from: 'src-renderer/src/App.tsx', spec: '../../src-main/engine/x.ts', target: 'src-main/engine/x.ts', kind: 'local' }, /renderer imports only/],
+    [{ from: 'src-main/server/x.ts', spec: '../engine/netcheck/report.ts', target: 'src-main/engine/netcheck/report.ts', kind: 'local' }, /never engine logic/],
+    [{ from: 'src-main/engine/x.ts', spec: 'left-pad', target: 'left-pad', kind: 'package' }, /unclassified/],
+  ] as const)('rejects %o', (edge, why) => {
+    expect(violation(edge)).toMatch(why);
+  });
+});

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the tests need when it is missing: Debian packages for the NAT lab (nftables, conntrack,
+# coturn, miniupnpd, ...). Later issues add the Go-built peers (headscale, tailscaled, derper) here, pinned.
+# Idempotent and quiet when everything is present. Needs root (the lab uses network namespaces).
+set -euo pipefail
+
+# command -> Debian package
+declare -A need=(
+  [ip]=iproute2
+  [nft]=nftables
+  [conntrack]=conntrack
+  [iptables]=iptables
+  [turnserver]=coturn
+  [turnutils_natdiscovery]=coturn
+  [stun]=stun-client
+  [miniupnpd]=miniupnpd
+  [ping]=iputils-ping
+  [tcpdump]=tcpdump
+)
+missing=()
+for cmd in "${!need[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+# miniupnpd needs its nftables backend to manage nft rules.
+dpkg-query -W -f='${Status}' miniupnpd-nftables 2>/dev/null | grep -q 'install ok installed' || missing+=(miniupnpd-nftables)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "ensure-deps: missing Debian packages: ${pkgs[*]} (run as root, or: sudo apt-get install ${pkgs[*]})" >&2
+    exit 1
+  fi
+  echo "ensure-deps: installing ${pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # Debian's miniupnpd asks a debconf question at install; the defaults are fine (we never start its service).
+  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
