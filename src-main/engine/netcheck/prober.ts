@@ -14,7 +14,7 @@ import { toHex } from '../../protocol/wire/hex.ts';
 import { StunType, TXID_LEN, encodeTailscaleRequest, parseStun } from '../../protocol/wire/stun.ts';
 import { HAIRPIN_TIMEOUT_MS } from '../constants.ts';
 import { bindUdp, type UdpSocket } from '../io/udp.ts';
-import { realClock, sleep, type Clock } from '../sys/clock.ts';
+import { realClock, type Clock } from '../sys/clock.ts';
 import { discardLogf, type Logf } from '../sys/log.ts';
 import { buildReport, type Rfc5780Observation, type ServerObservation } from './report.ts';
 import { StunClient, type StunAnswer, type StunRequestOptions } from './stun-client.ts';
@@ -69,11 +69,11 @@ export async function runNetcheck(opts: NetcheckOptions): Promise<NetcheckReport
   const bind = opts.bind ?? ((port: number) => bindUdp({ port }));
   const stunOpts = opts.stun ?? {};
   let hairpinTx: string | null = null;
-  let hairpinSeen = false;
+  let onHairpin: (() => void) | null = null;
   const a = await openProbe(bind, opts.localPort ?? 0, clock, (d) => {
     // Our own request arriving back on our own socket is the hairpin signal.
     const m = parseStun(d);
-    if (hairpinTx && m.kind === 'stun' && m.type === StunType.BindingRequest && toHex(m.txid) === hairpinTx) hairpinSeen = true;
+    if (hairpinTx && m.kind === 'stun' && m.type === StunType.BindingRequest && toHex(m.txid) === hairpinTx) onHairpin?.();
   });
   const b = await openProbe(bind, 0, clock);
   try {
@@ -120,18 +120,20 @@ export async function runNetcheck(opts: NetcheckOptions): Promise<NetcheckReport
     if (primaryMapped && behindNat) {
       const txid = crypto.getRandomValues(new Uint8Array(TXID_LEN));
       hairpinTx = toHex(txid);
+      const target = primaryMapped;
       phase2.push(
-        (async () => {
-          const target = primaryMapped;
-          const deadline = clock.now() + (opts.hairpinTimeoutMs ?? HAIRPIN_TIMEOUT_MS);
-          // Three sends, then poll for the echo; bounded by the deadline.
-          for (let i = 0; i < 3 && !hairpinSeen; i++) {
-            a.sock.send(encodeTailscaleRequest(txid), target).catch(() => {});
-            await sleep(clock, 50);
-          }
-          while (!hairpinSeen && clock.now() < deadline) await sleep(clock, 25);
-          hairpin = hairpinSeen;
-        })(),
+        new Promise<void>((resolve) => {
+          const timers = [0, 100, 200].map((at) => clock.setTimeout(() => void a.sock.send(encodeTailscaleRequest(txid), target).catch(() => {}), at));
+          const finish = (seen: boolean): void => {
+            for (const t of timers) clock.clearTimeout(t);
+            clock.clearTimeout(deadline);
+            onHairpin = null;
+            hairpin = seen;
+            resolve();
+          };
+          const deadline = clock.setTimeout(() => finish(false), opts.hairpinTimeoutMs ?? HAIRPIN_TIMEOUT_MS);
+          onHairpin = () => finish(true);
+        }),
       );
     }
     await Promise.all(phase2);
