@@ -3,11 +3,13 @@
  * Each command returns its exit code: 0 success, 1 failure at run time, 2 bad usage.
  */
 import { netcheckCommand } from './commands/netcheck.ts';
+import { portmapCommand } from './commands/portmap.ts';
 import { stunServerCommand } from './commands/stun-server.ts';
 import { CliError, type Command } from './command.ts';
 
 const commands: Record<string, Command> = {
   netcheck: netcheckCommand,
+  portmap: portmapCommand,
   'stun-server': stunServerCommand,
 };
 
@@ -15,6 +17,7 @@ const usage = `usage: weft <command> [flags]
 
 commands:
   netcheck      probe the NAT: mapping, filtering, hairpinning, port mapping, DERP latency
+  portmap       forward a public UDP port to this host (NAT-PMP / PCP) until interrupted
   stun-server   run a STUN server (RFC 5389, RFC 5780 with --alt, Tailscale-compatible)
 
 Run 'weft <command> --help' for its flags.`;
