@@ -202,6 +202,33 @@ describe('NAT lab: hairpinning on na (a1 → a2 public mapping)', () => {
   });
 });
 
+describe('NAT lab: short UDP timeouts on na', () => {
+  it('a 3 s timeout keeps an idle mapping for 1 s but drops inbound after 5 s idle', async () => {
+    await lab.setRouter('na', { mapping: 'eim', filtering: 'apdf', udpTimeoutS: 3 });
+    try {
+      const a1 = agent('a1');
+      const id = `to${++seq}`;
+      await a1.bind(id);
+      const t = tag(id);
+      await a1.send(id, OBS.fx.ip, OBS.fx.port, t);
+      const seen = await observe('fx', t);
+      // Reply from the observer after 1 s of idle: the mapping is still there.
+      await new Promise((r) => setTimeout(r, 1000));
+      const early = tag('early');
+      await srv.send('fx', seen.from, seen.port, early);
+      expect(await a1.waitRecv(id, (e) => e.hex === early, DELIVER_MS)).toBeDefined();
+      // After 5 s of idle (timeout 3 s) the conntrack entry is gone, so the reply is filtered.
+      await new Promise((r) => setTimeout(r, 5000));
+      const late = tag('late');
+      await srv.send('fx', seen.from, seen.port, late);
+      expect(await a1.waitRecv(id, (e) => e.hex === late, ABSENT_MS)).toBeUndefined();
+      await a1.close(id);
+    } finally {
+      await lab.setRouter('na', { mapping: 'eim', filtering: 'apdf' });
+    }
+  });
+});
+
 describe('NAT lab: fw and cgn', () => {
   it("fw 'udp443' blocks UDP, lets TCP 443 out, not TCP 80", async () => {
     await lab.setRouter('fw', { mapping: 'none', filtering: 'apdf', forward: 'udp443' });
