@@ -17,7 +17,7 @@ import { bindUdp, type UdpSocket } from '../io/udp.ts';
 import { realClock, type Clock } from '../sys/clock.ts';
 import { discardLogf, type Logf } from '../sys/log.ts';
 import { buildReport, type Rfc5780Observation, type ServerObservation } from './report.ts';
-import { StunClient, type StunAnswer, type StunRequestOptions } from './stun-client.ts';
+import { StunClient, isMapped, type StunRequestOptions } from './stun-client.ts';
 
 export interface NetcheckTarget {
   addr: UdpAddr;
@@ -89,7 +89,7 @@ export async function runNetcheck(opts: NetcheckOptions): Promise<NetcheckReport
     const servers: ServerObservation[] = opts.targets.map((t, i) => ({ server: t.addr, regionId: t.regionId, answer: answers[i] ?? null }));
     for (const s of servers) logf(`stun ${s.server.ip}:${s.server.port} → ${s.answer?.mapped ? `${s.answer.mapped.ip}:${s.answer.mapped.port}` : 'no answer'}`);
 
-    const ok = (x: StunAnswer | null | undefined): x is StunAnswer & { mapped: UdpAddr } => !!x && x.kind === 'success' && !!x.mapped;
+    const ok = isMapped;
     // The RFC 5780 server: the first that answered with an OTHER-ADDRESS on another IP.
     const rfcIdx = servers.findIndex((s) => ok(s.answer) && s.answer.otherAddress && s.answer.otherAddress.ip !== s.server.ip);
     const primaryMapped = servers.find((s) => ok(s.answer))?.answer?.mapped ?? null;

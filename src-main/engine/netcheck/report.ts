@@ -16,7 +16,7 @@
  */
 import type { NatBehaviour, NatType, NetcheckReport, PortMappingReport } from '../../../src-shared/model/netcheck.ts';
 import { formatAddr, sameAddr, type UdpAddr } from '../../protocol/wire/addr.ts';
-import type { StunAnswer } from './stun-client.ts';
+import { isMapped, type StunAnswer } from './stun-client.ts';
 
 export interface ServerObservation {
   server: UdpAddr;
@@ -48,7 +48,7 @@ export interface ProbeObservations {
   portMapping: PortMappingReport;
 }
 
-const ok = (a: StunAnswer | null | undefined): a is StunAnswer & { mapped: UdpAddr } => !!a && a.kind === 'success' && a.mapped !== null;
+const ok = isMapped;
 
 export function buildReport(obs: ProbeObservations): NetcheckReport {
   const notes: string[] = [];

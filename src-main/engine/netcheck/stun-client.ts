@@ -8,7 +8,7 @@
  * Each try of a request gets its own transaction ID, so a late answer to an early try still gives a true
  * round-trip time for that try (as Tailscale's netcheck does, one TxID per probe).
  */
-import { sameAddr, type UdpAddr } from '../../protocol/wire/addr.ts';
+import type { UdpAddr } from '../../protocol/wire/addr.ts';
 import { toHex } from '../../protocol/wire/hex.ts';
 import {
   Attr,
@@ -146,7 +146,7 @@ export class StunClient {
   }
 }
 
-/** Reports whether the answer came from the address it was sent to (no CHANGE-REQUEST involved). */
-export function answeredFromTarget(a: StunAnswer, to: UdpAddr): boolean {
-  return sameAddr(a.from, to);
+/** Reports whether `a` is a success answer that carries a mapped address. */
+export function isMapped(a: StunAnswer | null | undefined): a is StunAnswer & { mapped: UdpAddr } {
+  return !!a && a.kind === 'success' && a.mapped !== null;
 }
