@@ -170,6 +170,7 @@ export class NoiseCipher {
 }
 
 export interface Session {
+  kind: 'session';
   tx: NoiseCipher;
   rx: NoiseCipher;
   handshakeHash: Uint8Array;
@@ -217,7 +218,7 @@ export function initiate(o: { version: number; machinePriv: Uint8Array; serverPu
       }
       if (s.decryptAndHash(response.subarray(35, 51)) === null) return malformed('noise: handshake response failed authentication');
       const [k1, k2] = s.split();
-      return { tx: new NoiseCipher(k1), rx: new NoiseCipher(k2), handshakeHash: s.h };
+      return { kind: 'session', tx: new NoiseCipher(k1), rx: new NoiseCipher(k2), handshakeHash: s.h };
     },
   };
 }
@@ -262,7 +263,7 @@ export function respond(o: { serverPriv: Uint8Array; initiation: Uint8Array; eph
     message.set(ePub, 3);
     message.set(tag, 35);
     const [k1, k2] = s.split();
-    return { message, peerStatic, version, tx: new NoiseCipher(k2), rx: new NoiseCipher(k1), handshakeHash: s.h };
+    return { kind: 'session', message, peerStatic, version, tx: new NoiseCipher(k2), rx: new NoiseCipher(k1), handshakeHash: s.h };
   } catch (e) {
     return malformed((e as Error).message);
   }
@@ -286,7 +287,7 @@ export type Frame = { type: number; body: Uint8Array };
  * A frame longer than MAX_FRAME_LEN is malformed (the Go reader refuses it too).
  */
 export class FrameReader {
-  private buf = new Uint8Array(0);
+  private buf: Uint8Array = new Uint8Array(0);
 
   push(chunk: Uint8Array): Frame[] | Malformed {
     this.buf = this.buf.length === 0 ? chunk.slice() : concat(this.buf, chunk);
