@@ -34,3 +34,20 @@ export const PORTMAP_PROBE_TIMEOUT_MS = 600;
 
 /** Lifetime of the short test mapping netcheck creates (and releases at once) to see if mapping works. */
 export const PORTMAP_TEST_LIFETIME_S = 60;
+
+// --- Control client -------------------------------------------------------------------------------------
+
+/**
+ * Capability version sent in /key, the Noise prologue, RegisterRequest and MapRequest. 130 (Tailscale
+ * v1.90) is above every pinned headscale's minimum (113 in 0.29.x) and declares we understand HomeDERP and
+ * null AllowedIPs (control-protocol.md §3.1).
+ */
+export const CONTROL_CAPVER = 130;
+
+/** Restart the map poll after this long without any message (Tailscale's watchdogTimeout). */
+export const MAP_WATCHDOG_MS = 120_000;
+
+/** Reconnect backoff: doubles from 1 s up to 15 s, each delay jittered to 50–100 %. Short enough that a
+ * control server back after a 30 s outage is found again within seconds, long enough not to hammer it. */
+export const CONTROL_BACKOFF_MIN_MS = 1000;
+export const CONTROL_BACKOFF_MAX_MS = 15_000;
