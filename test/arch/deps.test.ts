@@ -13,6 +13,7 @@ const PACKAGES: Record<string, 'isomorphic' | 'node' | 'electron' | 'dom'> = {
   '@noble/hashes': 'isomorphic',
   '@noble/curves': 'isomorphic',
   '@noble/ciphers': 'isomorphic',
+  fzstd: 'isomorphic',
   'tsx': 'node',
   electron: 'electron',
   react: 'dom',
