@@ -3,11 +3,17 @@
  * Each command returns its exit code: 0 success, 1 failure at run time, 2 bad usage.
  */
 import { netcheckCommand } from './commands/netcheck.ts';
+import { logoutCommand } from './commands/logout.ts';
 import { portmapCommand } from './commands/portmap.ts';
+import { statusCommand } from './commands/status.ts';
+import { upCommand } from './commands/up.ts';
 import { stunServerCommand } from './commands/stun-server.ts';
 import { CliError, type Command } from './command.ts';
 
 const commands: Record<string, Command> = {
+  up: upCommand,
+  status: statusCommand,
+  logout: logoutCommand,
   netcheck: netcheckCommand,
   portmap: portmapCommand,
   'stun-server': stunServerCommand,
@@ -16,6 +22,9 @@ const commands: Record<string, Command> = {
 const usage = `usage: weft <command> [flags]
 
 commands:
+  up            join the tailnet (headscale) and stay connected until interrupted
+  status        show the connection and peers of the running weft up
+  logout        log this device out
   netcheck      probe the NAT: mapping, filtering, hairpinning, port mapping, DERP latency
   portmap       forward a public UDP port to this host (NAT-PMP / PCP) until interrupted
   stun-server   run a STUN server (RFC 5389, RFC 5780 with --alt, Tailscale-compatible)

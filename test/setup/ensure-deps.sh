@@ -36,3 +36,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   # Debian's miniupnpd asks a debconf question at install; the defaults are fine (we never start its service).
   apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
+bash "$(dirname "${BASH_SOURCE[0]}")/ensure-peers.sh"

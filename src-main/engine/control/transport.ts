@@ -244,8 +244,20 @@ export function openStream(
     ended = true;
     handlers.onEnd(err);
   };
-  stream.on('response', (h) => handlers.onStatus(Number(h[':status'])));
-  stream.on('data', (c: Buffer) => handlers.onData(new Uint8Array(c.buffer, c.byteOffset, c.byteLength)));
+  // Node can emit DATA before 'response' for a stream whose headers and first data arrive together, so
+  // data is held until the status is known; callers always see onStatus first.
+  let queued: Uint8Array[] | null = [];
+  stream.on('response', (h) => {
+    handlers.onStatus(Number(h[':status']));
+    const q = queued ?? [];
+    queued = null;
+    for (const c of q) handlers.onData(c);
+  });
+  stream.on('data', (c: Buffer) => {
+    const chunk = new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
+    if (queued) queued.push(chunk);
+    else handlers.onData(chunk);
+  });
   stream.on('end', () => end(null));
   stream.on('error', (e) => end(e));
   stream.on('close', () => end(new Error('map stream closed')));

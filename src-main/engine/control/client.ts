@@ -1,0 +1,364 @@
+/**
+ * The control client: keeps this node registered with a headscale-compatible server and its netmap current.
+ *
+ *   start ─▶ connecting ─▶ (register) ─┬─▶ needs-login ─(approved)─┐
+ *                ▲                      └──────────────────────────┴─▶ connected (map stream)
+ *                └──── backoff ◀── stream/connection lost, or 120 s of silence ◀──┘
+ *   register errors (bad key, expired, logged out) ─▶ error / expired (no retry)
+ *
+ * The first connection's failure rejects start() so the CLI can exit with a clear message; after the node
+ * has been connected once, every network failure is retried with jittered exponential backoff and the last
+ * good netmap is kept. A malformed map message is logged and skipped; the netmap stays as it was.
+ */
+import { EventEmitter } from 'node:events';
+import { hostname as osHostname } from 'node:os';
+import { MeshError, type SerializedError } from '../../../src-shared/errors.ts';
+import { generateKeyPair, keyPairFromPrivate, keyText, parseKeyText, type KeyPair } from '../../protocol/crypto/keys.ts';
+import { CONTROL_BACKOFF_MAX_MS, CONTROL_BACKOFF_MIN_MS, CONTROL_CAPVER, MAP_WATCHDOG_MS } from '../constants.ts';
+import { loadState, saveState, type PersistedState } from '../state/store.ts';
+import { realClock, type Clock, type TimerHandle } from '../sys/clock.ts';
+import { discardLogf, type Logf } from '../sys/log.ts';
+import { applyMapResponse, emptyNetMap, type NetMap } from './map-session.ts';
+import { MapStreamDecoder } from './stream-framing.ts';
+import { dialControl, fetchServerKey, openStream, postJson, type ControlConn } from './transport.ts';
+
+export type ControlStateName = 'connecting' | 'needs-login' | 'connected' | 'expired' | 'error';
+
+export interface ControlStatus {
+  state: ControlStateName;
+  url: string;
+  error: SerializedError | null;
+  authUrl: string | null;
+}
+
+export interface ControlClientInit {
+  server: URL;
+  stateDir: string;
+  authKey?: string;
+  hostname?: string;
+  /** @default CONTROL_CAPVER */
+  capver?: number;
+  clock?: Clock;
+  logf?: Logf;
+  /** Randomness for backoff jitter; @default Math.random */
+  random?: () => number;
+}
+
+export interface ControlClientEvents {
+  status: [ControlStatus];
+  netmap: [NetMap];
+}
+
+interface RegisterResponseShape {
+  Error?: string;
+  AuthURL?: string;
+  MachineAuthorized?: boolean;
+  NodeKeyExpired?: boolean;
+}
+
+const PAST_EXPIRY = '1970-01-01T00:02:03Z';
+
+export class ControlClient extends EventEmitter<ControlClientEvents> {
+  // Owned by this instance.
+  private st: ControlStatus;
+  private nm: NetMap = emptyNetMap;
+  private conn: ControlConn | null = null;
+  private stream: { cancel(): void } | null = null;
+  private watchdog: TimerHandle | null = null;
+  private retryTimer: TimerHandle | null = null;
+  private failures = 0;
+  private stopped = false;
+  private everConnected = false;
+  private state: PersistedState | null = null;
+  private machine!: KeyPair;
+  private node!: KeyPair;
+  private readonly disco: KeyPair = generateKeyPair();
+  private readonly capver: number;
+  private readonly clock: Clock;
+  private readonly logf: Logf;
+  private readonly random: () => number;
+
+  constructor(private readonly init: ControlClientInit) {
+    super();
+    this.capver = init.capver ?? CONTROL_CAPVER;
+    this.clock = init.clock ?? realClock;
+    this.logf = init.logf ?? discardLogf;
+    this.random = init.random ?? Math.random;
+    this.st = { state: 'connecting', url: init.server.origin, error: null, authUrl: null };
+  }
+
+  get status(): ControlStatus {
+    return this.st;
+  }
+
+  get netmap(): NetMap {
+    return this.nm;
+  }
+
+  get nodePublic(): Uint8Array {
+    return this.node.pub;
+  }
+
+  get discoPublic(): Uint8Array {
+    return this.disco.pub;
+  }
+
+  get machinePublic(): Uint8Array {
+    return this.machine.pub;
+  }
+
+  private setStatus(s: Partial<ControlStatus>): void {
+    this.st = { ...this.st, ...s };
+    this.emit('status', this.st);
+  }
+
+  private hostname(): string {
+    return this.init.hostname ?? this.state?.hostname ?? osHostname();
+  }
+
+  /** Loads or creates the persisted keys. */
+  private async loadKeys(): Promise<void> {
+    const saved = await loadState(this.init.stateDir);
+    const machinePriv = saved ? parseKeyText('privkey', saved.machinePrivate) : null;
+    this.machine = machinePriv ? keyPairFromPrivate(machinePriv) : generateKeyPair();
+    const nodePriv = saved?.nodePrivate ? parseKeyText('privkey', saved.nodePrivate) : null;
+    this.node = nodePriv ? keyPairFromPrivate(nodePriv) : generateKeyPair();
+    this.state = {
+      version: 1,
+      machinePrivate: keyText('privkey', this.machine.priv),
+      nodePrivate: keyText('privkey', this.node.priv),
+      loginServer: saved?.loginServer ?? null,
+      hostname: this.init.hostname ?? saved?.hostname ?? null,
+    };
+    await saveState(this.init.stateDir, this.state);
+  }
+
+  /** Connects, registers and opens the map stream. Rejects if the first attempt fails. */
+  async start(): Promise<void> {
+    await this.loadKeys();
+    await this.connectOnce();
+  }
+
+  private hostinfo(): Record<string, unknown> {
+    return { Hostname: this.hostname(), OS: 'linux', GoArch: process.arch, IPNVersion: 'weft-0.1.0', FrontendLogID: '', BackendLogID: '' };
+  }
+
+  private async connectOnce(): Promise<void> {
+    this.setStatus({ state: 'connecting' });
+    const serverPub = await fetchServerKey(this.init.server, this.capver);
+    const conn = await dialControl({ server: this.init.server, capver: this.capver, machinePriv: this.machine.priv, serverPub });
+    if (this.stopped) {
+      conn.close();
+      return;
+    }
+    this.conn = conn;
+    conn.session.once('close', () => this.onConnectionLost(new Error('control connection closed')));
+    try {
+      await this.register();
+      if (this.stopped) return;
+      await this.openMap();
+      this.failures = 0;
+      this.everConnected = true;
+    } catch (e) {
+      conn.close();
+      this.conn = null;
+      throw e;
+    }
+  }
+
+  private async registerRequest(body: Record<string, unknown>, timeoutMs?: number): Promise<RegisterResponseShape> {
+    const conn = this.conn;
+    if (!conn) throw new MeshError('unreachable', 'not connected', true);
+    const reply = await postJson(conn.session, '/machine/register', { Version: this.capver, NodeKey: keyText('nodekey', this.node.pub), Hostinfo: this.hostinfo(), ...body }, timeoutMs ? { timeoutMs } : {});
+    const text = new TextDecoder().decode(reply.body).trim();
+    if (reply.status !== 200) throw new MeshError('protocol', `register answered HTTP ${reply.status}: ${text.slice(0, 200)}`, reply.status >= 500);
+    if (text === 'null') return {};
+    try {
+      return JSON.parse(text) as RegisterResponseShape;
+    } catch {
+      throw new MeshError('protocol', 'register reply is not JSON', true);
+    }
+  }
+
+  private async register(): Promise<void> {
+    const sameServer = this.state?.loginServer === this.init.server.origin;
+    let resp: RegisterResponseShape;
+    if (sameServer && !this.init.authKey) {
+      resp = await this.registerRequest({}); // the restart fast path: an existing node answers at once
+    } else if (this.init.authKey) {
+      resp = await this.registerRequest({ Auth: { AuthKey: this.init.authKey } });
+    } else {
+      resp = await this.registerRequest({});
+    }
+    if (resp.NodeKeyExpired) {
+      if (!this.init.authKey) {
+        this.setStatus({ state: 'expired' });
+        throw new MeshError('key-expired', 'this node’s key has expired or it was logged out; run weft up again with an auth key, or log in interactively after weft logout', false);
+      }
+      // Rotate the node key and register it with the auth key.
+      this.node = generateKeyPair();
+      await this.persist({ nodePrivate: keyText('privkey', this.node.priv) });
+      resp = await this.registerRequest({ Auth: { AuthKey: this.init.authKey } });
+    }
+    if (resp.Error) throw new MeshError('auth-failed', `the server refused registration: ${resp.Error}`, false);
+    // Interactive login: show the URL, then wait on Followup until approved (headscale blocks the request).
+    for (let round = 0; resp.AuthURL && round < 20 && !this.stopped; round++) {
+      const url = resp.AuthURL;
+      this.setStatus({ state: 'needs-login', authUrl: url });
+      this.logf(`control: login required: ${url}`);
+      resp = await this.registerRequest({ Followup: url }, 16 * 60_000);
+      if (resp.Error && /timed out/i.test(resp.Error)) resp = { AuthURL: url };
+      else if (resp.Error) throw new MeshError('auth-failed', `login failed: ${resp.Error}`, false);
+    }
+    if (!resp.MachineAuthorized) throw new MeshError('auth-failed', 'the server did not authorize this machine', false);
+    await this.persist({ loginServer: this.init.server.origin });
+    this.setStatus({ authUrl: null });
+  }
+
+  private async persist(patch: Partial<PersistedState>): Promise<void> {
+    if (!this.state) return;
+    this.state = { ...this.state, ...patch };
+    await saveState(this.init.stateDir, this.state);
+  }
+
+  private mapRequest(stream: boolean): Record<string, unknown> {
+    return {
+      Version: this.capver,
+      NodeKey: keyText('nodekey', this.node.pub),
+      DiscoKey: keyText('discokey', this.disco.pub),
+      Stream: stream,
+      OmitPeers: !stream,
+      KeepAlive: true,
+      Hostinfo: this.hostinfo(),
+      Endpoints: [],
+      EndpointTypes: [],
+    };
+  }
+
+  /** Opens the map stream and resolves once the first full map has been applied. */
+  private openMap(): Promise<void> {
+    const conn = this.conn!;
+    const decoder = new MapStreamDecoder();
+    // Each stream is its own map session (as in Tailscale): it starts empty, and the netmap shown to users
+    // is replaced only once this session's first full map has arrived.
+    let session: NetMap = emptyNetMap;
+    return new Promise<void>((resolve, reject) => {
+      let first = true;
+      let status = 0;
+      const fail = (e: Error): void => {
+        if (first) {
+          first = false;
+          reject(e);
+        } else this.onConnectionLost(e);
+      };
+      this.armWatchdog();
+      this.stream = openStream(conn.session, '/machine/map', this.mapRequest(true), {
+        onStatus: (s) => {
+          status = s;
+          if (s !== 200) fail(new MeshError(s === 404 ? 'auth-failed' : 'protocol', `map request answered HTTP ${s}`, s >= 500));
+        },
+        onData: (chunk) => {
+          if (status !== 200) return;
+          this.armWatchdog();
+          const bodies = decoder.push(chunk);
+          if (!Array.isArray(bodies)) {
+            fail(new MeshError('protocol', `map stream: ${bodies.reason}`, true));
+            return;
+          }
+          for (const body of bodies) {
+            let json: unknown;
+            try {
+              json = JSON.parse(new TextDecoder().decode(body));
+            } catch {
+              this.logf('control: map message is not JSON; keeping the last good netmap');
+              continue;
+            }
+            if (process.env['WEFT_DEBUG_MAP']) this.logf(`[v1] map message: keys=${Object.keys(json as object).join(",")} ${JSON.stringify(json).length}B`);
+            const r = applyMapResponse(session, json);
+            if (r.kind === 'error') {
+              this.logf(`control: bad map message (${r.reason}); keeping the last good netmap`);
+              continue;
+            }
+            session = r.netmap;
+            if (r.keepAlive || !session.self) continue;
+            this.nm = session;
+            this.emit('netmap', this.nm);
+            const want = session.self.Expired ? 'expired' : 'connected';
+            if (first) {
+              first = false;
+              this.setStatus({ state: want, error: null });
+              resolve();
+            } else if (want !== this.st.state) this.setStatus({ state: want });
+          }
+        },
+        onEnd: (err) => fail(err ?? new Error('map stream ended')),
+      });
+    });
+  }
+
+  private armWatchdog(): void {
+    if (this.watchdog) this.clock.clearTimeout(this.watchdog);
+    this.watchdog = this.clock.setTimeout(() => this.onConnectionLost(new Error(`no map message for ${MAP_WATCHDOG_MS / 1000} s`)), MAP_WATCHDOG_MS);
+  }
+
+  private onConnectionLost(err: Error): void {
+    if (this.stopped || !this.everConnected || this.retryTimer) return;
+    this.logf(`control: connection lost: ${err.message}; reconnecting`);
+    this.teardown();
+    this.setStatus({ state: 'connecting', error: { code: 'unreachable', message: err.message, retryable: true } });
+    this.scheduleRetry();
+  }
+
+  private scheduleRetry(): void {
+    const base = Math.min(CONTROL_BACKOFF_MAX_MS, CONTROL_BACKOFF_MIN_MS * 2 ** this.failures);
+    const delay = Math.round(base * (0.5 + this.random() / 2));
+    this.failures++;
+    this.retryTimer = this.clock.setTimeout(() => {
+      this.retryTimer = null;
+      if (this.stopped) return;
+      this.connectOnce().catch((e: unknown) => {
+        const me = e instanceof MeshError ? e : new MeshError('unreachable', (e as Error).message, true);
+        if (!me.retryable) {
+          this.setStatus({ state: me.code === 'key-expired' ? 'expired' : 'error', error: me.toJSON() });
+          return;
+        }
+        this.setStatus({ state: 'connecting', error: me.toJSON() });
+        this.scheduleRetry();
+      });
+    }, delay);
+  }
+
+  private teardown(): void {
+    if (this.watchdog) this.clock.clearTimeout(this.watchdog);
+    this.watchdog = null;
+    this.stream?.cancel();
+    this.stream = null;
+    const c = this.conn;
+    this.conn = null;
+    c?.close();
+  }
+
+  /** Expires this node's key on the server (a past Expiry), then forgets the node key locally. */
+  async logout(): Promise<void> {
+    if (!this.conn) {
+      const serverPub = await fetchServerKey(this.init.server, this.capver);
+      this.conn = await dialControl({ server: this.init.server, capver: this.capver, machinePriv: this.machine.priv, serverPub });
+    }
+    const resp = await this.registerRequest({ Expiry: PAST_EXPIRY });
+    if (resp.Error) throw new MeshError('protocol', `logout failed: ${resp.Error}`, false);
+    await this.persist({ nodePrivate: null, loginServer: null });
+    this.setStatus({ state: 'expired' });
+  }
+
+  /** Loads keys only (for logout without a running engine). */
+  async loadOnly(): Promise<void> {
+    await this.loadKeys();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer) this.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.teardown();
+  }
+}

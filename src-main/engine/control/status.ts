@@ -1,0 +1,45 @@
+/**
+ * Builds the status report (`weft status --json`, and the UI's snapshot) from the control status and netmap.
+ * Pure. Until the data plane exists, a peer's path is `connecting` when control says it is online and
+ * `offline` otherwise.
+ */
+import type { PeerStatus, StatusReport } from '../../../src-shared/model/status.ts';
+import type { ControlStatus } from './client.ts';
+import { isZeroTime, type Node } from './types.ts';
+import { sortedPeers, type NetMap } from './map-session.ts';
+
+/** "100.64.0.1/32" → "100.64.0.1"; other prefixes stay as they are. */
+function hostAddr(p: string): string {
+  return p.replace(/\/(32|128)$/, '');
+}
+
+/** The short name: the first DNS label of Node.Name, else the hostname the node reported. */
+export function shortName(n: Node): string {
+  const label = n.Name.replace(/\.$/, '').split('.')[0];
+  return label || n.Hostinfo?.Hostname || `node-${n.ID}`;
+}
+
+const time = (t: string | undefined | null): string | null => (t && !isZeroTime(t) ? t : null);
+
+export function buildStatus(control: ControlStatus, nm: NetMap): StatusReport {
+  const self = nm.self;
+  const peers: PeerStatus[] = sortedPeers(nm).map((p) => ({
+    id: p.ID,
+    name: shortName(p),
+    nodeKey: p.Key,
+    discoKey: p.DiscoKey.endsWith('0'.repeat(64)) ? null : p.DiscoKey,
+    addresses: p.Addresses.map(hostAddr),
+    allowedIPs: [...p.AllowedIPs],
+    endpoints: [...p.Endpoints],
+    homeRegion: p.HomeDERP > 0 ? p.HomeDERP : null,
+    online: p.Online ?? null,
+    lastSeen: time(p.LastSeen),
+    keyExpiry: time(p.KeyExpiry),
+    path: p.Online === false || p.Expired ? { kind: 'offline' } : { kind: 'connecting' },
+  }));
+  return {
+    control: { state: control.state, url: control.url, error: control.error?.message ?? null, authUrl: control.authUrl },
+    self: self ? { name: shortName(self), nodeKey: self.Key, addresses: self.Addresses.map(hostAddr), keyExpiry: time(self.KeyExpiry) } : null,
+    peers,
+  };
+}
