@@ -73,6 +73,8 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
   private machine!: KeyPair;
   private node!: KeyPair;
   private readonly disco: KeyPair = generateKeyPair();
+  /** Our UDP endpoints as reported to control (empty until the data plane reports some). */
+  private endpoints: string[] = [];
   private readonly capver: number;
   private readonly clock: Clock;
   private readonly logf: Logf;
@@ -156,6 +158,9 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     try {
       await this.register();
       if (this.stopped) return;
+      // headscale <= 0.26 stores the disco key, endpoints and hostinfo only from a lite update, so one goes
+      // out before the stream (newer versions take them from the stream request too).
+      await this.pushLiteUpdate();
       await this.openMap();
       this.failures = 0;
       this.everConnected = true;
@@ -230,9 +235,21 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       OmitPeers: !stream,
       KeepAlive: true,
       Hostinfo: this.hostinfo(),
-      Endpoints: [],
-      EndpointTypes: [],
+      Endpoints: this.endpoints,
+      EndpointTypes: this.endpoints.map(() => 0),
     };
+  }
+
+  /**
+   * Sends endpoints, hostinfo and the disco key without disturbing the stream: a `Stream:false,
+   * OmitPeers:true` map request, answered with 200 and an empty body.
+   */
+  async pushLiteUpdate(endpoints: readonly string[] = this.endpoints): Promise<void> {
+    this.endpoints = [...endpoints];
+    const conn = this.conn;
+    if (!conn) return;
+    const reply = await postJson(conn.session, '/machine/map', { ...this.mapRequest(false), Endpoints: this.endpoints }, { timeoutMs: 15_000 });
+    if (reply.status !== 200) throw new MeshError(reply.status === 404 ? 'auth-failed' : 'protocol', `endpoint update answered HTTP ${reply.status}`, reply.status >= 500);
   }
 
   /** Opens the map stream and resolves once the first full map has been applied. */

@@ -1,0 +1,179 @@
+/**
+ * Acceptance for the control client against real headscale (each pinned version), in the NAT lab:
+ * two Weft nodes join with pre-auth keys and see each other; interactive login; deltas for a joining and a
+ * deleted node; restart keeps the node; headscale down for 30 s; a wrong key; a server that is not headscale.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StatusReport } from '../../src-shared/model/status.ts';
+import { createLab, type HostName, type Lab, type LabProcess } from './lab.ts';
+import { HEADSCALE_VERSIONS, startHeadscale, type Headscale, type HsUser } from './headscale.ts';
+
+const WEFT = ['node', 'src-main/cli/bin.mjs'];
+const CGNAT_V4 = /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.\d+\.\d+$/;
+const ULA_V6 = /^fd7a:115c:a1e0:/;
+
+let lab: Lab;
+beforeAll(async () => {
+  lab = await createLab();
+});
+afterAll(async () => {
+  await lab?.destroy();
+});
+
+/** Polls `fn` every 250 ms until it returns a value, for at most `ms`. */
+async function eventually<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (let i = 0; Date.now() < end && i < 1000; i++) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+describe.each(HEADSCALE_VERSIONS)('weft against headscale %s', (version) => {
+  let hs: Headscale;
+  let user: HsUser;
+  let key: string;
+  const nodes = new Map<string, { host: HostName; dir: string; proc: LabProcess }>();
+
+  const status = async (name: string): Promise<StatusReport> => {
+    const n = nodes.get(name)!;
+    const r = await lab.exec(n.host, [...WEFT, 'status', '--json', '--state-dir', n.dir], { timeoutMs: 15_000 });
+    if (r.code !== 0) throw new Error(`weft status failed: ${r.stderr}`);
+    return StatusReport.parse(JSON.parse(r.stdout));
+  };
+
+  const up = (name: string, host: HostName, extra: string[] = ['--auth-key', key]): LabProcess => {
+    const dir = `${lab.tmpDir}/weft-${version}-${name}`;
+    const proc = lab.spawn(host, [...WEFT, 'up', '--login-server', hs.url, '--hostname', name, '--state-dir', dir, ...extra]);
+    nodes.set(name, { host, dir, proc });
+    return proc;
+  };
+
+  const peerNames = async (name: string): Promise<string[]> => (await status(name)).peers.map((p) => p.name).sort();
+
+  beforeAll(async () => {
+    hs = await startHeadscale(lab, version);
+    user = await hs.createUser('weft');
+    key = await hs.createPreauthKey(user, { reusable: true, expiration: '1h' });
+  });
+
+  afterAll(async () => {
+    await Promise.all([...nodes.values()].map((n) => n.proc.kill()));
+    await hs?.stop();
+  });
+
+  it('two nodes behind different NATs join with pre-auth keys and see each other', async () => {
+    await Promise.all([up('alpha', 'a1').waitForOutput(/weft: connected as/, 30_000), up('beta', 'b1').waitForOutput(/weft: connected as/, 30_000)]);
+    const listed = await eventually('both nodes online in headscale', 15_000, async () => {
+      const l = await hs.listNodes();
+      const mine = l.filter((n) => n.name === 'alpha' || n.name === 'beta');
+      return mine.length === 2 && mine.every((n) => n.online) ? mine : undefined;
+    });
+    expect(listed.map((n) => n.name).sort()).toEqual(['alpha', 'beta']);
+
+    for (const [me, other] of [
+      ['alpha', 'beta'],
+      ['beta', 'alpha'],
+    ] as const) {
+      const s = await eventually(`${me} sees ${other}`, 10_000, async () => {
+        const st = await status(me);
+        // headscale 0.26 first lists a peer with a zero disco key and sends the key in a later delta.
+        return st.peers.some((p) => p.name === other && p.discoKey !== null) ? st : undefined;
+      });
+      expect(s.control.state).toBe('connected');
+      expect(s.self?.name).toBe(me);
+      const p = s.peers.find((x) => x.name === other)!;
+      const hsNode = listed.find((n) => n.name === other)!;
+      expect(p.addresses.find((a) => CGNAT_V4.test(a))).toBeDefined();
+      expect(p.addresses.find((a) => ULA_V6.test(a))).toBeDefined();
+      expect([...p.addresses].sort()).toEqual([...hsNode.ipAddresses].sort());
+      expect(p.discoKey).toMatch(/^discokey:[0-9a-f]{64}$/);
+      expect(p.nodeKey).toBe(hsNode.nodeKey);
+      expect(p.online).toBe(true);
+      expect(['connecting', 'offline']).toContain(p.path.kind);
+    }
+  });
+
+  it('interactive login: prints an AuthURL, and comes online once the admin registers it', async () => {
+    const proc = up('gamma', 'c1', []);
+    const m = await proc.waitForOutput(/To authenticate, visit:\s+(\S+\/register\/(\S+))/, 30_000);
+    const st = await status('gamma');
+    expect(st.control.state).toBe('needs-login');
+    expect(st.control.authUrl).toBe(m[1]);
+    await hs.registerNode(user, m[2]!);
+    await proc.waitForOutput(/weft: connected as/, 30_000);
+    expect((await status('gamma')).control.state).toBe('connected');
+  });
+
+  it('deltas: a joining node appears in the others’ status within 10 s, and a deleted one disappears', async () => {
+    const t0 = Date.now();
+    await up('delta', 'a2').waitForOutput(/weft: connected as/, 30_000);
+    for (const n of ['alpha', 'beta']) await eventually(`${n} sees delta`, 10_000, async () => ((await peerNames(n)).includes('delta') ? true : undefined));
+    expect(Date.now() - t0).toBeLessThan(30_000);
+
+    await nodes.get('delta')!.proc.kill();
+    const id = (await hs.listNodes()).find((n) => n.name === 'delta')!.id;
+    await hs.deleteNode(id);
+    for (const n of ['alpha', 'beta']) await eventually(`${n} drops delta`, 10_000, async () => (!(await peerNames(n)).includes('delta') ? true : undefined));
+  });
+
+  it('restart with the same state directory keeps the same node (same machine key, no duplicate)', async () => {
+    const before = (await hs.listNodes()).filter((n) => n.name === 'alpha');
+    expect(before).toHaveLength(1);
+    const old = nodes.get('alpha')!;
+    await old.proc.kill('SIGTERM');
+    expect(await old.proc.exited).toBe(0);
+    const proc = lab.spawn('a1', [...WEFT, 'up', '--login-server', hs.url, '--hostname', 'alpha', '--state-dir', old.dir]);
+    nodes.set('alpha', { ...old, proc });
+    await proc.waitForOutput(/weft: connected as/, 30_000);
+    const after = (await hs.listNodes()).filter((n) => n.name.startsWith('alpha'));
+    expect(after).toHaveLength(1);
+    expect(after[0]!.id).toBe(before[0]!.id);
+    expect(after[0]!.machineKey).toBe(before[0]!.machineKey);
+  });
+
+  it('keeps running while headscale is down for 30 s, shows connecting, and reconnects by itself', async () => {
+    await hs.stop();
+    await eventually('alpha notices the outage', 20_000, async () => ((await status('alpha')).control.state === 'connecting' ? true : undefined));
+    await new Promise((r) => setTimeout(r, 30_000 - 5_000));
+    expect((await status('alpha')).control.state).toBe('connecting');
+    expect((await status('alpha')).peers.length).toBeGreaterThan(0); // the last good netmap is kept
+    await hs.start();
+    for (const n of ['alpha', 'beta']) await eventually(`${n} reconnects`, 30_000, async () => ((await status(n)).control.state === 'connected' ? true : undefined));
+    expect(await peerNames('alpha')).toContain('beta');
+  }, 120_000);
+
+  it('a wrong auth key gives a clear error and a non-zero exit', async () => {
+    const r = await lab.exec('b1', [...WEFT, 'up', '--login-server', hs.url, '--auth-key', 'not-a-real-key-0123456789', '--hostname', 'bad', '--state-dir', `${lab.tmpDir}/bad-${version}`], { timeoutMs: 30_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/refused registration: .*(invalid|not found|expired|authkey|auth key|pre ?auth)/i);
+  });
+});
+
+describe('weft up against servers that are not headscale', () => {
+  let fake: LabProcess;
+  beforeAll(async () => {
+    fake = lab.spawn('srv', ['node', '-e', "require('http').createServer((q,s)=>{s.statusCode=404;s.end('404 page not found')}).listen(8099,'203.0.113.11',()=>console.log('ready'))"]);
+    await fake.waitForOutput(/ready/, 10_000);
+  });
+  afterAll(async () => {
+    await fake?.kill();
+  });
+
+  it.each([
+    ['a plain HTTP 404 server', 'http://203.0.113.11:8099', /not a Tailscale control server: GET \/key answered 404/],
+    ['nothing listening', 'http://203.0.113.12:8099', /cannot reach http:\/\/203\.0\.113\.12:8099/],
+    ['a bad URL', 'ftp://example', /must be http:\/\/ or https:\/\//],
+  ])('%s gives a clear error and a non-zero exit', async (_n, url, msg) => {
+    const r = await lab.exec('a1', [...WEFT, 'up', '--login-server', url, '--auth-key', 'x', '--state-dir', `${lab.tmpDir}/nohs`], { timeoutMs: 30_000 });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(msg);
+  });
+});
