@@ -51,3 +51,9 @@ export const MAP_WATCHDOG_MS = 120_000;
  * control server back after a 30 s outage is found again within seconds, long enough not to hammer it. */
 export const CONTROL_BACKOFF_MIN_MS = 1000;
 export const CONTROL_BACKOFF_MAX_MS = 15_000;
+
+/**
+ * Map-stream compression requested from control. zstd, as the Go client asks for: full maps of a large
+ * tailnet shrink several-fold, and headscale compresses each message as one frame.
+ */
+export const MAP_COMPRESSION: 'zstd' | '' = 'zstd';

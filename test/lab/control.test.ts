@@ -150,6 +150,23 @@ describe.each(HEADSCALE_VERSIONS)('weft against headscale %s', (version) => {
     expect(await peerNames('alpha')).toContain('beta');
   }, 120_000);
 
+  it('weft logout expires the node in headscale and stops weft up', async () => {
+    const n = nodes.get('gamma')!;
+    const r = await lab.exec(n.host, [...WEFT, 'logout', '--state-dir', n.dir], { timeoutMs: 20_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(await n.proc.exited).toBe(0);
+    const g = await eventually('gamma expired in headscale', 10_000, async () => {
+      const node = (await hs.listNodes()).find((x) => x.name === 'gamma');
+      return node?.expiry && Date.parse(node.expiry) <= Date.now() ? node : undefined;
+    });
+    expect(g.name).toBe('gamma');
+    // The others see gamma as expired/offline rather than connecting.
+    await eventually('alpha sees gamma offline', 10_000, async () => {
+      const p = (await status('alpha')).peers.find((x) => x.name === 'gamma');
+      return !p || p.path.kind === 'offline' ? true : undefined;
+    });
+  });
+
   it('a wrong auth key gives a clear error and a non-zero exit', async () => {
     const r = await lab.exec('b1', [...WEFT, 'up', '--login-server', hs.url, '--auth-key', 'not-a-real-key-0123456789', '--hostname', 'bad', '--state-dir', `${lab.tmpDir}/bad-${version}`], { timeoutMs: 30_000 });
     expect(r.code).toBe(1);

@@ -14,12 +14,12 @@ import { EventEmitter } from 'node:events';
 import { hostname as osHostname } from 'node:os';
 import { MeshError, type SerializedError } from '../../../src-shared/errors.ts';
 import { generateKeyPair, keyPairFromPrivate, keyText, parseKeyText, type KeyPair } from '../../protocol/crypto/keys.ts';
-import { CONTROL_BACKOFF_MAX_MS, CONTROL_BACKOFF_MIN_MS, CONTROL_CAPVER, MAP_WATCHDOG_MS } from '../constants.ts';
+import { CONTROL_BACKOFF_MAX_MS, CONTROL_BACKOFF_MIN_MS, CONTROL_CAPVER, MAP_COMPRESSION, MAP_WATCHDOG_MS } from '../constants.ts';
 import { loadState, saveState, type PersistedState } from '../state/store.ts';
 import { realClock, type Clock, type TimerHandle } from '../sys/clock.ts';
 import { discardLogf, type Logf } from '../sys/log.ts';
 import { applyMapResponse, emptyNetMap, type NetMap } from './map-session.ts';
-import { MapStreamDecoder } from './stream-framing.ts';
+import { MapStreamDecoder, parseMapBody } from './stream-framing.ts';
 import { dialControl, fetchServerKey, openStream, postJson, type ControlConn } from './transport.ts';
 
 export type ControlStateName = 'connecting' | 'needs-login' | 'connected' | 'expired' | 'error';
@@ -233,6 +233,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       DiscoKey: keyText('discokey', this.disco.pub),
       Stream: stream,
       OmitPeers: !stream,
+      ...(stream && MAP_COMPRESSION ? { Compress: MAP_COMPRESSION } : {}),
       KeepAlive: true,
       Hostinfo: this.hostinfo(),
       Endpoints: this.endpoints,
@@ -283,13 +284,12 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
             return;
           }
           for (const body of bodies) {
-            let json: unknown;
-            try {
-              json = JSON.parse(new TextDecoder().decode(body));
-            } catch {
-              this.logf('control: map message is not JSON; keeping the last good netmap');
+            const parsed = parseMapBody(body, MAP_COMPRESSION === 'zstd');
+            if (parsed.kind !== 'ok') {
+              this.logf(`control: unreadable map message (${parsed.reason}); keeping the last good netmap`);
               continue;
             }
+            const json = parsed.value;
             if (process.env['WEFT_DEBUG_MAP']) this.logf(`[v1] map message: keys=${Object.keys(json as object).join(",")} ${JSON.stringify(json).length}B`);
             const r = applyMapResponse(session, json);
             if (r.kind === 'error') {
