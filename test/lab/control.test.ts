@@ -174,6 +174,36 @@ describe.each(HEADSCALE_VERSIONS)('weft against headscale %s', (version) => {
   });
 });
 
+describe('map-stream watchdog', () => {
+  it('a silent control server (frozen with SIGSTOP) is detected and the client reconnects when it thaws', async () => {
+    const hs = await startHeadscale(lab, '0.29.2', { listenIp: '203.0.113.13' });
+    try {
+      const user = await hs.createUser('wd');
+      const key = await hs.createPreauthKey(user, { reusable: true, expiration: '1h' });
+      const dir = `${lab.tmpDir}/weft-watchdog`;
+      const proc = lab.spawn('a1', [...WEFT, 'up', '--login-server', hs.url, '--auth-key', key, '--hostname', 'wd', '--state-dir', dir], {
+        env: { WEFT_DEBUG_MAP_WATCHDOG_MS: '4000' },
+      });
+      await proc.waitForOutput(/weft: connected as/, 30_000);
+      const st = async (): Promise<string> => {
+        const r = await lab.exec('a1', [...WEFT, 'status', '--json', '--state-dir', dir]);
+        return StatusReport.parse(JSON.parse(r.stdout)).control.state;
+      };
+      process.kill(hs.proc.pid, 'SIGSTOP');
+      try {
+        await proc.waitForOutput(/no map message for 4 s/, 15_000);
+        expect(await st()).toBe('connecting');
+      } finally {
+        process.kill(hs.proc.pid, 'SIGCONT');
+      }
+      await eventually('reconnected after thaw', 45_000, async () => ((await st()) === 'connected' ? true : undefined));
+      await proc.kill();
+    } finally {
+      await hs.stop();
+    }
+  }, 120_000);
+});
+
 describe('weft up against servers that are not headscale', () => {
   let fake: LabProcess;
   beforeAll(async () => {

@@ -48,6 +48,8 @@ export const upCommand: Command = {
       ...(values['auth-key'] ? { authKey: values['auth-key'] } : {}),
       ...(values.hostname ? { hostname: values.hostname } : {}),
       logf: log,
+      // Debug knob for tests: a shorter map-stream watchdog than Tailscale's 120 s.
+      ...(process.env['WEFT_DEBUG_MAP_WATCHDOG_MS'] ? { mapWatchdogMs: Number(process.env['WEFT_DEBUG_MAP_WATCHDOG_MS']) } : {}),
     });
     let lastState = '';
     client.on('status', (s) => {

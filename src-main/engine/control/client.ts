@@ -42,6 +42,8 @@ export interface ControlClientInit {
   logf?: Logf;
   /** Randomness for backoff jitter; @default Math.random */
   random?: () => number;
+  /** Restart the map poll after this much silence; @default MAP_WATCHDOG_MS */
+  mapWatchdogMs?: number;
 }
 
 export interface ControlClientEvents {
@@ -315,7 +317,8 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
 
   private armWatchdog(): void {
     if (this.watchdog) this.clock.clearTimeout(this.watchdog);
-    this.watchdog = this.clock.setTimeout(() => this.onConnectionLost(new Error(`no map message for ${MAP_WATCHDOG_MS / 1000} s`)), MAP_WATCHDOG_MS);
+    const ms = this.init.mapWatchdogMs ?? MAP_WATCHDOG_MS;
+    this.watchdog = this.clock.setTimeout(() => this.onConnectionLost(new Error(`no map message for ${ms / 1000} s`)), ms);
   }
 
   private onConnectionLost(err: Error): void {
