@@ -17,6 +17,7 @@ import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { blake2s } from '@noble/hashes/blake2.js';
 import { hmac } from '@noble/hashes/hmac.js';
+import { concatBytes } from '../wire/hex.ts';
 
 export const PROTOCOL_NAME = 'Noise_IK_25519_ChaChaPoly_BLAKE2s';
 export const MSG_INITIATION = 1;
@@ -44,15 +45,6 @@ const malformed = (reason: string): Malformed => ({ kind: 'malformed', reason })
 
 const enc = new TextEncoder();
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 /** X25519 that refuses an all-zero shared secret (a low-order peer point), as Go's curve25519.X25519 does. */
 export function dh(priv: Uint8Array, pub: Uint8Array): Uint8Array {
@@ -69,7 +61,7 @@ export function publicKeyOf(priv: Uint8Array): Uint8Array {
 function hkdf2(ck: Uint8Array, ikm: Uint8Array): [Uint8Array, Uint8Array] {
   const prk = hmac(blake2s, ck, ikm);
   const o1 = hmac(blake2s, prk, new Uint8Array([1]));
-  const o2 = hmac(blake2s, prk, concat(o1, new Uint8Array([2])));
+  const o2 = hmac(blake2s, prk, concatBytes(o1, new Uint8Array([2])));
   return [o1, o2];
 }
 
@@ -86,7 +78,7 @@ class Symmetric {
   }
 
   mixHash(data: Uint8Array): void {
-    this.h = blake2s(concat(this.h, data));
+    this.h = blake2s(concatBytes(this.h, data));
   }
 
   mixKey(dhOut: Uint8Array): void {
@@ -290,7 +282,7 @@ export class FrameReader {
   private buf: Uint8Array = new Uint8Array(0);
 
   push(chunk: Uint8Array): Frame[] | Malformed {
-    this.buf = this.buf.length === 0 ? chunk.slice() : concat(this.buf, chunk);
+    this.buf = this.buf.length === 0 ? chunk.slice() : concatBytes(this.buf, chunk);
     const frames: Frame[] = [];
     let o = 0;
     while (this.buf.length - o >= HEADER_LEN) {

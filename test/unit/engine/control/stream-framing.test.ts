@@ -10,19 +10,12 @@ import {
   type MapStreamError,
 } from '../../../../src-main/engine/control/stream-framing.ts';
 import { fixtureBytes } from './control-fixtures.ts';
+import { concatBytes } from '../../../../src-main/protocol/wire/hex.ts';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+const concat = concatBytes;
 
 function bodies(r: Uint8Array[] | MapStreamError): Uint8Array[] {
   if (!Array.isArray(r)) throw new Error(`unexpected error: ${r.reason}`);
