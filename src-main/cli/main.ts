@@ -3,7 +3,9 @@
  * Each command returns its exit code: 0 success, 1 failure at run time, 2 bad usage.
  */
 import { netcheckCommand } from './commands/netcheck.ts';
+import { helperCommand } from './commands/helper.ts';
 import { logoutCommand } from './commands/logout.ts';
+import { pingCommand } from './commands/ping.ts';
 import { portmapCommand } from './commands/portmap.ts';
 import { statusCommand } from './commands/status.ts';
 import { upCommand } from './commands/up.ts';
@@ -14,6 +16,8 @@ const commands: Record<string, Command> = {
   up: upCommand,
   status: statusCommand,
   logout: logoutCommand,
+  ping: pingCommand,
+  helper: helperCommand,
   netcheck: netcheckCommand,
   portmap: portmapCommand,
   'stun-server': stunServerCommand,
@@ -25,6 +29,8 @@ commands:
   up            join the tailnet (headscale) and stay connected until interrupted
   status        show the connection and peers of the running weft up
   logout        log this device out
+  ping          disco-ping a peer and show the path (direct address and latency)
+  helper        the privileged helper (root): manages only Weft's own WireGuard interfaces
   netcheck      probe the NAT: mapping, filtering, hairpinning, port mapping, DERP latency
   portmap       forward a public UDP port to this host (NAT-PMP / PCP) until interrupted
   stun-server   run a STUN server (RFC 5389, RFC 5780 with --alt, Tailscale-compatible)

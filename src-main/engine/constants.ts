@@ -57,3 +57,82 @@ export const CONTROL_BACKOFF_MAX_MS = 15_000;
  * tailnet shrink several-fold, and headscale compresses each message as one frame.
  */
 export const MAP_COMPRESSION: 'zstd' | '' = 'zstd';
+
+// --- Peer paths: disco discovery and path choice (Tailscale magicsock values, dataplane-protocol §4.4) ---
+
+/** While real traffic flows, ping bestAddr this often: two heartbeats fit in one trust window. */
+export const DISCO_HEARTBEAT_INTERVAL_MS = 3000;
+
+/** A pong from bestAddr makes it the only destination this long (covers one lost heartbeat pong). */
+export const DISCO_TRUST_UDP_ADDR_MS = 6500;
+
+/** Idle time after which heartbeats stop and ping-learned candidates expire (under common 60 s NAT idle). */
+export const DISCO_SESSION_ACTIVE_TIMEOUT_MS = 45_000;
+
+/** Minimum gap between discovery pings to one candidate, so steady traffic cannot flood it (CallMeMaybe resets it). */
+export const DISCO_PING_INTERVAL_MS = 5000;
+
+/** How long a ping waits for its pong; after that it can no longer confirm (or keep) a path. */
+export const DISCO_PING_TIMEOUT_MS = 5000;
+
+/** Re-ping every candidate this often even on a working path, to find a better one (e.g. a LAN route). */
+export const DISCO_UPGRADE_DIRECT_INTERVAL_MS = 60_000;
+
+/** A bestAddr at or below this latency is as good as it gets: stop the periodic upgrade search. */
+export const DISCO_GOOD_ENOUGH_LATENCY_MS = 5;
+
+/** Pong results kept per candidate (Tailscale's ring size); enough for status and debugging. */
+export const DISCO_PONG_HISTORY = 64;
+
+/** Past this many candidates for one peer, stale ones are pruned as soon as a new one is learned. */
+export const DISCO_MAX_CANDIDATES = 100;
+
+// --- WireGuard interface --------------------------------------------------------------------------------
+
+/**
+ * MTU of the WireGuard TUN. 1280 is Tailscale's default TUN MTU: the IPv6 minimum, so the tunnel carries
+ * IPv6, and small enough that the outer packet (1280 + 80 bytes of IPv6/UDP/WireGuard overhead = 1360) fits
+ * every real underlay, including PPPoE, mobile and other tunnels, without relying on PMTUD (which the lab
+ * shows breaking through NAT: natlab.md G9). wireguard-go's own default, 1420, assumes a clean 1500 path.
+ */
+export const WG_TUN_MTU = 1280;
+
+/** How long to wait for wireguard-go's UAPI socket after spawning it (it appears in ~10 ms here). */
+export const WG_START_TIMEOUT_MS = 5000;
+
+/** Poll interval while waiting for the UAPI socket to appear. */
+export const WG_START_POLL_MS = 20;
+
+/** SIGTERM grace before SIGKILL when stopping wireguard-go (it exits in ms; the bound covers a hung one). */
+export const WG_STOP_TIMEOUT_MS = 3000;
+
+/** Bound on one UAPI request/reply over the unix socket (a get of a large tailnet is still sub-ms work). */
+export const WG_UAPI_TIMEOUT_MS = 5000;
+
+/** Bound on one privileged-helper request as seen by its client (covers spawning wireguard-go). */
+export const WG_HELPER_REQUEST_TIMEOUT_MS = 30_000;
+
+// --- Endpoint discovery ---------------------------------------------------------------------------------
+
+/**
+ * Periodic re-STUN on the shared socket, at a random 20–26 s: just under the common 30 s UDP NAT timeout,
+ * so the mapping we advertise stays alive and changes are noticed (Tailscale's periodic ReSTUN).
+ */
+export const ENDPOINT_RESTUN_MIN_MS = 20_000;
+export const ENDPOINT_RESTUN_MAX_MS = 26_000;
+
+/**
+ * While a peer has no path (no direct address yet, and no DERP until the relay issue), its outgoing
+ * WireGuard packets wait in a queue of at most 16, and those younger than 3 s are sent once a direct path
+ * appears. This keeps the first handshake from waiting for WireGuard's 5 s retry.
+ */
+export const MAGIC_PENDING_MAX_PACKETS = 16;
+export const MAGIC_PENDING_MAX_AGE_MS = 3000;
+
+/**
+ * When a disco ping arrives from a candidate and we have no trusted path, we ping that candidate back at once,
+ * at most once a second. The inbound ping proves the peer's NAT lets our reply through, so this completes
+ * hole punching in one round trip instead of a second 5 s discoPingInterval round (the job CallMeMaybe does
+ * over DERP in Tailscale).
+ */
+export const DISCO_PING_BACK_MIN_INTERVAL_MS = 1000;

@@ -26,6 +26,10 @@ export const PeerStatus = z.object({
   lastSeen: z.string().nullable(),
   keyExpiry: z.string().nullable(),
   path: PeerPath,
+  /** Last completed WireGuard handshake (RFC 3339), and bytes through the tunnel. */
+  lastHandshake: z.string().nullable(),
+  rxBytes: z.number(),
+  txBytes: z.number(),
 });
 export type PeerStatus = z.infer<typeof PeerStatus>;
 

@@ -28,6 +28,9 @@ const ENGINE_IO = [
   /^src-main\/engine\/portmap\/(portmapper|gateway|upnp)\.ts$/,
   /^src-main\/engine\/control\/(transport|noise-conn|client)\.ts$/,
   /^src-main\/engine\/state\/store\.ts$/,
+  /^src-main\/engine\/engine\.ts$/,
+  /^src-main\/engine\/magicsock\/conn\.ts$/,
+  /^src-main\/engine\/wg\/(wireguard-go|stale|uapi-socket|helper|exec)\.ts$/,
 ];
 
 interface Edge {

@@ -16,6 +16,9 @@ declare -A need=(
   [miniupnpd]=miniupnpd
   [ping]=iputils-ping
   [tcpdump]=tcpdump
+  [wireguard-go]=wireguard-go
+  [wg]=wireguard-tools
+  [iperf3]=iperf3
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -103,6 +103,14 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     return this.node.pub;
   }
 
+  get nodePrivate(): Uint8Array {
+    return this.node.priv;
+  }
+
+  get discoPrivate(): Uint8Array {
+    return this.disco.priv;
+  }
+
   get discoPublic(): Uint8Array {
     return this.disco.pub;
   }

@@ -36,6 +36,9 @@ export function buildStatus(control: ControlStatus, nm: NetMap): StatusReport {
     lastSeen: time(p.LastSeen),
     keyExpiry: time(p.KeyExpiry),
     path: p.Online === false || p.Expired ? { kind: 'offline' } : { kind: 'connecting' },
+    lastHandshake: null,
+    rxBytes: 0,
+    txBytes: 0,
   }));
   return {
     control: { state: control.state, url: control.url, error: control.error?.message ?? null, authUrl: control.authUrl },

@@ -1,0 +1,209 @@
+/**
+ * Engine: the composition root of the mesh engine, Electron-free. It wires
+ *   ControlClient (registration, netmap) → WgInterface (wireguard-go: addresses, peers, routes)
+ *                                        → MagicConn (shared UDP socket, disco paths, STUN endpoints)
+ * and answers status snapshots. The CLI (`weft up`) and the desktop app host it.
+ *
+ * On every netmap: peers go to MagicConn (disco keys, endpoints) and to WireGuard (public key, AllowedIPs,
+ * endpoint = the peer's loopback proxy), and routes become exactly the peers' AllowedIPs. Endpoints are
+ * re-discovered with STUN on the shared socket (DERP map STUN nodes) every 20–26 s and pushed to control
+ * with a lite update when they change.
+ */
+import { EventEmitter } from 'node:events';
+import { networkInterfaces } from 'node:os';
+import type { StatusReport } from '../../src-shared/model/status.ts';
+import { stunPort } from '../../src-shared/model/derp-map.ts';
+import { formatAddr, parseHostPort, type UdpAddr } from '../protocol/wire/addr.ts';
+import { fromHex, toHex } from '../protocol/wire/hex.ts';
+import { ENDPOINT_RESTUN_MAX_MS, ENDPOINT_RESTUN_MIN_MS, WG_TUN_MTU } from './constants.ts';
+import { ControlClient, type ControlClientInit } from './control/client.ts';
+import type { NetMap } from './control/map-session.ts';
+import { buildStatus } from './control/status.ts';
+import { bindUdp } from './io/udp.ts';
+import { EndpointType, localEndpoints, mergeEndpoints, sameEndpointSet, type Endpoint } from './magicsock/endpoints.ts';
+import { MagicConn } from './magicsock/conn.ts';
+import { realClock, type Clock, type TimerHandle } from './sys/clock.ts';
+import { discardLogf, type Logf } from './sys/log.ts';
+import type { WgInterface } from './wg/iface.ts';
+
+export interface EngineInit extends ControlClientInit {
+  /** UDP port of the shared socket; 0 = any. @default 41641 */
+  udpPort?: number;
+  /** Creates the WireGuard interface (wireguard-go as root, the privileged helper otherwise, a fake in tests). */
+  createInterface: () => Promise<WgInterface>;
+}
+
+export interface EngineEvents {
+  'control:status': [StatusReport['control']];
+  'peer:path-changed': [string];
+  'netmap:updated': [];
+}
+
+export class Engine extends EventEmitter<EngineEvents> {
+  readonly control: ControlClient;
+  private magic: MagicConn | null = null;
+  private wg: WgInterface | null = null;
+  private wgPort = 0;
+  private endpoints: Endpoint[] = [];
+  private restunTimer: TimerHandle | null = null;
+  private applying: Promise<void> = Promise.resolve();
+  private stopped = false;
+  /** False once the interface refused IPv6 (IPv6 disabled): then only IPv4 addresses and routes are used. */
+  private ipv6 = true;
+  private readonly clock: Clock;
+  private readonly logf: Logf;
+  /** Latest WireGuard per-peer statistics, by node-key hex (refreshed on status requests). */
+  private stats = new Map<string, { rx: number; tx: number; lastHandshake: string | null }>();
+
+  constructor(private readonly init: EngineInit) {
+    super();
+    this.clock = init.clock ?? realClock;
+    this.logf = init.logf ?? discardLogf;
+    this.control = new ControlClient(init);
+    this.control.on('status', (s) => this.emit('control:status', { state: s.state, url: s.url, error: s.error?.message ?? null, authUrl: s.authUrl }));
+    this.control.on('netmap', (nm) => {
+      this.applying = this.applying.then(() => this.applyNetmap(nm)).catch((e: unknown) => this.logf(`engine: applying the netmap failed: ${(e as Error).message}`));
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.control.start();
+    await this.applying;
+  }
+
+  /** Creates the data plane on the first netmap, then keeps it in step with each new one. */
+  private async applyNetmap(nm: NetMap): Promise<void> {
+    if (this.stopped || !nm.self) return;
+    if (!this.magic) {
+      const magic = new MagicConn({
+        port: this.init.udpPort ?? 41641,
+        discoPriv: this.control.discoPrivate,
+        discoPub: this.control.discoPublic,
+        nodePub: this.control.nodePublic,
+        clock: this.clock,
+        logf: this.logf,
+      });
+      await magic.start();
+      magic.on('path', (key) => this.emit('peer:path-changed', key));
+      this.magic = magic;
+      this.wgPort = await freeLoopbackPort();
+      magic.setWireGuardPort(this.wgPort);
+      const wg = await this.init.createInterface();
+      this.wg = wg;
+      try {
+        await wg.up({ addresses: [...nm.self.Addresses], mtu: WG_TUN_MTU });
+      } catch (e) {
+        // A host (or namespace) with IPv6 disabled refuses the fd7a:: address: run IPv4-only rather than not at all.
+        const v4 = nm.self.Addresses.filter((a) => !a.includes(':'));
+        if (v4.length === nm.self.Addresses.length) throw e;
+        this.logf(`engine: IPv6 unavailable (${(e as Error).message}); running IPv4-only`);
+        this.ipv6 = false;
+        await wg.up({ addresses: v4, mtu: WG_TUN_MTU });
+      }
+      this.logf(`engine: ${wg.name} up with ${nm.self.Addresses.join(' ')}, UDP ${magic.localPort}`);
+      void this.restun(nm);
+    }
+    const magic = this.magic;
+    const wg = this.wg!;
+    const peers = [...nm.peers.values()].filter((p) => !p.Expired);
+    await magic.setPeers(
+      peers.map((p) => ({
+        nodeKey: fromHex(p.Key.slice('nodekey:'.length)),
+        discoKey: fromHex(p.DiscoKey.slice('discokey:'.length)),
+        endpoints: p.Endpoints.map((e) => parseHostPort(e)).flatMap((hp) => (hp ? [{ ip: hp.host, port: hp.port }] : [])),
+        name: p.Name.split('.')[0] || `node-${p.ID}`,
+      })),
+    );
+    await wg.set({
+      privateKey: this.control.nodePrivate,
+      listenPort: this.wgPort,
+      peers: peers.flatMap((p) => {
+        const endpoint = magic.proxyEndpoint(p.Key.slice('nodekey:'.length));
+        return endpoint ? [{ publicKey: fromHex(p.Key.slice('nodekey:'.length)), endpoint, allowedIPs: [...p.AllowedIPs], persistentKeepalive: 0 }] : [];
+      }),
+    });
+    await wg.routes([...new Set(peers.flatMap((p) => p.AllowedIPs))].filter((r) => this.ipv6 || !r.includes(':')));
+    this.emit('netmap:updated');
+  }
+
+  /** STUN on the shared socket against the DERP map's STUN nodes; pushes changed endpoints to control. */
+  private async restun(nm: NetMap = this.control.netmap): Promise<void> {
+    const magic = this.magic;
+    if (!magic || this.stopped) return;
+    const targets: UdpAddr[] = [];
+    for (const r of Object.values(nm.derpMap?.Regions ?? {})) {
+      for (const n of r.Nodes ?? []) {
+        const port = stunPort(n);
+        if (port !== null && n.IPv4 && n.IPv4 !== 'none') targets.push({ ip: n.IPv4, port });
+      }
+    }
+    const answers = await Promise.all(targets.slice(0, 6).map((t) => magic.stun.request(t)));
+    const stun: Endpoint[] = answers.flatMap((a) => (a?.mapped ? [{ addr: a.mapped, type: EndpointType.Stun }] : []));
+    const eps = mergeEndpoints(stun, localEndpoints(networkInterfaces(), magic.localPort, this.wg ? [this.wg.name] : []));
+    if (!sameEndpointSet(eps, this.endpoints)) {
+      this.endpoints = eps;
+      this.logf(`engine: endpoints ${eps.map((e) => formatAddr(e.addr)).join(' ')}`);
+      magic.setLocalEndpoints(eps.map((e) => e.addr));
+      await this.control.pushLiteUpdate(eps.map((e) => formatAddr(e.addr))).catch((e: unknown) => this.logf(`engine: endpoint update failed: ${(e as Error).message}`));
+    }
+    if (this.stopped) return;
+    const delay = ENDPOINT_RESTUN_MIN_MS + Math.random() * (ENDPOINT_RESTUN_MAX_MS - ENDPOINT_RESTUN_MIN_MS);
+    this.restunTimer = this.clock.setTimeout(() => void this.restun(), delay);
+  }
+
+  /** A disco ping to a peer by name, 100.x address or node key; resolves with the reply's path and latency. */
+  async ping(target: string, timeoutMs: number): Promise<{ peer: string; reply: { from: string; latencyMs: number; direct: boolean } | null }> {
+    const nm = this.control.netmap;
+    const peer = [...nm.peers.values()].find(
+      (p) => p.Name.split('.')[0] === target || p.Name.replace(/\.$/, '') === target || p.Key === target || p.Addresses.some((a) => a.split('/')[0] === target),
+    );
+    if (!peer) throw new Error(`no peer named ${target}`);
+    if (!this.magic) throw new Error('the data plane is not up yet');
+    const r = await this.magic.ping(peer.Key.slice('nodekey:'.length), timeoutMs);
+    return { peer: peer.Name.split('.')[0] ?? target, reply: r ? { from: formatAddr(r.from), latencyMs: Math.round(r.latencyMs * 10) / 10, direct: true } : null };
+  }
+
+  /** The status report with data-plane facts: each peer's path and WireGuard counters. */
+  async status(): Promise<StatusReport> {
+    const base = buildStatus(this.control.status, this.control.netmap);
+    if (this.wg) {
+      try {
+        this.stats = new Map(
+          (await this.wg.stats()).map((s) => [toHex(s.publicKey), { rx: s.rxBytes, tx: s.txBytes, lastHandshake: s.lastHandshakeUnixMs ? new Date(s.lastHandshakeUnixMs).toISOString() : null }]),
+        );
+      } catch (e) {
+        this.logf(`engine: wireguard stats failed: ${(e as Error).message}`);
+      }
+    }
+    for (const p of base.peers) {
+      const key = p.nodeKey.slice('nodekey:'.length);
+      const st = this.stats.get(key);
+      p.rxBytes = st?.rx ?? 0;
+      p.txBytes = st?.tx ?? 0;
+      p.lastHandshake = st?.lastHandshake ?? null;
+      if (p.path.kind === 'offline' || !this.magic) continue;
+      const view = this.magic.pathOf(key);
+      p.path = view.kind === 'direct' ? { kind: 'direct', endpoint: formatAddr(view.addr), latencyMs: Math.round(view.latencyMs * 10) / 10 } : { kind: 'connecting' };
+    }
+    return base;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.restunTimer) this.clock.clearTimeout(this.restunTimer);
+    await this.control.stop();
+    await this.applying.catch(() => {});
+    await this.magic?.close();
+    await this.wg?.close();
+    this.magic = null;
+    this.wg = null;
+  }
+}
+
+/** A free UDP port on loopback for wireguard-go (bound, read and released). */
+async function freeLoopbackPort(): Promise<number> {
+  const s = await bindUdp({ address: '127.0.0.1', port: 0 });
+  const port = s.localPort();
+  await s.close();
+  return port;
+}

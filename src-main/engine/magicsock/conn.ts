@@ -1,0 +1,355 @@
+/**
+ * MagicConn: one UDP socket that carries WireGuard, disco and STUN (dataplane-protocol.md §2), so the NAT
+ * mapping STUN discovers is the one WireGuard uses.
+ *
+ *            wireguard-go (127.0.0.1:wgPort)
+ *              │  ▲          one loopback "proxy" socket per peer: WireGuard's endpoint for that peer
+ *              ▼  │
+ *        proxy[peer] 127.0.0.1:p ──(send-data-via bestAddr)──┐
+ *                                                            ▼
+ *   network ◀──────────────────── shared socket 0.0.0.0:port ──── classifyDatagram:
+ *                                     stun → StunClient · disco → path reducer · wireguard → proxy[peer] → wg
+ *
+ * Inbound WireGuard is routed to the peer whose disco traffic last came from that source address (a ping or
+ * pong binds source → peer, §4.6); packets from unknown sources are dropped and counted. Each peer's path
+ * is the pure reducer in paths/endpoint.ts; this class executes its effects and owns the timers.
+ */
+import { EventEmitter } from 'node:events';
+import { formatAddr, type UdpAddr } from '../../protocol/wire/addr.ts';
+import { boxBeforenm } from '../../protocol/crypto/nacl-box.ts';
+import { openDiscoPacket, sealDiscoPacket, type DiscoMessage } from '../../protocol/wire/disco.ts';
+import { fromHex, toHex } from '../../protocol/wire/hex.ts';
+import { bindUdp, type UdpSocket } from '../io/udp.ts';
+import { StunClient } from '../netcheck/stun-client.ts';
+import { classifyDatagram } from '../paths/demux.ts';
+import { addrKey, initialPathState, pathKind, step, type PathEffect, type PathEvent, type PathState, type PathView } from '../paths/endpoint.ts';
+import { MAGIC_PENDING_MAX_AGE_MS, MAGIC_PENDING_MAX_PACKETS } from '../constants.ts';
+import type { Clock, TimerHandle } from '../sys/clock.ts';
+import type { Logf } from '../sys/log.ts';
+
+/** Bounds of the no-path queue: a WireGuard handshake plus a few packets, and only while still relevant. */
+const PENDING_MAX_PACKETS = MAGIC_PENDING_MAX_PACKETS;
+const PENDING_MAX_AGE_MS = MAGIC_PENDING_MAX_AGE_MS;
+/** Logs every path event and its effects (WEFT_DEBUG_DISCO=1), for diagnosing hole punching. */
+const DEBUG_DISCO = !!process.env['WEFT_DEBUG_DISCO'];
+
+export interface MagicPeerSpec {
+  /** Node public key (WireGuard key), 32 bytes. */
+  nodeKey: Uint8Array;
+  discoKey: Uint8Array;
+  endpoints: UdpAddr[];
+  name: string;
+}
+
+interface Peer {
+  key: string;
+  spec: MagicPeerSpec;
+  shared: Uint8Array;
+  proxy: UdpSocket;
+  path: PathState;
+  timer: TimerHandle | null;
+  timerAt: number | null;
+  /** WireGuard packets that arrived while no path existed, sent once one appears (bounded, short-lived). */
+  pending: { data: Uint8Array; at: number }[];
+}
+
+export interface PingReply {
+  from: UdpAddr;
+  latencyMs: number;
+}
+
+export interface MagicConnEvents {
+  path: [string, PathView];
+}
+
+export interface MagicConnInit {
+  port: number;
+  discoPriv: Uint8Array;
+  discoPub: Uint8Array;
+  nodePub: Uint8Array;
+  clock: Clock;
+  logf: Logf;
+}
+
+export interface MagicCounters {
+  wgIn: number;
+  wgOut: number;
+  discoIn: number;
+  dropped: number;
+}
+
+export class MagicConn extends EventEmitter<MagicConnEvents> {
+  // All owned by this instance; changed only from its socket handlers and public methods.
+  private sock: UdpSocket | null = null;
+  private readonly peers = new Map<string, Peer>();
+  private readonly byDisco = new Map<string, Peer>();
+  private readonly addrToPeer = new Map<string, Peer>();
+  private readonly userPings = new Map<string, (r: PingReply) => void>();
+  private wgPort: number | null = null;
+  private localEps: UdpAddr[] = [];
+  readonly stun: StunClient;
+  readonly counters: MagicCounters = { wgIn: 0, wgOut: 0, discoIn: 0, dropped: 0 };
+
+  constructor(private readonly init: MagicConnInit) {
+    super();
+    this.stun = new StunClient({ clock: init.clock, send: (d, to) => this.sendRaw(d, to) });
+  }
+
+  async start(): Promise<number> {
+    this.sock = await bindUdp({ port: this.init.port });
+    this.sock.onPacket((d, from) => this.onNetwork(d, from));
+    return this.sock.localPort();
+  }
+
+  get localPort(): number {
+    return this.sock?.localPort() ?? 0;
+  }
+
+  /** The loopback port wireguard-go listens on; inbound WireGuard is delivered there. */
+  setWireGuardPort(port: number): void {
+    this.wgPort = port;
+  }
+
+  private sendRaw(d: Uint8Array, to: UdpAddr): Promise<void> {
+    if (!this.sock) return Promise.reject(new Error('magicsock not started'));
+    return this.sock.send(d, to);
+  }
+
+  /** The loopback address WireGuard must use as this peer's endpoint. */
+  proxyEndpoint(nodeKeyHex: string): UdpAddr | null {
+    const p = this.peers.get(nodeKeyHex);
+    return p ? { ip: '127.0.0.1', port: p.proxy.localPort() } : null;
+  }
+
+  /** Replaces the peer set (from the netmap): new peers get a proxy socket, removed ones are closed. */
+  async setPeers(specs: MagicPeerSpec[]): Promise<void> {
+    const want = new Map(specs.map((s) => [toHex(s.nodeKey), s]));
+    for (const [key, p] of this.peers) {
+      const s = want.get(key);
+      if (s && toHex(s.discoKey) === toHex(p.spec.discoKey)) continue;
+      this.dropPeer(p);
+    }
+    for (const [key, s] of want) {
+      let p = this.peers.get(key);
+      if (!p) {
+        let shared: Uint8Array;
+        try {
+          shared = boxBeforenm(s.discoKey, this.init.discoPriv);
+        } catch {
+          this.init.logf(`magicsock: peer ${s.name} has an unusable disco key; skipped`);
+          continue;
+        }
+        const proxy = await bindUdp({ address: '127.0.0.1', port: 0 });
+        const peer: Peer = { key, spec: s, shared, proxy, path: initialPathState({ newTxId: () => toHex(crypto.getRandomValues(new Uint8Array(12))) }), timer: null, timerAt: null, pending: [] };
+        proxy.onPacket((d) => this.onFromWireGuard(peer, d));
+        this.peers.set(key, peer);
+        this.byDisco.set(toHex(s.discoKey), peer);
+        p = peer;
+        this.apply(p, { type: 'local-endpoints', endpoints: this.localEps });
+      }
+      p.spec = s;
+      this.apply(p, { type: 'netmap-endpoints', endpoints: s.endpoints });
+    }
+  }
+
+  private dropPeer(p: Peer): void {
+    if (p.timer) this.init.clock.clearTimeout(p.timer);
+    void p.proxy.close();
+    this.peers.delete(p.key);
+    this.byDisco.delete(toHex(p.spec.discoKey));
+    for (const [k, v] of this.addrToPeer) if (v === p) this.addrToPeer.delete(k);
+  }
+
+  /** Our advertised endpoints (sent in CallMeMaybe). */
+  setLocalEndpoints(eps: UdpAddr[]): void {
+    this.localEps = eps;
+    for (const p of this.peers.values()) this.apply(p, { type: 'local-endpoints', endpoints: eps });
+  }
+
+  pathOf(nodeKeyHex: string): PathView {
+    const p = this.peers.get(nodeKeyHex);
+    return p ? pathKind(p.path, this.init.clock.now()) : { kind: 'connecting' };
+  }
+
+  // ---- data path
+
+  private onFromWireGuard(p: Peer, d: Uint8Array): void {
+    this.apply(p, { type: 'send-data' }, d);
+  }
+
+  private onNetwork(d: Uint8Array, from: UdpAddr): void {
+    switch (classifyDatagram(d)) {
+      case 'stun':
+        if (!this.stun.handlePacket(d, from)) this.counters.dropped++;
+        return;
+      case 'disco':
+        this.onDisco(d, from);
+        return;
+      case 'wireguard': {
+        const p = this.addrToPeer.get(addrKey(from));
+        if (!p || this.wgPort === null) {
+          this.counters.dropped++;
+          return;
+        }
+        this.counters.wgIn++;
+        p.proxy.send(d, { ip: '127.0.0.1', port: this.wgPort }).catch(() => {});
+        return;
+      }
+      case 'geneve':
+      case 'junk':
+        this.counters.dropped++;
+        return;
+    }
+  }
+
+  private onDisco(d: Uint8Array, from: UdpAddr): void {
+    const r = openDiscoPacket(d, (sender) => this.byDisco.get(toHex(sender))?.shared ?? null);
+    if (r.kind !== 'disco') {
+      this.counters.dropped++; // unknown senders and bad boxes are dropped silently
+      return;
+    }
+    const p = this.byDisco.get(toHex(r.senderPub));
+    if (!p) return;
+    this.counters.discoIn++;
+    const msg = r.msg;
+    switch (msg.kind) {
+      case 'ping':
+        this.addrToPeer.set(addrKey(from), p);
+        this.apply(p, { type: 'ping-received', from, txid: toHex(msg.txid) });
+        return;
+      case 'pong': {
+        this.addrToPeer.set(addrKey(from), p);
+        const txid = toHex(msg.txid);
+        const user = this.userPings.get(txid);
+        if (user) {
+          this.userPings.delete(txid);
+          user({ from, latencyMs: 0 });
+        }
+        this.apply(p, { type: 'pong-received', from, txid, src: msg.src });
+        return;
+      }
+      case 'call-me-maybe':
+        this.apply(p, { type: 'call-me-maybe', endpoints: msg.endpoints });
+        return;
+      default:
+        return; // peer-relay messages (0x04-0x09) are not supported: dropped silently (errata)
+    }
+  }
+
+  private sendDisco(p: Peer, to: UdpAddr, msg: DiscoMessage): void {
+    const pkt = sealDiscoPacket({ senderPub: this.init.discoPub, shared: p.shared, msg });
+    this.sendRaw(pkt, to).catch(() => this.apply(p, { type: 'send-error', addr: to }));
+  }
+
+  // ---- reducer plumbing
+
+  private apply(p: Peer, ev: PathEvent, data?: Uint8Array): void {
+    const now = this.init.clock.now();
+    const r = step(p.path, ev, now);
+    if (DEBUG_DISCO && ev.type !== 'send-data') {
+      const fx = r.effects.filter((e) => e.type !== 'send-data-via').map((e) => (e.type === 'schedule' ? `schedule+${e.at === null ? 'none' : Math.round(e.at - now)}` : e.type === 'send-ping' || e.type === 'send-pong' ? `${e.type}>${formatAddr(e.to)}` : e.type));
+      this.init.logf(`[v1] disco ${p.spec.name} ${ev.type}${'from' in ev ? `<${formatAddr(ev.from)}` : ''} -> ${fx.join(' ')}`);
+    }
+    p.path = r.state;
+    for (const e of r.effects) this.execute(p, e, data);
+  }
+
+  private execute(p: Peer, e: PathEffect, data?: Uint8Array): void {
+    switch (e.type) {
+      case 'send-ping':
+        this.sendDisco(p, e.to, { kind: 'ping', txid: fromHex(e.txid), nodeKey: this.init.nodePub, padding: 0 });
+        return;
+      case 'send-pong':
+        this.sendDisco(p, e.to, { kind: 'pong', txid: fromHex(e.txid), src: e.src });
+        return;
+      case 'send-call-me-maybe':
+        // No DERP yet: CallMeMaybe goes straight to the peer's control-learned endpoints.
+        for (const to of p.spec.endpoints) this.sendDisco(p, to, { kind: 'call-me-maybe', endpoints: [...e.endpoints] });
+        return;
+      case 'send-data-via':
+        if (data && e.udp) {
+          this.counters.wgOut++;
+          this.sendRaw(data, e.udp).catch(() => this.apply(p, { type: 'send-error', addr: e.udp! }));
+        } else if (data) {
+          // No path yet (and no relay until DERP): hold the packet briefly instead of losing the handshake.
+          p.pending.push({ data: data.slice(), at: this.init.clock.now() });
+          if (p.pending.length > PENDING_MAX_PACKETS) p.pending.shift();
+        }
+        return;
+      case 'set-wireguard-endpoint':
+        // WireGuard always talks to the peer's proxy; the forwarding target is the reducer's bestAddr.
+        return;
+      case 'path-changed':
+        if (e.path.kind === 'direct') this.flushPending(p, e.path.addr);
+        this.init.logf(`magicsock: ${p.spec.name} path ${e.path.kind === 'direct' ? `direct ${formatAddr(e.path.addr)} ${e.path.latencyMs.toFixed(1)} ms` : e.path.kind}`);
+        this.emit('path', p.key, e.path);
+        return;
+      case 'schedule':
+        this.schedule(p, e.at);
+        return;
+      default: {
+        const never: never = e;
+        return never;
+      }
+    }
+  }
+
+  private flushPending(p: Peer, to: UdpAddr): void {
+    const fresh = p.pending.filter((x) => this.init.clock.now() - x.at <= PENDING_MAX_AGE_MS);
+    if (p.pending.length > 0) this.init.logf(`magicsock: ${p.spec.name}: sending ${fresh.length} of ${p.pending.length} packets queued before the path existed`);
+    p.pending = [];
+    for (const x of fresh) {
+      this.counters.wgOut++;
+      this.sendRaw(x.data, to).catch(() => {});
+    }
+  }
+
+  private schedule(p: Peer, at: number | null): void {
+    if (p.timerAt === at && (p.timer !== null || at === null)) return;
+    if (p.timer) this.init.clock.clearTimeout(p.timer);
+    p.timer = null;
+    p.timerAt = at;
+    if (at === null) return;
+    // Timers can fire a fraction of a millisecond early against the monotonic clock: round up and add 1 ms.
+    p.timer = this.init.clock.setTimeout(() => {
+      p.timer = null;
+      if (this.peers.get(p.key) !== p) return;
+      this.apply(p, { type: 'tick' });
+      // The reducer emits `schedule` only when its wake time changes; if this tick came early (nothing was
+      // due, so no new schedule), re-arm for the same wake time instead of stalling.
+      if (p.timer === null && p.path.wakeAt !== null) this.schedule(p, p.path.wakeAt);
+    }, Math.max(0, Math.ceil(at - this.init.clock.now())) + 1);
+  }
+
+  /**
+   * A user-initiated disco ping (weft ping): one Ping to every candidate of the peer (or its trusted best
+   * address), resolving with the first Pong, or null after `timeoutMs`. It also counts as wanting a path.
+   */
+  ping(nodeKeyHex: string, timeoutMs: number): Promise<PingReply | null> {
+    const p = this.peers.get(nodeKeyHex);
+    if (!p) return Promise.resolve(null);
+    this.apply(p, { type: 'send-data' });
+    const view = pathKind(p.path, this.init.clock.now());
+    const targets = view.kind === 'direct' ? [view.addr] : [...p.path.candidates.values()].map((c) => c.addr);
+    const txid = crypto.getRandomValues(new Uint8Array(12));
+    const t0 = this.init.clock.now();
+    return new Promise((resolve) => {
+      const timer = this.init.clock.setTimeout(() => {
+        this.userPings.delete(toHex(txid));
+        resolve(null);
+      }, timeoutMs);
+      this.userPings.set(toHex(txid), (r) => {
+        this.init.clock.clearTimeout(timer);
+        resolve({ from: r.from, latencyMs: this.init.clock.now() - t0 });
+      });
+      for (const to of targets) this.sendDisco(p, to, { kind: 'ping', txid, nodeKey: this.init.nodePub, padding: 0 });
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const p of [...this.peers.values()]) this.dropPeer(p);
+    this.stun.close();
+    await this.sock?.close();
+    this.sock = null;
+  }
+}

@@ -1,0 +1,485 @@
+/**
+ * The per-peer path state machine as a pure reducer: `step(state, event, now) → { state, effects }`
+ * (dataplane-protocol §4.1–§4.7, §4.9, §9.1; TS: wgengine/magicsock/endpoint.go; style.md §2 item 8).
+ *
+ * One PathState per peer decides where that peer's packets go (a direct UDP address, the relay, or both),
+ * which disco pings to send, and what `weft status` shows. Inputs are events (netmap endpoints, CallMeMaybe,
+ * inbound Ping/Pong, "we have a packet", timer ticks, send errors); outputs are effects that the I/O layer
+ * executes (send a Ping/Pong/CallMeMaybe, set the WireGuard endpoint, report a path change, re-arm the one
+ * wake-up timer). Nothing here touches a socket or a clock; txids come from the injected `deps.newTxId`.
+ *
+ * Lifecycle of the peer's path (what pathKind reports):
+ *
+ *   ┌──────────────┐  send-data with no trusted path: data to best (if any) + relay; ping every candidate
+ *   │  connecting  │      not pinged in the last 5 s; if any ping went out, CallMeMaybe to the peer
+ *   │ (relay; best │  call-me-maybe: its list replaces the last one's; forget lastPing; ping all at once
+ *   │  unconfirmed │  ping-received: the source becomes a candidate; Pong{src} straight back to it
+ *   │  or none)    │◀──────────────────────────────────────────────────────────────────────┐
+ *   └──────┬───────┘                                                                       │
+ *          │ pong-received: known txid, from exactly the pinged address ⇒ best := it if    │
+ *          │ betterAddr(it, best) or best untrusted; a pong from best ⇒ trust for 6.5 s    │
+ *          ▼                                                                               │
+ *   ┌──────────────┐  send-data: to best only                                              │
+ *   │    direct    │  heartbeat every 3 s while data flowed in the last 45 s: ping best;   │
+ *   │ (best alone, │      full ping when untrusted, or latency > 5 ms and 60 s since last  │
+ *   │   trusted)   │  a better pong (score.ts: ~1 % hysteresis, LAN/IPv6 bonus) ⇒ new best │
+ *   └──────┬───────┘                                                                       │
+ *          │ no pong for 6.5 s (trust expires) ────────────────────────────────────────────┤
+ *          │ ping to an untrusted best times out, send-error on best, best's candidate     │
+ *          │ deleted, link-change ⇒ best := none, set-wireguard-endpoint(null) ────────────┘
+ *
+ * Candidates come from the netmap (kept while listed), CallMeMaybe (kept until the next CallMeMaybe
+ * replaces the list) and inbound pings (kept 45 s after the last ping). A stale candidate is dropped at
+ * the next full ping; dropping bestAddr's candidate clears bestAddr.
+ *
+ * Deliberate differences from magicsock, none visible on the wire: a pong whose source differs from the
+ * pinged address is ignored (we never call a path direct without a pong from that exact address); a
+ * send error clears bestAddr only if it concerns bestAddr; a candidate is kept while any of its three
+ * sources still vouches for it; trust ends at `trustUntil` exclusive.
+ *
+ * Pure: never mutates its input state; maps are copied only when changed.
+ */
+import {
+  DISCO_GOOD_ENOUGH_LATENCY_MS,
+  DISCO_HEARTBEAT_INTERVAL_MS,
+  DISCO_MAX_CANDIDATES,
+  DISCO_PING_INTERVAL_MS,
+  DISCO_PING_TIMEOUT_MS,
+  DISCO_PONG_HISTORY,
+  DISCO_SESSION_ACTIVE_TIMEOUT_MS,
+  DISCO_TRUST_UDP_ADDR_MS,
+  DISCO_UPGRADE_DIRECT_INTERVAL_MS, DISCO_PING_BACK_MIN_INTERVAL_MS } from '../constants.ts';
+import { bytesToIp, formatAddr, ipToBytes, isV4Mapped, sameAddr, type UdpAddr } from '../../protocol/wire/addr.ts';
+import { betterAddr, type PathQuality } from './score.ts';
+
+/** A disco transaction ID; the I/O layer maps it to the 12 wire bytes (24 lowercase hex chars suggested). */
+export type TxId = string;
+
+/** The timers of §4.4, as options so tests can shrink them. */
+export interface PathTimers {
+  readonly heartbeatIntervalMs: number;
+  readonly trustUdpAddrMs: number;
+  readonly sessionActiveTimeoutMs: number;
+  readonly discoPingIntervalMs: number;
+  readonly pingTimeoutMs: number;
+  readonly upgradeDirectIntervalMs: number;
+  readonly goodEnoughLatencyMs: number;
+}
+
+export const DEFAULT_PATH_TIMERS: PathTimers = {
+  heartbeatIntervalMs: DISCO_HEARTBEAT_INTERVAL_MS,
+  trustUdpAddrMs: DISCO_TRUST_UDP_ADDR_MS,
+  sessionActiveTimeoutMs: DISCO_SESSION_ACTIVE_TIMEOUT_MS,
+  discoPingIntervalMs: DISCO_PING_INTERVAL_MS,
+  pingTimeoutMs: DISCO_PING_TIMEOUT_MS,
+  upgradeDirectIntervalMs: DISCO_UPGRADE_DIRECT_INTERVAL_MS,
+  goodEnoughLatencyMs: DISCO_GOOD_ENOUGH_LATENCY_MS,
+};
+
+export interface PathDeps {
+  /** Returns a fresh, unguessable transaction ID (12 random bytes in production). */
+  newTxId(): TxId;
+}
+
+export interface PongRecord {
+  readonly latencyMs: number;
+  readonly at: number;
+  /** Where the pong came from (always the pinged address: other pongs are ignored). */
+  readonly from: UdpAddr;
+  /** How the peer saw us: the Pong's Src field. */
+  readonly pongSrc: UdpAddr;
+}
+
+/** One candidate UDP address of the peer. */
+export interface Candidate {
+  readonly addr: UdpAddr;
+  /** Listed in the peer's latest netmap Endpoints. */
+  readonly inNetmap: boolean;
+  /** When the peer's latest CallMeMaybe listed it (null: not in the latest one). */
+  readonly callMeMaybeAt: number | null;
+  /** When a valid disco Ping last arrived from it, and that ping's txid (duplicate detection). */
+  readonly lastGotPingAt: number | null;
+  readonly lastGotPingTxId: TxId | null;
+  /** When we last pinged it (discovery or heartbeat). */
+  readonly lastPingAt: number | null;
+  /** Newest last; at most DISCO_PONG_HISTORY entries. */
+  readonly pongs: readonly PongRecord[];
+}
+
+export type PingPurpose = 'discovery' | 'heartbeat';
+
+export interface SentPing {
+  readonly txid: TxId;
+  readonly to: UdpAddr;
+  readonly at: number;
+  readonly purpose: PingPurpose;
+}
+
+/** What the UI shows for the peer. `relay` is added by the engine, which knows about DERP. */
+export type PathView = { readonly kind: 'direct'; readonly addr: UdpAddr; readonly latencyMs: number } | { readonly kind: 'connecting' };
+
+export interface PathState {
+  readonly deps: PathDeps;
+  readonly timers: PathTimers;
+  /** Our own advertised endpoints, sent in CallMeMaybe. */
+  readonly localEndpoints: readonly UdpAddr[];
+  /** Keyed by addrKey(addr). */
+  readonly candidates: ReadonlyMap<string, Candidate>;
+  /** The best pong-confirmed address; null = none (relay only). */
+  readonly best: PathQuality | null;
+  readonly bestAt: number | null;
+  /** best is trusted (used exclusively) while now < trustUntil. */
+  readonly trustUntil: number;
+  readonly sentPings: ReadonlyMap<TxId, SentPing>;
+  readonly lastFullPingAt: number | null;
+  /** Last time real traffic was sent to the peer (null: never). */
+  readonly lastSendAt: number | null;
+  /** When the next heartbeat is due; null while heartbeats are stopped (no traffic for 45 s). */
+  readonly heartbeatAt: number | null;
+  /** The last path-changed reported. */
+  readonly shown: PathView;
+  /** The last schedule emitted. */
+  readonly wakeAt: number | null;
+}
+
+/**
+ * Inputs. Feed only disco messages that arrived over UDP and passed §3.7 acceptance for this peer.
+ *  - netmap-endpoints: the peer's Endpoints from the latest netmap (replaces the previous netmap list).
+ *  - local-endpoints: our own advertised endpoints (every type), carried by later CallMeMaybes.
+ *  - call-me-maybe: the peer's CallMeMaybe contents (arrived via DERP/control).
+ *  - ping-received / pong-received: `from` is the UDP source; `src` is the Pong's Src field.
+ *  - send-data: we have a packet for the peer (answered by send-data-via).
+ *  - tick: the timer armed by the last `schedule` fired (early or spurious ticks are harmless).
+ *  - send-error: a send to `addr` failed in a way that makes it unusable (e.g. host unreachable).
+ *  - link-change: our network changed (major link change / rebind): forget every path.
+ */
+export type PathEvent =
+  | { readonly type: 'netmap-endpoints'; readonly endpoints: readonly UdpAddr[] }
+  | { readonly type: 'local-endpoints'; readonly endpoints: readonly UdpAddr[] }
+  | { readonly type: 'call-me-maybe'; readonly endpoints: readonly UdpAddr[] }
+  | { readonly type: 'ping-received'; readonly from: UdpAddr; readonly txid: TxId }
+  | { readonly type: 'pong-received'; readonly from: UdpAddr; readonly txid: TxId; readonly src: UdpAddr }
+  | { readonly type: 'send-data' }
+  | { readonly type: 'tick' }
+  | { readonly type: 'send-error'; readonly addr: UdpAddr }
+  | { readonly type: 'link-change' };
+
+/**
+ * Outputs, to execute in order.
+ *  - send-ping / send-pong: a disco Ping / Pong over UDP to `to` (Pong.Src = `src`).
+ *  - send-call-me-maybe: a CallMeMaybe listing `endpoints` to the peer via DERP (or control).
+ *  - send-data-via: where this packet goes: `udp` (if set) and, when `relay`, also the peer's DERP region.
+ *  - set-wireguard-endpoint: bestAddr changed (null: none, relay only).
+ *  - path-changed: what pathKind reports changed kind or address (latencyMs is as of the change; the
+ *    current value is pathKind(state, now), which moves with every pong without a path-changed).
+ *  - schedule: re-arm this peer's single timer to deliver `tick` at `at` (null: cancel; `at` may be past).
+ */
+export type PathEffect =
+  | { readonly type: 'send-ping'; readonly to: UdpAddr; readonly txid: TxId; readonly purpose: PingPurpose }
+  | { readonly type: 'send-pong'; readonly to: UdpAddr; readonly txid: TxId; readonly src: UdpAddr }
+  | { readonly type: 'send-call-me-maybe'; readonly endpoints: readonly UdpAddr[] }
+  | { readonly type: 'send-data-via'; readonly udp: UdpAddr | null; readonly relay: boolean }
+  | { readonly type: 'set-wireguard-endpoint'; readonly addr: UdpAddr | null }
+  | { readonly type: 'path-changed'; readonly path: PathView }
+  | { readonly type: 'schedule'; readonly at: number | null };
+
+export interface StepResult {
+  readonly state: PathState;
+  readonly effects: readonly PathEffect[];
+}
+
+/** A fresh peer with no candidates and no path. */
+export function initialPathState(deps: PathDeps, timers: PathTimers = DEFAULT_PATH_TIMERS): PathState {
+  return {
+    deps,
+    timers,
+    localEndpoints: [],
+    candidates: new Map(),
+    best: null,
+    bestAt: null,
+    trustUntil: 0,
+    sentPings: new Map(),
+    lastFullPingAt: null,
+    lastSendAt: null,
+    heartbeatAt: null,
+    shown: { kind: 'connecting' },
+    wakeAt: null,
+  };
+}
+
+/** Canonical form of an address (IPv4-mapped IPv6 unmapped, IPv6 in short form); unparseable IPs kept. */
+export function canonicalAddr(a: UdpAddr): UdpAddr {
+  const b = ipToBytes(a.ip);
+  if (!b) return { ip: a.ip, port: a.port };
+  return { ip: bytesToIp(isV4Mapped(b) ? b.subarray(12) : b), port: a.port };
+}
+
+/** Map key of an address. */
+export function addrKey(a: UdpAddr): string {
+  return formatAddr(canonicalAddr(a));
+}
+
+/** Reports whether best is set and still exclusively trusted at `now`. */
+export function isTrusted(s: PathState, now: number): boolean {
+  return s.best !== null && now < s.trustUntil;
+}
+
+/** What `weft status` shows: direct only while a pong-confirmed best address is trusted. */
+export function pathKind(s: PathState, now: number): PathView {
+  return s.best && isTrusted(s, now) ? { kind: 'direct', addr: s.best.addr, latencyMs: s.best.latencyMs } : { kind: 'connecting' };
+}
+
+/** Where a data packet goes now (§4.3): the trusted best alone, else best (if any) plus the relay. */
+export function addrForSend(s: PathState, now: number): { udp: UdpAddr | null; relay: boolean } {
+  return { udp: s.best?.addr ?? null, relay: !isTrusted(s, now) };
+}
+
+/** Reports whether the next heartbeat should re-ping every candidate (§4.5 wantFullPing). */
+export function wantFullPing(s: PathState, now: number): boolean {
+  if (!s.best || s.lastFullPingAt === null || !isTrusted(s, now)) return true;
+  if (s.best.latencyMs <= s.timers.goodEnoughLatencyMs) return false;
+  return now - s.lastFullPingAt >= s.timers.upgradeDirectIntervalMs;
+}
+
+/** The next time `tick` has work to do: a heartbeat, a ping timeout, or trust running out. */
+export function nextWake(s: PathState, now: number): number | null {
+  let at = s.heartbeatAt ?? Infinity;
+  for (const p of s.sentPings.values()) at = Math.min(at, p.at + s.timers.pingTimeoutMs);
+  if (isTrusted(s, now)) at = Math.min(at, s.trustUntil);
+  return at === Infinity ? null : at;
+}
+
+/** Mutable working copy for one step; maps are copied on first write. */
+class Work {
+  s: { -readonly [K in keyof PathState]: PathState[K] };
+  readonly fx: PathEffect[] = [];
+  private candsCopied = false;
+  private pingsCopied = false;
+
+  constructor(
+    prev: PathState,
+    readonly now: number,
+  ) {
+    this.s = { ...prev };
+  }
+
+  cands(): Map<string, Candidate> {
+    if (!this.candsCopied) {
+      this.s.candidates = new Map(this.s.candidates);
+      this.candsCopied = true;
+    }
+    return this.s.candidates as Map<string, Candidate>;
+  }
+
+  pings(): Map<TxId, SentPing> {
+    if (!this.pingsCopied) {
+      this.s.sentPings = new Map(this.s.sentPings);
+      this.pingsCopied = true;
+    }
+    return this.s.sentPings as Map<TxId, SentPing>;
+  }
+
+  setCand(c: Candidate): void {
+    this.cands().set(addrKey(c.addr), c);
+  }
+
+  setBest(q: PathQuality | null): void {
+    const prev = this.s.best;
+    this.s.best = q;
+    if (!q) {
+      this.s.bestAt = null;
+      this.s.trustUntil = 0;
+    }
+    if (!(prev === null && q === null) && !(prev && q && sameAddr(prev.addr, q.addr))) {
+      this.fx.push({ type: 'set-wireguard-endpoint', addr: q ? q.addr : null });
+    }
+  }
+
+  /** Reports whether a candidate has outlived every source that vouched for it. */
+  stale(c: Candidate): boolean {
+    if (c.inNetmap || c.callMeMaybeAt !== null) return false;
+    return c.lastGotPingAt === null || this.now - c.lastGotPingAt > this.s.timers.sessionActiveTimeoutMs;
+  }
+
+  deleteCand(key: string): void {
+    this.cands().delete(key);
+    if (this.s.best && addrKey(this.s.best.addr) === key) this.setBest(null);
+  }
+
+  pruneStale(): void {
+    for (const [key, c] of this.s.candidates) if (this.stale(c)) this.deleteCand(key);
+  }
+
+  startPing(to: UdpAddr, purpose: PingPurpose): void {
+    const c = this.s.candidates.get(addrKey(to));
+    if (!c) return;
+    this.setCand({ ...c, lastPingAt: this.now });
+    const txid = this.s.deps.newTxId();
+    this.pings().set(txid, { txid, to: c.addr, at: this.now, purpose });
+    this.fx.push({ type: 'send-ping', to: c.addr, txid, purpose });
+  }
+
+  /** §4.5 "send disco pings": every fresh candidate not pinged within discoPingInterval. */
+  sendDiscoPings(withCallMeMaybe: boolean): void {
+    this.s.lastFullPingAt = this.now;
+    let sent = 0;
+    for (const [key, c] of this.s.candidates) {
+      if (this.stale(c)) {
+        this.deleteCand(key);
+        continue;
+      }
+      if (c.lastPingAt !== null && this.now - c.lastPingAt < this.s.timers.discoPingIntervalMs) continue;
+      this.startPing(c.addr, 'discovery');
+      sent++;
+    }
+    if (sent > 0 && withCallMeMaybe) this.fx.push({ type: 'send-call-me-maybe', endpoints: this.s.localEndpoints });
+  }
+
+  finish(): StepResult {
+    const view = pathKind(this.s, this.now);
+    const shown = this.s.shown;
+    const same =
+      view.kind === shown.kind && (view.kind !== 'direct' || (shown.kind === 'direct' && sameAddr(view.addr, shown.addr)));
+    if (!same) {
+      this.s.shown = view;
+      this.fx.push({ type: 'path-changed', path: view });
+    }
+    const wake = nextWake(this.s, this.now);
+    if (wake !== this.s.wakeAt) {
+      this.s.wakeAt = wake;
+      this.fx.push({ type: 'schedule', at: wake });
+    }
+    return { state: this.s, effects: this.fx };
+  }
+}
+
+function newCandidate(addr: UdpAddr): Candidate {
+  return { addr: canonicalAddr(addr), inNetmap: false, callMeMaybeAt: null, lastGotPingAt: null, lastGotPingTxId: null, lastPingAt: null, pongs: [] };
+}
+
+function isV6LinkLocal(ip: string): boolean {
+  const b = ipToBytes(ip);
+  return !!b && b.length === 16 && b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;
+}
+
+function usable(a: UdpAddr): boolean {
+  return Number.isInteger(a.port) && a.port > 0 && a.port < 65536 && ipToBytes(a.ip) !== null;
+}
+
+/** An ignored event: only the time-derived view and wake-up may move (the same state object if not). */
+function untouched(state: PathState, now: number): StepResult {
+  const r = new Work(state, now).finish();
+  return r.effects.length > 0 ? r : { state, effects: [] };
+}
+
+/** Applies one event at time `now`; returns the next state and the effects to execute, in order. */
+export function step(state: PathState, event: PathEvent, now: number): StepResult {
+  const w = new Work(state, now);
+  const t = w.s.timers;
+  switch (event.type) {
+    case 'netmap-endpoints': {
+      const listed = new Set(event.endpoints.filter(usable).map(addrKey));
+      for (const [key, c] of state.candidates) if (c.inNetmap && !listed.has(key)) w.setCand({ ...c, inNetmap: false });
+      for (const a of event.endpoints.filter(usable)) {
+        const c = w.s.candidates.get(addrKey(a)) ?? newCandidate(a);
+        if (!c.inNetmap) w.setCand({ ...c, inNetmap: true });
+      }
+      w.pruneStale();
+      break;
+    }
+    case 'local-endpoints':
+      w.s.localEndpoints = [...event.endpoints];
+      break;
+    case 'call-me-maybe': {
+      const eps = event.endpoints.filter((a) => usable(a) && !isV6LinkLocal(a.ip));
+      const listed = new Set(eps.map(addrKey));
+      for (const [key, c] of state.candidates) {
+        if (c.callMeMaybeAt === null || listed.has(key)) continue;
+        const dropped = { ...c, callMeMaybeAt: null };
+        w.setCand(dropped);
+        if (w.stale(dropped)) w.deleteCand(key);
+      }
+      for (const a of eps) w.setCand({ ...(w.s.candidates.get(addrKey(a)) ?? newCandidate(a)), callMeMaybeAt: now });
+      for (const c of [...w.s.candidates.values()]) if (c.lastPingAt !== null) w.setCand({ ...c, lastPingAt: null });
+      w.sendDiscoPings(false);
+      break;
+    }
+    case 'ping-received': {
+      if (!usable(event.from)) break;
+      const key = addrKey(event.from);
+      const c = w.s.candidates.get(key);
+      const duplicate = c?.lastGotPingTxId === event.txid;
+      w.setCand({ ...(c ?? newCandidate(event.from)), lastGotPingAt: now, lastGotPingTxId: event.txid });
+      if (!c && w.s.candidates.size > DISCO_MAX_CANDIDATES) w.pruneStale();
+      if (!duplicate) w.fx.push({ type: 'send-pong', to: event.from, txid: event.txid, src: event.from });
+      // A ping that reached us proves the path from the peer is open; while we have no trusted path, ping
+      // back at once rather than waiting out discoPingInterval. It plays the part CallMeMaybe plays over
+      // DERP: without it, two APDF NATs need a second 5 s round. Rate-limited per candidate.
+      if (!duplicate && !isTrusted(w.s, now)) {
+        const cur = w.s.candidates.get(key)!;
+        if (cur.lastPingAt === null || now - cur.lastPingAt >= DISCO_PING_BACK_MIN_INTERVAL_MS) w.startPing(cur.addr, 'discovery');
+      }
+      break;
+    }
+    case 'pong-received': {
+      const sp = state.sentPings.get(event.txid);
+      // Unknown txid, or an answer from somewhere we did not ping: proves nothing about sp.to.
+      if (!sp || !sameAddr(canonicalAddr(event.from), sp.to)) return untouched(state, now);
+      w.pings().delete(event.txid);
+      const c = w.s.candidates.get(addrKey(sp.to));
+      if (!c) break; // no longer a candidate
+      const latencyMs = now - sp.at;
+      const rec: PongRecord = { latencyMs, at: now, from: sp.to, pongSrc: event.src };
+      w.setCand({ ...c, pongs: [...c.pongs, rec].slice(-DISCO_PONG_HISTORY) });
+      const cand: PathQuality = { addr: sp.to, latencyMs };
+      if (betterAddr(cand, w.s.best) || !isTrusted(w.s, now)) w.setBest(cand);
+      if (w.s.best && sameAddr(w.s.best.addr, sp.to)) {
+        w.s.best = { ...w.s.best, latencyMs };
+        w.s.bestAt = now;
+        w.s.trustUntil = now + t.trustUdpAddrMs;
+      }
+      break;
+    }
+    case 'send-data': {
+      w.s.lastSendAt = now;
+      if (w.s.heartbeatAt === null) w.s.heartbeatAt = now + t.heartbeatIntervalMs;
+      w.fx.push({ type: 'send-data-via', ...addrForSend(w.s, now) });
+      if (!isTrusted(w.s, now)) w.sendDiscoPings(true);
+      break;
+    }
+    case 'tick': {
+      for (const sp of state.sentPings.values()) {
+        if (now < sp.at + t.pingTimeoutMs) continue;
+        w.pings().delete(sp.txid);
+        if (w.s.best && sameAddr(w.s.best.addr, sp.to) && !isTrusted(w.s, now)) w.setBest(null);
+      }
+      if (w.s.heartbeatAt !== null && now >= w.s.heartbeatAt) {
+        if (w.s.lastSendAt === null || now - w.s.lastSendAt > t.sessionActiveTimeoutMs) {
+          w.s.heartbeatAt = null; // idle session: stop until the next send-data
+        } else {
+          if (w.s.best) w.startPing(w.s.best.addr, 'heartbeat');
+          if (wantFullPing(w.s, now)) w.sendDiscoPings(true);
+          w.s.heartbeatAt = now + t.heartbeatIntervalMs;
+        }
+      }
+      break;
+    }
+    case 'send-error': {
+      const c = w.s.candidates.get(addrKey(event.addr));
+      if (c) w.setCand({ ...c, lastPingAt: null, pongs: [] });
+      if (w.s.best && sameAddr(w.s.best.addr, canonicalAddr(event.addr))) w.setBest(null);
+      break;
+    }
+    case 'link-change': {
+      w.setBest(null);
+      for (const c of [...w.s.candidates.values()]) w.setCand({ ...c, lastPingAt: null, pongs: [] });
+      break;
+    }
+    default: {
+      const unhandled: never = event;
+      void unhandled; // an event type from a newer caller: ignore it rather than throw on the packet path
+      return untouched(state, now);
+    }
+  }
+  return w.finish();
+}

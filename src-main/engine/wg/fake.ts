@@ -1,0 +1,55 @@
+/**
+ * An in-memory WgInterface for engine tests: records every call and the UAPI diff each set() would send,
+ * and returns whatever stats the test puts in `peerStats`. Pure.
+ */
+import type { WgConfig } from './config.ts';
+import { cloneConfig, diffConfig } from './config.ts';
+import type { PeerStats, WgInterface, WgUpOptions } from './iface.ts';
+import { WgError } from './iface.ts';
+import type { UapiSetRequest } from './uapi.ts';
+import { validateRoutes } from './validate.ts';
+
+export class FakeWgInterface implements WgInterface {
+  upCalls: WgUpOptions[] = [];
+  /** The config after each set() that changed something. */
+  configs: WgConfig[] = [];
+  /** The diff each changing set() produced. */
+  diffs: UapiSetRequest[] = [];
+  installedRoutes: string[] = [];
+  peerStats: PeerStats[] = [];
+  closed = false;
+
+  constructor(readonly name: string) {}
+
+  private check(): void {
+    if (this.closed) throw new WgError('not-found', `${this.name} is closed`);
+  }
+
+  async up(opts: WgUpOptions): Promise<void> {
+    this.check();
+    this.upCalls.push({ addresses: [...opts.addresses], ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}) });
+  }
+
+  async set(cfg: WgConfig): Promise<void> {
+    this.check();
+    const d = diffConfig(this.configs[this.configs.length - 1] ?? null, cfg);
+    if (d === null) return;
+    this.diffs.push(d);
+    this.configs.push(cloneConfig(cfg));
+  }
+
+  async routes(prefixes: string[]): Promise<void> {
+    this.check();
+    this.installedRoutes = validateRoutes(prefixes);
+  }
+
+  async stats(): Promise<PeerStats[]> {
+    this.check();
+    return this.peerStats;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.installedRoutes = [];
+  }
+}

@@ -1,0 +1,115 @@
+// Lab driver for WireGuard interfaces: runs inside a lab namespace (lab.spawn) and drives WgInterfaces through
+// the helper API, because a device is created in the namespace of the process that spawns wireguard-go.
+//
+//   node --import tsx test/lab/wg-driver.ts local                   in-process helper (createLocalHelper)
+//   node --import tsx test/lab/wg-driver.ts client SOCKET           HelperClient to a `weft helper` server
+//   node --import tsx test/lab/wg-driver.ts helper-server SOCKET UID   runs the `weft helper` command itself
+//
+// Commands arrive on stdin as JSON lines {id, cmd, ...}; each gets one stdout line {id, ok, result|error}.
+// Keys travel as hex. The first stdout line is {"ready":true,"pid":N}.
+import { createInterface } from 'node:readline';
+import { helperCommand } from '../../src-main/cli/commands/helper.ts';
+import { fromHex, toHex } from '../../src-main/protocol/wire/hex.ts';
+import type { WgConfig } from '../../src-main/engine/wg/config.ts';
+import { createLocalHelper, HelperClient } from '../../src-main/engine/wg/helper.ts';
+import type { Helper } from '../../src-main/engine/wg/helper-ops.ts';
+import { HelperWgInterface } from '../../src-main/engine/wg/helper-iface.ts';
+import type { WgInterface } from '../../src-main/engine/wg/iface.ts';
+
+export type DriverCommand =
+  | { id: number; cmd: 'create'; name: string }
+  | { id: number; cmd: 'up'; name: string; addresses: string[]; mtu?: number }
+  | { id: number; cmd: 'set'; name: string; config: WireConfig }
+  | { id: number; cmd: 'routes'; name: string; prefixes: string[] }
+  | { id: number; cmd: 'stats'; name: string }
+  | { id: number; cmd: 'close'; name: string }
+  | { id: number; cmd: 'cleanup'; prefix: string }
+  | { id: number; cmd: 'raw'; request: unknown }
+  | { id: number; cmd: 'exit' };
+
+export interface WireConfig {
+  privateKey: string;
+  listenPort: number;
+  peers: { publicKey: string; endpoint: { ip: string; port: number } | null; allowedIPs: string[]; persistentKeepalive?: number }[];
+}
+
+export type DriverReply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: { code: string; message: string } };
+
+function toConfig(w: WireConfig): WgConfig {
+  return {
+    privateKey: fromHex(w.privateKey),
+    listenPort: w.listenPort,
+    peers: w.peers.map((p) => ({ ...p, publicKey: fromHex(p.publicKey) })),
+  };
+}
+
+async function serve(helper: Helper): Promise<void> {
+  const ifaces = new Map<string, WgInterface>();
+  const get = (name: string): WgInterface => {
+    const i = ifaces.get(name);
+    if (!i) throw new Error(`driver: no interface ${name}`);
+    return i;
+  };
+  const out = (r: DriverReply): void => {
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+  };
+  const handle = async (c: DriverCommand): Promise<unknown> => {
+    switch (c.cmd) {
+      case 'create':
+        ifaces.set(c.name, await HelperWgInterface.create(helper, c.name));
+        return {};
+      case 'up':
+        await get(c.name).up({ addresses: c.addresses, ...(c.mtu !== undefined ? { mtu: c.mtu } : {}) });
+        return {};
+      case 'set':
+        await get(c.name).set(toConfig(c.config));
+        return {};
+      case 'routes':
+        await get(c.name).routes(c.prefixes);
+        return {};
+      case 'stats':
+        return (await get(c.name).stats()).map((p) => ({ ...p, publicKey: toHex(p.publicKey) }));
+      case 'close':
+        await get(c.name).close();
+        ifaces.delete(c.name);
+        return {};
+      case 'cleanup':
+        return helper.call({ op: 'cleanup-stale', prefix: c.prefix });
+      case 'raw':
+        // Sends an arbitrary (possibly invalid) request straight to the helper, to check its refusals.
+        return helper.call(c.request as Parameters<Helper['call']>[0]);
+      case 'exit':
+        await helper.close();
+        process.stdout.write(`${JSON.stringify({ id: c.id, ok: true, result: {} })}\n`);
+        process.exit(0);
+    }
+  };
+  process.stdout.write(`${JSON.stringify({ ready: true, pid: process.pid })}\n`);
+  let chain = Promise.resolve();
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (!line.trim()) continue;
+    const c = JSON.parse(line) as DriverCommand;
+    chain = chain.then(async () => {
+      try {
+        out({ id: c.id, ok: true, result: await handle(c) });
+      } catch (e) {
+        const err = e as Error & { code?: string };
+        out({ id: c.id, ok: false, error: { code: err.code ?? 'error', message: err.message } });
+      }
+    });
+  }
+  await chain;
+  await helper.close();
+}
+
+const [mode, socket, uid] = process.argv.slice(2);
+if (mode === 'local') {
+  await serve(createLocalHelper());
+} else if (mode === 'client' && socket) {
+  await serve(await HelperClient.connect(socket));
+} else if (mode === 'helper-server' && socket && uid) {
+  process.exitCode = await helperCommand.run(['--socket', socket, '--uid', uid, '--verbose']);
+} else {
+  process.stderr.write('usage: wg-driver.ts local | client SOCKET | helper-server SOCKET UID\n');
+  process.exitCode = 2;
+}
