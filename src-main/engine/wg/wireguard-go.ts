@@ -19,6 +19,7 @@
  * kernel backend yet: this machine's kernel lacks CONFIG_WIREGUARD (natlab.md §0), so it could not be tested,
  * and `chooseWgBackend` always answers wireguard-go (saying whether the kernel module would be available).
  */
+import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { unlink } from 'node:fs/promises';
@@ -38,6 +39,9 @@ import type { UapiError, UapiSetRequest } from './uapi.ts';
 import { validateAddresses, validateMtu, validateRoutes } from './validate.ts';
 import { encodeSetRequest, parseErrnoReply, parseGetReply, UAPI_GET_REQUEST } from './uapi.ts';
 import { isSocketLive, UAPI_SOCKET_DIR, uapiExchange, uapiSocketPath } from './uapi-socket.ts';
+
+/** util-linux setpriv, used for --pdeathsig when present. */
+const SETPRIV = '/usr/bin/setpriv';
 
 export interface WireguardGoInit {
   name: string;
@@ -252,7 +256,11 @@ export async function startWireguardGo(init: WireguardGoInit, components: Partia
   if (await isSocketLive(sock)) throw new WgError('exists', `${name} already exists (${sock} answers)`);
   if ((await listLinks(c.runner)).includes(name)) throw new WgError('exists', `a link named ${name} already exists in this namespace`);
 
-  const child = spawn(init.binary ?? 'wireguard-go', ['-f', name], {
+  // With util-linux's setpriv (it execs in place, so the pid stays wireguard-go's), the kernel kills the
+  // device process when its parent dies, even by SIGKILL: the TUN, its addresses and routes go with it.
+  const bin = init.binary ?? 'wireguard-go';
+  const [cmd, args] = existsSync(SETPRIV) ? [SETPRIV, ['--pdeathsig', 'KILL', bin, '-f', name]] : [bin, ['-f', name]];
+  const child = spawn(cmd, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, LOG_LEVEL: init.logLevel ?? 'error', [OWNER_ENV]: await ownerToken() },
     shell: false,
