@@ -152,7 +152,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   /** A disco ping to a peer by name, 100.x address or node key; resolves with the reply's path and latency. */
-  async ping(target: string, timeoutMs: number): Promise<{ peer: string; reply: { from: string; latencyMs: number; direct: boolean } | null }> {
+  async ping(target: string, timeoutMs: number): Promise<{ peer: string; reply: { from: string; latencyMs: number } | null }> {
     const nm = this.control.netmap;
     const peer = [...nm.peers.values()].find(
       (p) => p.Name.split('.')[0] === target || p.Name.replace(/\.$/, '') === target || p.Key === target || p.Addresses.some((a) => a.split('/')[0] === target),
@@ -160,7 +160,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (!peer) throw new Error(`no peer named ${target}`);
     if (!this.magic) throw new Error('the data plane is not up yet');
     const r = await this.magic.ping(peer.Key.slice('nodekey:'.length), timeoutMs);
-    return { peer: peer.Name.split('.')[0] ?? target, reply: r ? { from: formatAddr(r.from), latencyMs: Math.round(r.latencyMs * 10) / 10, direct: true } : null };
+    return { peer: peer.Name.split('.')[0] ?? target, reply: r ? { from: formatAddr(r.from), latencyMs: Math.round(r.latencyMs * 10) / 10 } : null };
   }
 
   /** The status report with data-plane facts: each peer's path and WireGuard counters. */

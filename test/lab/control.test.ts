@@ -84,8 +84,9 @@ describe.each(HEADSCALE_VERSIONS)('weft against headscale %s', (version) => {
     ] as const) {
       const s = await eventually(`${me} sees ${other}`, 10_000, async () => {
         const st = await status(me);
-        // headscale 0.26 first lists a peer with a zero disco key and sends the key in a later delta.
-        return st.peers.some((p) => p.name === other && p.discoKey !== null) ? st : undefined;
+        // headscale 0.26 first lists a peer with a zero disco key and sends the key in a later delta; a peer
+        // that has just joined can also show offline for a moment before its online change arrives.
+        return st.peers.some((p) => p.name === other && p.discoKey !== null && p.online === true) ? st : undefined;
       });
       expect(s.control.state).toBe('connected');
       expect(s.self?.name).toBe(me);

@@ -231,16 +231,25 @@ describe('WireGuard interfaces through the helper', () => {
     expect(await wgRunning(deadSock)).toBe(false);
     expect(existsSync(uapiSocketPath(deadSock))).toBe(true);
 
-    // 3. Only the owner dies: its wireguard-go keeps running (TUN, route and socket stay). This comes last so
-    //    that the orphan exists only for milliseconds before the cleanup (any Weft starting on this machine
-    //    would rightly remove it too).
-    await d1.ok({ cmd: 'create', name: orphan });
-    await d1.ok({ cmd: 'up', name: orphan, addresses: ['10.78.0.1/32'] });
-    await d1.ok({ cmd: 'set', name: orphan, config: cfg });
-    await d1.ok({ cmd: 'routes', name: orphan, prefixes: ['10.78.0.2/32'] });
+    // 3. Only the owner dies (SIGKILL): wireguard-go runs under setpriv --pdeathsig, so it dies with its owner
+    //    and its TUN and route go with it. Only the socket file can stay behind.
+    const selfClean = ifName('s');
+    await d1.ok({ cmd: 'create', name: selfClean });
+    await d1.ok({ cmd: 'up', name: selfClean, addresses: ['10.78.0.1/32'] });
+    await d1.ok({ cmd: 'set', name: selfClean, config: cfg });
+    await d1.ok({ cmd: 'routes', name: selfClean, prefixes: ['10.78.0.2/32'] });
     process.kill(d1.proc.pid, 'SIGKILL');
     await d1.proc.exited;
-    expect(await wgRunning(orphan), 'the orphan outlives its owner').toBe(true);
+    for (let i = 0; i < 100 && (await wgRunning(selfClean)); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await wgRunning(selfClean), 'the device dies with its owner').toBe(false);
+    expect(await linkExists('a1', selfClean)).toBe(false);
+
+    // 3b. A device whose owner token names a dead process (left by a Weft on a host without setpriv, or an
+    //     older version): a real orphan that keeps its TUN. It exists only for milliseconds before the cleanup
+    //     (any Weft starting on this machine would rightly remove it too).
+    const orphanProc = lab.spawn('a1', ['wireguard-go', '-f', orphan], { env: { WEFT_OWNER: `${d1.proc.pid}:1` } });
+    for (let i = 0; i < 100 && !(await linkExists('a1', orphan)); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await wgRunning(orphan), 'the orphan runs without its owner').toBe(true);
     expect(await linkExists('a1', orphan)).toBe(true);
 
     // 4. The next start cleans up.
@@ -251,7 +260,8 @@ describe('WireGuard interfaces through the helper', () => {
     expect(report.killed.map((k) => k.name)).toEqual([orphan]);
     expect(report.removedSockets).toContain(uapiSocketPath(deadSock));
 
-    for (const name of [orphan, deadSock]) {
+    await orphanProc.exited;
+    for (const name of [orphan, deadSock, selfClean]) {
       expect(await wgRunning(name), `${name} process`).toBe(false);
       expect(existsSync(uapiSocketPath(name)), `${name} socket`).toBe(false);
       expect(await linkExists('a1', name), `${name} link`).toBe(false);
