@@ -136,3 +136,11 @@ export const MAGIC_PENDING_MAX_AGE_MS = 3000;
  * over DERP in Tailscale).
  */
 export const DISCO_PING_BACK_MIN_INTERVAL_MS = 1000;
+
+// --- DERP ---------------------------------------------------------------------------------------------
+
+/** Redial a lost DERP connection after 1 s, doubling to at most 5 s (magicsock's cap). */
+export const DERP_BACKOFF_MIN_MS = 1000;
+export const DERP_BACKOFF_MAX_MS = 5000;
+/** The server sends KeepAlive every 60–65 s; two missed ones mean the connection is dead (Go's 120 s). */
+export const DERP_READ_TIMEOUT_MS = 120_000;

@@ -76,6 +76,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (this.stopped || !nm.self) return;
     if (!this.magic) {
       const magic = new MagicConn({
+        nodePriv: this.control.nodePrivate,
         port: this.init.udpPort ?? 41641,
         discoPriv: this.control.discoPrivate,
         discoPub: this.control.discoPublic,
@@ -112,6 +113,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         discoKey: fromHex(p.DiscoKey.slice('discokey:'.length)),
         endpoints: p.Endpoints.map((e) => parseHostPort(e)).flatMap((hp) => (hp ? [{ ip: hp.host, port: hp.port }] : [])),
         name: p.Name.split('.')[0] || `node-${p.ID}`,
+        homeRegion: p.HomeDERP > 0 ? p.HomeDERP : null,
       })),
     );
     await wg.set({
@@ -130,19 +132,39 @@ export class Engine extends EventEmitter<EngineEvents> {
   private async restun(nm: NetMap = this.control.netmap): Promise<void> {
     const magic = this.magic;
     if (!magic || this.stopped) return;
-    const targets: UdpAddr[] = [];
+    const targets: { addr: UdpAddr; region: number }[] = [];
+    const urls = new Map<number, URL>();
     for (const r of Object.values(nm.derpMap?.Regions ?? {})) {
       for (const n of r.Nodes ?? []) {
         const port = stunPort(n);
-        if (port !== null && n.IPv4 && n.IPv4 !== 'none') targets.push({ ip: n.IPv4, port });
+        if (port !== null && n.IPv4 && n.IPv4 !== 'none') targets.push({ addr: { ip: n.IPv4, port }, region: r.RegionID });
+        if (!n.STUNOnly && !urls.has(r.RegionID)) {
+          const host = n.IPv4 && n.IPv4 !== 'none' ? n.IPv4 : n.HostName;
+          // Tailscale's TS_DEBUG_USE_DERP_HTTP equivalent, for labs whose DERP (headscale's) serves plain HTTP.
+          const scheme = process.env['WEFT_DEBUG_DERP_HTTP'] ? 'http' : 'https';
+          urls.set(r.RegionID, new URL(`${scheme}://${host}:${n.DERPPort || 443}`));
+        }
       }
     }
-    const answers = await Promise.all(targets.slice(0, 6).map((t) => magic.stun.request(t)));
+    const answers = await Promise.all(targets.slice(0, 6).map((t) => magic.stun.request(t.addr)));
     const stun: Endpoint[] = answers.flatMap((a) => (a?.mapped ? [{ addr: a.mapped, type: EndpointType.Stun }] : []));
+    // Home region: the lowest STUN latency; kept while it still answers within 10 ms of the best (§6.5).
+    const lat = new Map<number, number>();
+    answers.forEach((a, i) => {
+      const region = targets[i]!.region;
+      if (a) lat.set(region, Math.min(lat.get(region) ?? Infinity, a.rttMs));
+    });
+    let home = magic.home;
+    const best = [...lat.entries()].sort((x, y) => x[1] - y[1])[0];
+    if (best && (home === null || !lat.has(home) || lat.get(home)! - best[1] >= 10)) home = best[0];
+    if (home === null && urls.size > 0) home = [...urls.keys()].sort((a, b) => a - b)[0]!; // UDP blocked: still have a home
+    const homeChanged = home !== magic.home;
+    magic.setDerp(urls, home);
     const eps = mergeEndpoints(stun, localEndpoints(networkInterfaces(), magic.localPort, this.wg ? [this.wg.name] : []));
-    if (!sameEndpointSet(eps, this.endpoints)) {
+    if (homeChanged && home !== null) this.control.setNetInfo({ PreferredDERP: home, WorkingUDP: stun.length > 0 });
+    if (homeChanged || !sameEndpointSet(eps, this.endpoints)) {
       this.endpoints = eps;
-      this.logf(`engine: endpoints ${eps.map((e) => formatAddr(e.addr)).join(' ')}`);
+      this.logf(`engine: endpoints ${eps.map((e) => formatAddr(e.addr)).join(' ')}; home DERP ${home ?? 'none'}`);
       magic.setLocalEndpoints(eps.map((e) => e.addr));
       await this.control.pushLiteUpdate(eps.map((e) => formatAddr(e.addr))).catch((e: unknown) => this.logf(`engine: endpoint update failed: ${(e as Error).message}`));
     }
@@ -183,7 +205,12 @@ export class Engine extends EventEmitter<EngineEvents> {
       p.lastHandshake = st?.lastHandshake ?? null;
       if (p.path.kind === 'offline' || !this.magic) continue;
       const view = this.magic.pathOf(key);
-      p.path = view.kind === 'direct' ? { kind: 'direct', endpoint: formatAddr(view.addr), latencyMs: Math.round(view.latencyMs * 10) / 10 } : { kind: 'connecting' };
+      p.path =
+        view.kind === 'direct'
+          ? { kind: 'direct', endpoint: formatAddr(view.addr), latencyMs: Math.round(view.latencyMs * 10) / 10 }
+          : view.kind === 'relay'
+            ? { kind: 'relay', region: view.region }
+            : { kind: 'connecting' };
     }
     return base;
   }

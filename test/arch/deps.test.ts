@@ -30,6 +30,7 @@ const ENGINE_IO = [
   /^src-main\/engine\/state\/store\.ts$/,
   /^src-main\/engine\/engine\.ts$/,
   /^src-main\/engine\/magicsock\/conn\.ts$/,
+  /^src-main\/engine\/relay\/client\.ts$/,
   /^src-main\/engine\/wg\/(wireguard-go|stale|uapi-socket|helper|exec)\.ts$/,
 ];
 

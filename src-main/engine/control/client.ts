@@ -151,8 +151,23 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     await this.connectOnce();
   }
 
+  /** Network conditions for Hostinfo.NetInfo; PreferredDERP becomes our HomeDERP for peers. */
+  private netInfo: Record<string, unknown> | null = null;
+
+  setNetInfo(ni: Record<string, unknown>): void {
+    this.netInfo = ni;
+  }
+
   private hostinfo(): Record<string, unknown> {
-    return { Hostname: this.hostname(), OS: 'linux', GoArch: process.arch, IPNVersion: 'weft-0.1.0', FrontendLogID: '', BackendLogID: '' };
+    return {
+      Hostname: this.hostname(),
+      OS: 'linux',
+      GoArch: process.arch,
+      IPNVersion: 'weft-0.1.0',
+      FrontendLogID: '',
+      BackendLogID: '',
+      ...(this.netInfo ? { NetInfo: this.netInfo } : {}),
+    };
   }
 
   private async connectOnce(): Promise<void> {

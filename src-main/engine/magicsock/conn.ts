@@ -21,6 +21,7 @@ import { openDiscoPacket, sealDiscoPacket, type DiscoMessage } from '../../proto
 import { fromHex, toHex } from '../../protocol/wire/hex.ts';
 import { bindUdp, type UdpSocket } from '../io/udp.ts';
 import { StunClient } from '../netcheck/stun-client.ts';
+import { DerpConn } from '../relay/client.ts';
 import { classifyDatagram } from '../paths/demux.ts';
 import { addrKey, initialPathState, pathKind, step, type PathEffect, type PathEvent, type PathState, type PathView } from '../paths/endpoint.ts';
 import { MAGIC_PENDING_MAX_AGE_MS, MAGIC_PENDING_MAX_PACKETS } from '../constants.ts';
@@ -39,7 +40,12 @@ export interface MagicPeerSpec {
   discoKey: Uint8Array;
   endpoints: UdpAddr[];
   name: string;
+  /** The peer's home DERP region (Node.HomeDERP); null when it has none. */
+  homeRegion: number | null;
 }
+
+/** What status shows: the reducer's direct/connecting, or relay through a DERP region. */
+export type LinkView = PathView | { kind: 'relay'; region: number };
 
 interface Peer {
   key: string;
@@ -59,10 +65,11 @@ export interface PingReply {
 }
 
 export interface MagicConnEvents {
-  path: [string, PathView];
+  path: [string, LinkView];
 }
 
 export interface MagicConnInit {
+  nodePriv: Uint8Array;
   port: number;
   discoPriv: Uint8Array;
   discoPub: Uint8Array;
@@ -86,6 +93,10 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   private readonly addrToPeer = new Map<string, Peer>();
   private readonly userPings = new Map<string, (r: PingReply) => void>();
   private wgPort: number | null = null;
+  /** DERP: one connection per region in use (home, plus peers' home regions), and where each region is. */
+  private readonly derp = new Map<number, DerpConn>();
+  private derpUrls = new Map<number, URL>();
+  private homeRegion: number | null = null;
   private localEps: UdpAddr[] = [];
   readonly stun: StunClient;
   readonly counters: MagicCounters = { wgIn: 0, wgOut: 0, discoIn: 0, dropped: 0 };
@@ -166,9 +177,99 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
     for (const p of this.peers.values()) this.apply(p, { type: 'local-endpoints', endpoints: eps });
   }
 
-  pathOf(nodeKeyHex: string): PathView {
+  /** Sets the DERP regions (from the DERP map) and our home region, connecting to home. */
+  setDerp(urls: Map<number, URL>, home: number | null): void {
+    this.derpUrls = urls;
+    for (const [id, c] of this.derp) {
+      if (!urls.has(id)) {
+        c.close();
+        this.derp.delete(id);
+      }
+    }
+    if (home !== this.homeRegion && home !== null) {
+      this.derp.get(home)?.close();
+      this.derp.delete(home);
+    }
+    this.homeRegion = home;
+    if (home !== null) this.derpFor(home);
+  }
+
+  get home(): number | null {
+    return this.homeRegion;
+  }
+
+  private derpFor(region: number | null): DerpConn | null {
+    if (region === null) return null;
+    let c = this.derp.get(region);
+    if (c) return c;
+    const url = this.derpUrls.get(region);
+    if (!url) return null;
+    c = new DerpConn({ url, regionId: region, nodePriv: this.init.nodePriv, clock: this.init.clock, logf: this.init.logf, preferred: region === this.homeRegion });
+    c.on('packet', (src, payload) => this.onDerpPacket(region, src, payload));
+    c.on('connected', () => {
+      for (const p of this.peers.values()) if (p.spec.homeRegion === region) this.emit('path', p.key, this.pathOf(p.key));
+    });
+    this.derp.set(region, c);
+    c.start();
+    return c;
+  }
+
+  /** Sends to a peer through its home region (or, failing that, our home region). */
+  private sendViaDerp(p: Peer, data: Uint8Array): boolean {
+    const c = this.derpFor(p.spec.homeRegion ?? this.homeRegion);
+    const ok = c?.send(p.spec.nodeKey, data) ?? false;
+    if (DEBUG_DISCO) this.init.logf(`[v1] derp send ${data.length}B to ${p.spec.name}: ${ok ? 'sent' : 'no connection'}`);
+    return ok;
+  }
+
+  private onDerpPacket(region: number, src: Uint8Array, payload: Uint8Array): void {
+    const p = this.peers.get(toHex(src));
+    if (DEBUG_DISCO) this.init.logf(`[v1] derp ${region} recv ${payload.length}B from ${p?.spec.name ?? toHex(src).slice(0, 8)} (${classifyDatagram(payload)})`);
+    if (!p) {
+      this.counters.dropped++;
+      return;
+    }
+    switch (classifyDatagram(payload)) {
+      case 'disco': {
+        const r = openDiscoPacket(payload, (sender) => this.byDisco.get(toHex(sender))?.shared ?? null);
+        if (r.kind !== 'disco' || this.byDisco.get(toHex(r.senderPub)) !== p) {
+          this.counters.dropped++;
+          return;
+        }
+        this.counters.discoIn++;
+        // Via DERP: pings are answered via DERP; CallMeMaybe starts hole punching; neither binds an address.
+        if (r.msg.kind === 'ping') {
+          const pong = sealDiscoPacket({ senderPub: this.init.discoPub, shared: p.shared, msg: { kind: 'pong', txid: r.msg.txid, src: { ip: '127.3.3.40', port: region } } });
+          this.derp.get(region)?.send(p.spec.nodeKey, pong);
+        } else if (r.msg.kind === 'call-me-maybe') {
+          this.apply(p, { type: 'call-me-maybe', endpoints: r.msg.endpoints });
+        } else if (r.msg.kind === 'pong') {
+          const user = this.userPings.get(toHex(r.msg.txid));
+          if (user) {
+            this.userPings.delete(toHex(r.msg.txid));
+            user({ from: { ip: '127.3.3.40', port: region }, latencyMs: 0 });
+          }
+        }
+        return;
+      }
+      case 'wireguard':
+        if (this.wgPort === null) return;
+        this.counters.wgIn++;
+        p.proxy.send(payload, { ip: '127.0.0.1', port: this.wgPort }).catch(() => {});
+        return;
+      default:
+        this.counters.dropped++;
+    }
+  }
+
+  pathOf(nodeKeyHex: string): LinkView {
     const p = this.peers.get(nodeKeyHex);
-    return p ? pathKind(p.path, this.init.clock.now()) : { kind: 'connecting' };
+    if (!p) return { kind: 'connecting' };
+    const view = pathKind(p.path, this.init.clock.now());
+    if (view.kind === 'direct') return view;
+    const region = p.spec.homeRegion ?? this.homeRegion;
+    const c = region === null ? undefined : this.derp.get(region);
+    return c?.connected && region !== null ? { kind: 'relay', region } : view;
   }
 
   // ---- data path
@@ -262,15 +363,20 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
       case 'send-pong':
         this.sendDisco(p, e.to, { kind: 'pong', txid: fromHex(e.txid), src: e.src });
         return;
-      case 'send-call-me-maybe':
-        // No DERP yet: CallMeMaybe goes straight to the peer's control-learned endpoints.
-        for (const to of p.spec.endpoints) this.sendDisco(p, to, { kind: 'call-me-maybe', endpoints: [...e.endpoints] });
+      case 'send-call-me-maybe': {
+        // Over DERP, as Tailscale peers expect; without a DERP path, straight to the control-learned endpoints.
+        const cmm = sealDiscoPacket({ senderPub: this.init.discoPub, shared: p.shared, msg: { kind: 'call-me-maybe', endpoints: [...e.endpoints] } });
+        if (!this.sendViaDerp(p, cmm)) for (const to of p.spec.endpoints) this.sendDisco(p, to, { kind: 'call-me-maybe', endpoints: [...e.endpoints] });
         return;
+      }
       case 'send-data-via':
         if (data && e.udp) {
           this.counters.wgOut++;
           this.sendRaw(data, e.udp).catch(() => this.apply(p, { type: 'send-error', addr: e.udp! }));
-        } else if (data) {
+        }
+        if (data && (e.relay || !e.udp) && this.sendViaDerp(p, data)) {
+          this.counters.wgOut++;
+        } else if (data && !e.udp) {
           // No path yet (and no relay until DERP): hold the packet briefly instead of losing the handshake.
           p.pending.push({ data: data.slice(), at: this.init.clock.now() });
           if (p.pending.length > PENDING_MAX_PACKETS) p.pending.shift();
@@ -347,6 +453,8 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   }
 
   async close(): Promise<void> {
+    for (const c of this.derp.values()) c.close();
+    this.derp.clear();
     for (const p of [...this.peers.values()]) this.dropPeer(p);
     this.stun.close();
     await this.sock?.close();
