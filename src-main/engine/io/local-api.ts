@@ -5,6 +5,7 @@
  */
 import { chmod, unlink } from 'node:fs/promises';
 import net from 'node:net';
+import { isSocketLive } from './unix-socket.ts';
 
 const MAX_REQUEST = 64 * 1024;
 
@@ -12,20 +13,8 @@ export interface LocalApiServer {
   close(): Promise<void>;
 }
 
-/** Reports whether something answers on the socket path. */
-function isLive(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
-}
-
 export async function serveLocalApi(path: string, handle: (req: unknown) => Promise<unknown>): Promise<LocalApiServer> {
-  if (await isLive(path)) throw new Error(`another weft is already running with this state directory (${path} answers)`);
+  if (await isSocketLive(path)) throw new Error(`another weft is already running with this state directory (${path} answers)`);
   await unlink(path).catch(() => {});
   const server = net.createServer((sock) => {
     let buf = '';

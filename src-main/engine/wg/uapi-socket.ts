@@ -46,14 +46,4 @@ export function uapiExchange(path: string, request: string, opts: { timeoutMs?: 
   });
 }
 
-/** Reports whether something accepts connections on the unix socket at `path`. */
-export function isSocketLive(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect(path);
-    c.once('connect', () => {
-      c.destroy();
-      resolve(true);
-    });
-    c.once('error', () => resolve(false));
-  });
-}
+export { isSocketLive } from '../io/unix-socket.ts';
