@@ -3,26 +3,11 @@
  * outside the lab, answers GET /key from behind a NAT, the CLI wrapper creates users and pre-auth keys and
  * registers/lists/deletes nodes, and a stop/start keeps the database.
  */
-import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLab, type Lab, type LabProcess } from './lab.ts';
+import { createLab, type Lab, type LabProcess, listNamespaces, pidAlive } from './lab.ts';
 import { HEADSCALE_VERSIONS, labHttpGet, startHeadscale, type Headscale } from './headscale.ts';
 
-function labNamespaces(prefix: string): string[] {
-  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 10_000 })
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/)[0] ?? '')
-    .filter((n) => n.startsWith(prefix));
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const labNamespaces = (prefix: string): string[] => listNamespaces().filter((n) => n.startsWith(prefix));
 
 describe.each(HEADSCALE_VERSIONS)('headscale %s in the lab', (version) => {
   let lab: Lab;

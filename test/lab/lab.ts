@@ -268,7 +268,8 @@ function topologyScript(ns: (h: HostName) => string, routerFiles: ReadonlyMap<Ro
 // ---------------------------------------------------------------------------------------------------------------
 // Process helpers
 
-function pidAlive(pid: number): boolean {
+/** Reports whether a process with this pid exists (EPERM counts: it exists but is not ours). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -436,7 +437,8 @@ function installHandlers(): void {
   }
 }
 
-function listNamespaces(): string[] {
+/** Every network namespace on the machine (`ip netns list`). */
+export function listNamespaces(): string[] {
   const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 10_000 });
   if (r.status !== 0) throw new Error(`lab: ip netns list failed: ${r.stderr}`);
   return r.stdout

@@ -9,31 +9,16 @@
  * LAN address, and without DERP no CallMeMaybe reaches the other side, so two APDF NATs never open (checked with the
  * harness's default placeholder DERP map: disco pings went to 192.168.2.2:41641 only, no direct path, ping failed).
  */
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLab, type Lab, type LabProcess } from './lab.ts';
+import { createLab, type Lab, type LabProcess, listNamespaces, pidAlive } from './lab.ts';
 import { startHeadscale, type Headscale } from './headscale.ts';
 import { PLAIN_HTTP_DERP_ENV, startTailscaled, TAILSCALE_VERSION, type Tailscaled } from './tailscaled.ts';
 
 const TS_ENV = { ...PLAIN_HTTP_DERP_ENV };
 
-function labNamespaces(prefix: string): string[] {
-  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 10_000 })
-    .split('\n')
-    .map((l) => l.trim().split(/\s+/)[0] ?? '')
-    .filter((n) => n.startsWith(prefix));
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const labNamespaces = (prefix: string): string[] => listNamespaces().filter((n) => n.startsWith(prefix));
 
 /** PIDs of live processes whose command line mentions `needle`. */
 function processesMentioning(needle: string): number[] {
