@@ -32,6 +32,13 @@ export const HAIRPIN_TIMEOUT_MS = 800;
 /** Port-mapping service probe window (Tailscale waits up to 250 ms; a busy lab router needs longer). */
 export const PORTMAP_PROBE_TIMEOUT_MS = 600;
 
+/** Lifetime the engine asks for its own mapping (RFC 6886 §3.3 recommends 7200 s); renewed at half of what is granted. */
+export const PORTMAP_LIFETIME_S = 7200;
+
+/** When no mapping can be made, try again after 30 s, doubling to 10 min (routers reboot; users enable UPnP). */
+export const PORTMAP_RETRY_MIN_MS = 30_000;
+export const PORTMAP_RETRY_MAX_MS = 600_000;
+
 /** Lifetime of the short test mapping netcheck creates (and releases at once) to see if mapping works. */
 export const PORTMAP_TEST_LIFETIME_S = 60;
 
@@ -81,6 +88,16 @@ export const DISCO_UPGRADE_DIRECT_INTERVAL_MS = 60_000;
 /** A bestAddr at or below this latency is as good as it gets: stop the periodic upgrade search. */
 export const DISCO_GOOD_ENOUGH_LATENCY_MS = 5;
 
+/**
+ * Liveness of a trusted direct path while traffic flows (Weft's addition to magicsock's timers): when nothing
+ * has come back from bestAddr for 1.5 s although we keep sending, ping it at once instead of waiting for the
+ * next 3 s heartbeat; if that ping is not answered within max(1 s, 4 × the path's latency), stop trusting the
+ * path, so packets go to the relay as well. A dead direct path (rebinding, a firewall change) then costs about
+ * 2.5 s of traffic instead of the 6.5 s trust window plus a heartbeat (tailscale#12548, #19457).
+ */
+export const DISCO_LIVENESS_SILENCE_MS = 1500;
+export const DISCO_LIVENESS_TIMEOUT_MS = 1000;
+
 /** Pong results kept per candidate (Tailscale's ring size); enough for status and debugging. */
 export const DISCO_PONG_HISTORY = 64;
 
@@ -121,6 +138,12 @@ export const WG_HELPER_REQUEST_TIMEOUT_MS = 30_000;
 export const ENDPOINT_RESTUN_MIN_MS = 20_000;
 export const ENDPOINT_RESTUN_MAX_MS = 26_000;
 
+/** While no STUN server answers (UDP blocked), re-STUN every 3 s, so a path opens within seconds of UDP being unblocked. */
+export const ENDPOINT_RESTUN_NO_UDP_MS = 3000;
+
+/** A lost direct path triggers a re-STUN (the NAT may have rebound), but never more often than every 2 s. */
+export const ENDPOINT_RESTUN_MIN_GAP_MS = 2000;
+
 /**
  * While a peer has no path (no direct address yet, and no DERP until the relay issue), its outgoing
  * WireGuard packets wait in a queue of at most 16, and those younger than 3 s are sent once a direct path
@@ -144,3 +167,5 @@ export const DERP_BACKOFF_MIN_MS = 1000;
 export const DERP_BACKOFF_MAX_MS = 5000;
 /** The server sends KeepAlive every 60–65 s; two missed ones mean the connection is dead (Go's 120 s). */
 export const DERP_READ_TIMEOUT_MS = 120_000;
+/** Bound on dialling a DERP server (TCP, TLS and the HTTP upgrade) before it counts as a failed attempt. */
+export const DERP_DIAL_TIMEOUT_MS = 10_000;

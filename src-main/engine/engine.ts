@@ -12,16 +12,17 @@
 import { EventEmitter } from 'node:events';
 import { networkInterfaces } from 'node:os';
 import type { StatusReport } from '../../src-shared/model/status.ts';
-import { stunPort } from '../../src-shared/model/derp-map.ts';
-import { formatAddr, parseHostPort, type UdpAddr } from '../protocol/wire/addr.ts';
+import { formatAddr, parseHostPort } from '../protocol/wire/addr.ts';
 import { fromHex, toHex } from '../protocol/wire/hex.ts';
-import { ENDPOINT_RESTUN_MAX_MS, ENDPOINT_RESTUN_MIN_MS, WG_TUN_MTU } from './constants.ts';
+import { ENDPOINT_RESTUN_MAX_MS, ENDPOINT_RESTUN_MIN_GAP_MS, ENDPOINT_RESTUN_MIN_MS, ENDPOINT_RESTUN_NO_UDP_MS, WG_TUN_MTU } from './constants.ts';
 import { ControlClient, type ControlClientInit } from './control/client.ts';
 import type { NetMap } from './control/map-session.ts';
 import { buildStatus } from './control/status.ts';
 import { bindUdp } from './io/udp.ts';
+import { derpTargets, stunTargets } from './relay/targets.ts';
 import { EndpointType, localEndpoints, mergeEndpoints, sameEndpointSet, type Endpoint } from './magicsock/endpoints.ts';
 import { MagicConn } from './magicsock/conn.ts';
+import { PortMapKeeper } from './portmap/keeper.ts';
 import { realClock, type Clock, type TimerHandle } from './sys/clock.ts';
 import { discardLogf, type Logf } from './sys/log.ts';
 import type { WgInterface } from './wg/iface.ts';
@@ -31,6 +32,8 @@ export interface EngineInit extends ControlClientInit {
   udpPort?: number;
   /** Creates the WireGuard interface (wireguard-go as root, the privileged helper otherwise, a fake in tests). */
   createInterface: () => Promise<WgInterface>;
+  /** Map a public port on the home router (NAT-PMP, PCP or UPnP IGD) and advertise it. @default true */
+  portMapping?: boolean;
 }
 
 export interface EngineEvents {
@@ -46,6 +49,12 @@ export class Engine extends EventEmitter<EngineEvents> {
   private wgPort = 0;
   private endpoints: Endpoint[] = [];
   private restunTimer: TimerHandle | null = null;
+  private restunning = false;
+  private restunAgain = false;
+  private lastRestunAt = -Infinity;
+  private stunEndpoints: Endpoint[] = [];
+  private workingUdp = true;
+  private portmap: PortMapKeeper | null = null;
   private applying: Promise<void> = Promise.resolve();
   private stopped = false;
   /** False once the interface refused IPv6 (IPv6 disabled): then only IPv4 addresses and routes are used. */
@@ -86,6 +95,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       });
       await magic.start();
       magic.on('path', (key) => this.emit('peer:path-changed', key));
+      magic.on('path-lost', () => this.restunSoon());
       this.magic = magic;
       this.wgPort = await freeLoopbackPort();
       magic.setWireGuardPort(this.wgPort);
@@ -103,6 +113,15 @@ export class Engine extends EventEmitter<EngineEvents> {
       }
       this.logf(`engine: ${wg.name} up with ${nm.self.Addresses.join(' ')}, UDP ${magic.localPort}`);
       void this.restun(nm);
+      if (this.init.portMapping !== false) {
+        const keeper = new PortMapKeeper({ internalPort: magic.localPort, clock: this.clock, logf: this.logf, excludeIfaces: [wg.name] });
+        keeper.on('changed', (a) => {
+          this.logf(`engine: port mapping ${a ? formatAddr(a) : 'none'}`);
+          void this.publishEndpoints();
+        });
+        this.portmap = keeper;
+        keeper.start();
+      }
     }
     const magic = this.magic;
     const wg = this.wg!;
@@ -128,49 +147,82 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.emit('netmap:updated');
   }
 
-  /** STUN on the shared socket against the DERP map's STUN nodes; pushes changed endpoints to control. */
+  /**
+   * STUN on the shared socket against the DERP map's STUN nodes: our public endpoints and each region's latency,
+   * hence the home region. Runs every 20–26 s, every 3 s while no STUN server answers (UDP blocked: notice
+   * the moment it is unblocked), and soon after a direct path is lost (restunSoon: the NAT may have rebound).
+   */
   private async restun(nm: NetMap = this.control.netmap): Promise<void> {
     const magic = this.magic;
     if (!magic || this.stopped) return;
-    const targets: { addr: UdpAddr; region: number }[] = [];
-    const urls = new Map<number, URL>();
-    for (const r of Object.values(nm.derpMap?.Regions ?? {})) {
-      for (const n of r.Nodes ?? []) {
-        const port = stunPort(n);
-        if (port !== null && n.IPv4 && n.IPv4 !== 'none') targets.push({ addr: { ip: n.IPv4, port }, region: r.RegionID });
-        if (!n.STUNOnly && !urls.has(r.RegionID)) {
-          const host = n.IPv4 && n.IPv4 !== 'none' ? n.IPv4 : n.HostName;
-          // Tailscale's TS_DEBUG_USE_DERP_HTTP equivalent, for labs whose DERP (headscale's) serves plain HTTP.
-          const scheme = process.env['WEFT_DEBUG_DERP_HTTP'] ? 'http' : 'https';
-          urls.set(r.RegionID, new URL(`${scheme}://${host}:${n.DERPPort || 443}`));
-        }
-      }
+    if (this.restunning) {
+      this.restunAgain = true;
+      return;
     }
-    const answers = await Promise.all(targets.slice(0, 6).map((t) => magic.stun.request(t.addr)));
-    const stun: Endpoint[] = answers.flatMap((a) => (a?.mapped ? [{ addr: a.mapped, type: EndpointType.Stun }] : []));
-    // Home region: the lowest STUN latency; kept while it still answers within 10 ms of the best (§6.5).
-    const lat = new Map<number, number>();
-    answers.forEach((a, i) => {
-      const region = targets[i]!.region;
-      if (a) lat.set(region, Math.min(lat.get(region) ?? Infinity, a.rttMs));
-    });
-    let home = magic.home;
-    const best = [...lat.entries()].sort((x, y) => x[1] - y[1])[0];
-    if (best && (home === null || !lat.has(home) || lat.get(home)! - best[1] >= 10)) home = best[0];
-    if (home === null && urls.size > 0) home = [...urls.keys()].sort((a, b) => a - b)[0]!; // UDP blocked: still have a home
-    const homeChanged = home !== magic.home;
-    magic.setDerp(urls, home);
-    const eps = mergeEndpoints(stun, localEndpoints(networkInterfaces(), magic.localPort, this.wg ? [this.wg.name] : []));
-    if (homeChanged && home !== null) this.control.setNetInfo({ PreferredDERP: home, WorkingUDP: stun.length > 0 });
-    if (homeChanged || !sameEndpointSet(eps, this.endpoints)) {
-      this.endpoints = eps;
-      this.logf(`engine: endpoints ${eps.map((e) => formatAddr(e.addr)).join(' ')}; home DERP ${home ?? 'none'}`);
-      magic.setLocalEndpoints(eps.map((e) => e.addr));
-      await this.control.pushLiteUpdate(eps.map((e) => formatAddr(e.addr))).catch((e: unknown) => this.logf(`engine: endpoint update failed: ${(e as Error).message}`));
+    this.restunning = true;
+    if (this.restunTimer) this.clock.clearTimeout(this.restunTimer);
+    this.restunTimer = null;
+    this.lastRestunAt = this.clock.now();
+    try {
+      // Tailscale's TS_DEBUG_USE_DERP_HTTP equivalent, for labs whose DERP (headscale's embedded one) serves plain HTTP.
+      const derp = derpTargets(nm.derpMap, !!process.env['WEFT_DEBUG_DERP_HTTP']);
+      const targets = stunTargets(nm.derpMap).map((t) => ({ addr: t.addr, region: t.regionId }));
+      const answers = await Promise.all(targets.slice(0, 6).map((t) => magic.stun.request(t.addr)));
+      if (this.stopped) return;
+      this.stunEndpoints = answers.flatMap((a) => (a?.mapped ? [{ addr: a.mapped, type: EndpointType.Stun }] : []));
+      // Home region: the lowest STUN latency; kept while it still answers within 10 ms of the best (§6.5).
+      const lat = new Map<number, number>();
+      answers.forEach((a, i) => {
+        const region = targets[i]!.region;
+        if (a) lat.set(region, Math.min(lat.get(region) ?? Infinity, a.rttMs));
+      });
+      let home = magic.home;
+      const best = [...lat.entries()].sort((x, y) => x[1] - y[1])[0];
+      if (best && (home === null || !lat.has(home) || lat.get(home)! - best[1] >= 10)) home = best[0];
+      if (home === null && derp.size > 0) home = [...derp.keys()].sort((a, b) => a - b)[0]!; // UDP blocked: still have a home
+      const homeChanged = home !== magic.home;
+      magic.setDerp(derp, home);
+      const workingUdp = this.stunEndpoints.length > 0;
+      if ((homeChanged && home !== null) || workingUdp !== this.workingUdp) this.control.setNetInfo({ PreferredDERP: home ?? 0, WorkingUDP: workingUdp });
+      this.workingUdp = workingUdp;
+      if (homeChanged) this.logf(`engine: home DERP region ${home ?? 'none'}`);
+      await this.publishEndpoints(homeChanged);
+    } finally {
+      this.restunning = false;
     }
     if (this.stopped) return;
-    const delay = ENDPOINT_RESTUN_MIN_MS + Math.random() * (ENDPOINT_RESTUN_MAX_MS - ENDPOINT_RESTUN_MIN_MS);
+    if (this.restunAgain) {
+      this.restunAgain = false;
+      this.restunSoon();
+      return;
+    }
+    const delay = !this.workingUdp ? ENDPOINT_RESTUN_NO_UDP_MS : ENDPOINT_RESTUN_MIN_MS + Math.random() * (ENDPOINT_RESTUN_MAX_MS - ENDPOINT_RESTUN_MIN_MS);
     this.restunTimer = this.clock.setTimeout(() => void this.restun(), delay);
+  }
+
+  /** Re-STUN now, or as soon as the minimum gap since the last one allows (a direct path was lost). */
+  private restunSoon(): void {
+    if (this.stopped || !this.magic) return;
+    if (this.restunning) {
+      this.restunAgain = true;
+      return;
+    }
+    const wait = Math.max(0, this.lastRestunAt + ENDPOINT_RESTUN_MIN_GAP_MS - this.clock.now());
+    if (this.restunTimer) this.clock.clearTimeout(this.restunTimer);
+    this.restunTimer = this.clock.setTimeout(() => void this.restun(), wait);
+  }
+
+  /** Our endpoints (port mapping, STUN, interfaces): pushed to control and to the path reducers when they change. */
+  private async publishEndpoints(force = false): Promise<void> {
+    const magic = this.magic;
+    if (!magic || this.stopped) return;
+    const mapped: Endpoint[] = this.portmap?.external ? [{ addr: this.portmap.external, type: EndpointType.Portmapped }] : [];
+    const eps = mergeEndpoints(mapped, this.stunEndpoints, localEndpoints(networkInterfaces(), magic.localPort, this.wg ? [this.wg.name] : []));
+    if (!force && sameEndpointSet(eps, this.endpoints)) return;
+    this.endpoints = eps;
+    this.logf(`engine: endpoints ${eps.map((e) => formatAddr(e.addr)).join(' ')}`);
+    magic.setLocalEndpoints(eps.map((e) => e.addr));
+    await this.control.pushLiteUpdate(eps.map((e) => formatAddr(e.addr))).catch((e: unknown) => this.logf(`engine: endpoint update failed: ${(e as Error).message}`));
   }
 
   /** A disco ping to a peer by name, 100.x address or node key; resolves with the reply's path and latency. */
@@ -218,6 +270,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.restunTimer) this.clock.clearTimeout(this.restunTimer);
+    await this.portmap?.stop();
     await this.control.stop();
     await this.applying.catch(() => {});
     await this.magic?.close();

@@ -25,7 +25,7 @@ const PACKAGES: Record<string, 'isomorphic' | 'node' | 'electron' | 'dom'> = {
 const ENGINE_IO = [
   /^src-main\/engine\/io\//,
   /^src-main\/engine\/netcheck\/prober\.ts$/,
-  /^src-main\/engine\/portmap\/(portmapper|gateway|upnp)\.ts$/,
+  /^src-main\/engine\/portmap\/(portmapper|gateway|upnp|keeper)\.ts$/,
   /^src-main\/engine\/control\/(transport|noise-conn|client)\.ts$/,
   /^src-main\/engine\/state\/store\.ts$/,
   /^src-main\/engine\/engine\.ts$/,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned real peers the lab tests run against, when they are missing:
 #   ${WEFT_PEERS_DIR:-$HOME/.cache/weft-peers}/headscale-<version>/headscale   for each pinned headscale version;
-#   ${WEFT_PEERS_DIR:-$HOME/.cache/weft-peers}/tailscale-<version>/{tailscaled,tailscale}   for the pinned Tailscale.
+#   ${WEFT_PEERS_DIR:-$HOME/.cache/weft-peers}/tailscale-<version>/{tailscaled,tailscale,derper}   for the pinned
+#   Tailscale (derper is tailscale.com/cmd/derper from the same module: the lab's real DERP relay).
 # Usage: ensure-peers.sh [PEER...]   (default: every pinned peer)
 #   PEER is headscale@v0.29.2, tailscale@v1.100.0, `tailscale` (the pinned tag), or a bare headscale version
 #   (v0.29.2 or 0.29.2, the older form).
@@ -158,6 +159,7 @@ smoke_test() {
     headscale) HEADSCALE_DISABLE_CHECK_UPDATES=true timeout 30 "$path" version >/dev/null 2>&1 ;;
     tailscaled) TS_NO_LOGS_NO_SUPPORT=true timeout 30 "$path" --version >/dev/null 2>&1 ;;
     tailscale) timeout 30 "$path" version >/dev/null 2>&1 ;;
+    derper) timeout 30 "$path" -version >/dev/null 2>&1 ;; # prints the version and exits before listening
     *) timeout 30 "$path" --help >/dev/null 2>&1 || true ;;
   esac
 }
@@ -167,7 +169,7 @@ build_headscale() {
 }
 
 build_tailscale() {
-  build_module tailscale tailscale.com "$1" cmd/tailscaled:tailscaled cmd/tailscale:tailscale
+  build_module tailscale tailscale.com "$1" cmd/tailscaled:tailscaled cmd/tailscale:tailscale cmd/derper:derper
 }
 
 is_pinned() {

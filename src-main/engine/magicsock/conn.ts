@@ -22,6 +22,7 @@ import { fromHex, toHex } from '../../protocol/wire/hex.ts';
 import { bindUdp, type UdpSocket } from '../io/udp.ts';
 import { StunClient } from '../netcheck/stun-client.ts';
 import { DerpConn } from '../relay/client.ts';
+import { targetKey, type DerpTarget } from '../relay/targets.ts';
 import { classifyDatagram } from '../paths/demux.ts';
 import { addrKey, initialPathState, pathKind, step, type PathEffect, type PathEvent, type PathState, type PathView } from '../paths/endpoint.ts';
 import { MAGIC_PENDING_MAX_AGE_MS, MAGIC_PENDING_MAX_PACKETS } from '../constants.ts';
@@ -57,6 +58,11 @@ interface Peer {
   timerAt: number | null;
   /** WireGuard packets that arrived while no path existed, sent once one appears (bounded, short-lived). */
   pending: { data: Uint8Array; at: number }[];
+  /** addrKey of the reducer's bestAddr (null: none), and when WireGuard data last arrived from it. */
+  bestKey: string | null;
+  lastRecvAt: number | null;
+  /** Whether the last reported path was direct (to notice a direct path being lost). */
+  wasDirect: boolean;
 }
 
 export interface PingReply {
@@ -66,6 +72,8 @@ export interface PingReply {
 
 export interface MagicConnEvents {
   path: [string, LinkView];
+  /** A direct path stopped working (its trust ended): our NAT mapping may have changed. */
+  'path-lost': [string];
 }
 
 export interface MagicConnInit {
@@ -95,7 +103,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   private wgPort: number | null = null;
   /** DERP: one connection per region in use (home, plus peers' home regions), and where each region is. */
   private readonly derp = new Map<number, DerpConn>();
-  private derpUrls = new Map<number, URL>();
+  private derpTargets = new Map<number, DerpTarget>();
   private homeRegion: number | null = null;
   private localEps: UdpAddr[] = [];
   readonly stun: StunClient;
@@ -151,7 +159,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
           continue;
         }
         const proxy = await bindUdp({ address: '127.0.0.1', port: 0 });
-        const peer: Peer = { key, spec: s, shared, proxy, path: initialPathState({ newTxId: () => toHex(crypto.getRandomValues(new Uint8Array(12))) }), timer: null, timerAt: null, pending: [] };
+        const peer: Peer = { key, spec: s, shared, proxy, path: initialPathState({ newTxId: () => toHex(crypto.getRandomValues(new Uint8Array(12))) }), timer: null, timerAt: null, pending: [], bestKey: null, lastRecvAt: null, wasDirect: false };
         proxy.onPacket((d) => this.onFromWireGuard(peer, d));
         this.peers.set(key, peer);
         this.byDisco.set(toHex(s.discoKey), peer);
@@ -177,11 +185,15 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
     for (const p of this.peers.values()) this.apply(p, { type: 'local-endpoints', endpoints: eps });
   }
 
-  /** Sets the DERP regions (from the DERP map) and our home region, connecting to home. */
-  setDerp(urls: Map<number, URL>, home: number | null): void {
-    this.derpUrls = urls;
+  /**
+   * Sets the DERP regions (from the DERP map) and our home region, connecting to home. A region that left the
+   * map, or whose server changed, loses its connection (redialled on next use).
+   */
+  setDerp(targets: Map<number, DerpTarget>, home: number | null): void {
+    this.derpTargets = targets;
     for (const [id, c] of this.derp) {
-      if (!urls.has(id)) {
+      const t = targets.get(id);
+      if (!t || targetKey(t) !== targetKey(c.target)) {
         c.close();
         this.derp.delete(id);
       }
@@ -202,9 +214,9 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
     if (region === null) return null;
     let c = this.derp.get(region);
     if (c) return c;
-    const url = this.derpUrls.get(region);
-    if (!url) return null;
-    c = new DerpConn({ url, regionId: region, nodePriv: this.init.nodePriv, clock: this.init.clock, logf: this.init.logf, preferred: region === this.homeRegion });
+    const target = this.derpTargets.get(region);
+    if (!target) return null;
+    c = new DerpConn({ target, nodePriv: this.init.nodePriv, clock: this.init.clock, logf: this.init.logf, preferred: region === this.homeRegion });
     c.on('packet', (src, payload) => this.onDerpPacket(region, src, payload));
     c.on('connected', () => {
       for (const p of this.peers.values()) if (p.spec.homeRegion === region) this.emit('path', p.key, this.pathOf(p.key));
@@ -275,7 +287,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   // ---- data path
 
   private onFromWireGuard(p: Peer, d: Uint8Array): void {
-    this.apply(p, { type: 'send-data' }, d);
+    this.apply(p, { type: 'send-data', lastRecvAt: p.lastRecvAt }, d);
   }
 
   private onNetwork(d: Uint8Array, from: UdpAddr): void {
@@ -287,11 +299,13 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
         this.onDisco(d, from);
         return;
       case 'wireguard': {
-        const p = this.addrToPeer.get(addrKey(from));
+        const key = addrKey(from);
+        const p = this.addrToPeer.get(key);
         if (!p || this.wgPort === null) {
           this.counters.dropped++;
           return;
         }
+        if (key === p.bestKey) p.lastRecvAt = this.init.clock.now();
         this.counters.wgIn++;
         p.proxy.send(d, { ip: '127.0.0.1', port: this.wgPort }).catch(() => {});
         return;
@@ -384,11 +398,15 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
         return;
       case 'set-wireguard-endpoint':
         // WireGuard always talks to the peer's proxy; the forwarding target is the reducer's bestAddr.
+        p.bestKey = e.addr ? addrKey(e.addr) : null;
+        p.lastRecvAt = null;
         return;
       case 'path-changed':
         if (e.path.kind === 'direct') this.flushPending(p, e.path.addr);
         this.init.logf(`magicsock: ${p.spec.name} path ${e.path.kind === 'direct' ? `direct ${formatAddr(e.path.addr)} ${e.path.latencyMs.toFixed(1)} ms` : e.path.kind}`);
         this.emit('path', p.key, e.path);
+        if (p.wasDirect && e.path.kind !== 'direct') this.emit('path-lost', p.key);
+        p.wasDirect = e.path.kind === 'direct';
         return;
       case 'schedule':
         this.schedule(p, e.at);

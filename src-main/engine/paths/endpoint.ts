@@ -25,8 +25,13 @@
  *   │   trusted)   │  a better pong (score.ts: ~1 % hysteresis, LAN/IPv6 bonus) ⇒ new best │
  *   └──────┬───────┘                                                                       │
  *          │ no pong for 6.5 s (trust expires) ────────────────────────────────────────────┤
+ *          │ liveness: nothing back from best for 1.5 s while sending ⇒ ping it; no pong    │
+ *          │ within max(1 s, 4 × latency) ⇒ trust ends (data to best + relay) ──────────────┤
  *          │ ping to an untrusted best times out, send-error on best, best's candidate     │
  *          │ deleted, link-change ⇒ best := none, set-wireguard-endpoint(null) ────────────┘
+ *
+ * When our own endpoints change while traffic flows without a trusted path, every candidate is pinged at once
+ * with a CallMeMaybe carrying the new list (rebinding recovery).
  *
  * Candidates come from the netmap (kept while listed), CallMeMaybe (kept until the next CallMeMaybe
  * replaces the list) and inbound pings (kept 45 s after the last ping). A stale candidate is dropped at
@@ -48,7 +53,9 @@ import {
   DISCO_PONG_HISTORY,
   DISCO_SESSION_ACTIVE_TIMEOUT_MS,
   DISCO_TRUST_UDP_ADDR_MS,
-  DISCO_UPGRADE_DIRECT_INTERVAL_MS, DISCO_PING_BACK_MIN_INTERVAL_MS } from '../constants.ts';
+  DISCO_UPGRADE_DIRECT_INTERVAL_MS, DISCO_PING_BACK_MIN_INTERVAL_MS,
+  DISCO_LIVENESS_SILENCE_MS,
+  DISCO_LIVENESS_TIMEOUT_MS } from '../constants.ts';
 import { bytesToIp, formatAddr, ipToBytes, isV4Mapped, sameAddr, type UdpAddr } from '../../protocol/wire/addr.ts';
 import { betterAddr, type PathQuality } from './score.ts';
 
@@ -64,6 +71,8 @@ export interface PathTimers {
   readonly pingTimeoutMs: number;
   readonly upgradeDirectIntervalMs: number;
   readonly goodEnoughLatencyMs: number;
+  readonly livenessSilenceMs: number;
+  readonly livenessTimeoutMs: number;
 }
 
 export const DEFAULT_PATH_TIMERS: PathTimers = {
@@ -74,6 +83,8 @@ export const DEFAULT_PATH_TIMERS: PathTimers = {
   pingTimeoutMs: DISCO_PING_TIMEOUT_MS,
   upgradeDirectIntervalMs: DISCO_UPGRADE_DIRECT_INTERVAL_MS,
   goodEnoughLatencyMs: DISCO_GOOD_ENOUGH_LATENCY_MS,
+  livenessSilenceMs: DISCO_LIVENESS_SILENCE_MS,
+  livenessTimeoutMs: DISCO_LIVENESS_TIMEOUT_MS,
 };
 
 export interface PathDeps {
@@ -106,7 +117,8 @@ export interface Candidate {
   readonly pongs: readonly PongRecord[];
 }
 
-export type PingPurpose = 'discovery' | 'heartbeat';
+/** discovery: finding paths; heartbeat: keeping bestAddr trusted; liveness: bestAddr went quiet mid-flow. */
+export type PingPurpose = 'discovery' | 'heartbeat' | 'liveness';
 
 export interface SentPing {
   readonly txid: TxId;
@@ -134,6 +146,8 @@ export interface PathState {
   readonly lastFullPingAt: number | null;
   /** Last time real traffic was sent to the peer (null: never). */
   readonly lastSendAt: number | null;
+  /** When the last liveness ping went out (null: never). */
+  readonly lastLivenessAt: number | null;
   /** When the next heartbeat is due; null while heartbeats are stopped (no traffic for 45 s). */
   readonly heartbeatAt: number | null;
   /** The last path-changed reported. */
@@ -148,7 +162,8 @@ export interface PathState {
  *  - local-endpoints: our own advertised endpoints (every type), carried by later CallMeMaybes.
  *  - call-me-maybe: the peer's CallMeMaybe contents (arrived via DERP/control).
  *  - ping-received / pong-received: `from` is the UDP source; `src` is the Pong's Src field.
- *  - send-data: we have a packet for the peer (answered by send-data-via).
+ *  - send-data: we have a packet for the peer (answered by send-data-via). `lastRecvAt`, when the I/O layer
+ *    tracks it, is when data last arrived from bestAddr (null: never); it drives the liveness check.
  *  - tick: the timer armed by the last `schedule` fired (early or spurious ticks are harmless).
  *  - send-error: a send to `addr` failed in a way that makes it unusable (e.g. host unreachable).
  *  - link-change: our network changed (major link change / rebind): forget every path.
@@ -159,7 +174,7 @@ export type PathEvent =
   | { readonly type: 'call-me-maybe'; readonly endpoints: readonly UdpAddr[] }
   | { readonly type: 'ping-received'; readonly from: UdpAddr; readonly txid: TxId }
   | { readonly type: 'pong-received'; readonly from: UdpAddr; readonly txid: TxId; readonly src: UdpAddr }
-  | { readonly type: 'send-data' }
+  | { readonly type: 'send-data'; readonly lastRecvAt?: number | null }
   | { readonly type: 'tick' }
   | { readonly type: 'send-error'; readonly addr: UdpAddr }
   | { readonly type: 'link-change' };
@@ -201,6 +216,7 @@ export function initialPathState(deps: PathDeps, timers: PathTimers = DEFAULT_PA
     sentPings: new Map(),
     lastFullPingAt: null,
     lastSendAt: null,
+    lastLivenessAt: null,
     heartbeatAt: null,
     shown: { kind: 'connecting' },
     wakeAt: null,
@@ -241,11 +257,20 @@ export function wantFullPing(s: PathState, now: number): boolean {
   return now - s.lastFullPingAt >= s.timers.upgradeDirectIntervalMs;
 }
 
-/** The next time `tick` has work to do: a heartbeat, a ping timeout, or trust running out. */
+/** How long a liveness ping to bestAddr may go unanswered before the path stops being trusted. */
+export function livenessTimeout(s: PathState): number {
+  return Math.min(s.timers.pingTimeoutMs, Math.max(s.timers.livenessTimeoutMs, 4 * (s.best?.latencyMs ?? 0)));
+}
+
+/** The next time `tick` has work to do: a heartbeat, a ping timeout, a liveness deadline, or trust running out. */
 export function nextWake(s: PathState, now: number): number | null {
   let at = s.heartbeatAt ?? Infinity;
-  for (const p of s.sentPings.values()) at = Math.min(at, p.at + s.timers.pingTimeoutMs);
-  if (isTrusted(s, now)) at = Math.min(at, s.trustUntil);
+  const trusted = isTrusted(s, now);
+  for (const p of s.sentPings.values()) {
+    at = Math.min(at, p.at + s.timers.pingTimeoutMs);
+    if (trusted && p.purpose === 'liveness') at = Math.min(at, p.at + livenessTimeout(s));
+  }
+  if (trusted) at = Math.min(at, s.trustUntil);
   return at === Infinity ? null : at;
 }
 
@@ -353,6 +378,12 @@ class Work {
   }
 }
 
+function sameAddrSet(a: readonly UdpAddr[], b: readonly UdpAddr[]): boolean {
+  const ka = new Set(a.map(addrKey));
+  const kb = new Set(b.map(addrKey));
+  return ka.size === kb.size && [...ka].every((k) => kb.has(k));
+}
+
 function newCandidate(addr: UdpAddr): Candidate {
   return { addr: canonicalAddr(addr), inNetmap: false, callMeMaybeAt: null, lastGotPingAt: null, lastGotPingTxId: null, lastPingAt: null, pongs: [] };
 }
@@ -387,9 +418,18 @@ export function step(state: PathState, event: PathEvent, now: number): StepResul
       w.pruneStale();
       break;
     }
-    case 'local-endpoints':
+    case 'local-endpoints': {
+      const changed = !sameAddrSet(state.localEndpoints, event.endpoints);
       w.s.localEndpoints = [...event.endpoints];
+      // Our endpoints changed (a NAT rebinding, a new port mapping, UDP unblocked) while traffic flows without a
+      // trusted path: ping every candidate now and send the peer a CallMeMaybe with the new list, rather than
+      // waiting for the next discovery round; the peer's pings to our new address then meet ours.
+      if (changed && !isTrusted(w.s, now) && w.s.lastSendAt !== null && now - w.s.lastSendAt <= t.sessionActiveTimeoutMs) {
+        for (const c of [...w.s.candidates.values()]) if (c.lastPingAt !== null) w.setCand({ ...c, lastPingAt: null });
+        w.sendDiscoPings(true);
+      }
       break;
+    }
     case 'call-me-maybe': {
       const eps = event.endpoints.filter((a) => usable(a) && !isV6LinkLocal(a.ip));
       const listed = new Set(eps.map(addrKey));
@@ -444,11 +484,27 @@ export function step(state: PathState, event: PathEvent, now: number): StepResul
       w.s.lastSendAt = now;
       if (w.s.heartbeatAt === null) w.s.heartbeatAt = now + t.heartbeatIntervalMs;
       w.fx.push({ type: 'send-data-via', ...addrForSend(w.s, now) });
-      if (!isTrusted(w.s, now)) w.sendDiscoPings(true);
+      if (!isTrusted(w.s, now)) {
+        w.sendDiscoPings(true);
+      } else if (event.lastRecvAt !== undefined && w.s.best) {
+        // Liveness: bestAddr has gone quiet although we keep sending. Ping it now (at most once per silence
+        // window, one at a time); `tick` stops trusting it if the answer does not come in time.
+        const heard = Math.max(event.lastRecvAt ?? -Infinity, w.s.bestAt ?? -Infinity);
+        const best = w.s.best.addr;
+        const inFlight = [...w.s.sentPings.values()].some((p) => p.purpose === 'liveness' && sameAddr(p.to, best));
+        if (now - heard > t.livenessSilenceMs && !inFlight && (w.s.lastLivenessAt === null || now - w.s.lastLivenessAt >= t.livenessSilenceMs)) {
+          w.s.lastLivenessAt = now;
+          w.startPing(best, 'liveness');
+        }
+      }
       break;
     }
     case 'tick': {
       for (const sp of state.sentPings.values()) {
+        // An unanswered liveness ping ends the trust (data then goes to the relay too); a late pong restores it.
+        if (sp.purpose === 'liveness' && isTrusted(w.s, now) && sameAddr(w.s.best!.addr, sp.to) && now >= sp.at + livenessTimeout(w.s)) {
+          w.s.trustUntil = now;
+        }
         if (now < sp.at + t.pingTimeoutMs) continue;
         w.pings().delete(sp.txid);
         if (w.s.best && sameAddr(w.s.best.addr, sp.to) && !isTrusted(w.s, now)) w.setBest(null);

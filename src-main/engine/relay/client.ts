@@ -14,9 +14,10 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import { publicKeyOf } from '../../protocol/crypto/noise.ts';
 import { DerpFrameReader, PROTOCOL_VERSION, encodeFrame, parseFrame, sealClientInfo } from '../../protocol/wire/derp.ts';
-import { DERP_BACKOFF_MAX_MS, DERP_BACKOFF_MIN_MS, DERP_READ_TIMEOUT_MS } from '../constants.ts';
+import { DERP_BACKOFF_MAX_MS, DERP_BACKOFF_MIN_MS, DERP_DIAL_TIMEOUT_MS, DERP_READ_TIMEOUT_MS } from '../constants.ts';
 import type { Clock, TimerHandle } from '../sys/clock.ts';
 import type { Logf } from '../sys/log.ts';
+import type { DerpTarget } from './targets.ts';
 
 export interface DerpConnEvents {
   packet: [Uint8Array, Uint8Array]; // src node key, payload
@@ -25,8 +26,7 @@ export interface DerpConnEvents {
 }
 
 export interface DerpConnInit {
-  url: URL;
-  regionId: number;
+  target: DerpTarget;
   nodePriv: Uint8Array;
   clock: Clock;
   logf: Logf;
@@ -54,7 +54,16 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
   }
 
   get regionId(): number {
-    return this.init.regionId;
+    return this.init.target.regionId;
+  }
+
+  get target(): DerpTarget {
+    return this.init.target;
+  }
+
+  private get origin(): string {
+    const t = this.init.target;
+    return `${t.secure ? 'https' : 'http'}://${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`;
   }
 
   start(): void {
@@ -63,23 +72,27 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
 
   private dial(): void {
     if (this.closed) return;
-    const u = this.init.url;
-    const secure = u.protocol === 'https:';
-    const req = (secure ? https : http).request({
-      host: u.hostname.replace(/^\[|\]$/g, ''),
-      port: u.port || (secure ? 443 : 80),
+    const t = this.init.target;
+    const common = {
+      host: t.host,
+      port: t.port,
       path: '/derp',
       method: 'GET',
-      headers: { Upgrade: 'DERP', Connection: 'Upgrade' },
-      timeout: 10_000,
-    });
+      headers: { Upgrade: 'DERP', Connection: 'Upgrade', Host: t.serverName ?? t.host },
+      timeout: DERP_DIAL_TIMEOUT_MS,
+    };
+    // TLS: verify against the node's name (CertName or HostName); an IP-named node is checked against the IP.
+    // InsecureForTests nodes (self-signed lab derpers) skip verification, as Tailscale clients do for them.
+    const req = t.secure
+      ? https.request({ ...common, agent: false, servername: t.serverName ?? undefined, rejectUnauthorized: !t.insecure })
+      : http.request({ ...common, agent: false });
     req.on('upgrade', (_res, sock, head) => this.onUpgrade(sock, new Uint8Array(head)));
     req.on('response', (res) => {
       res.resume();
-      this.fail(`DERP ${u.origin} answered HTTP ${res.statusCode} instead of upgrading`);
+      this.fail(`DERP ${this.origin} answered HTTP ${res.statusCode} instead of upgrading`);
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', (e) => this.fail(`DERP ${u.origin}: ${e.message}`));
+    req.on('error', (e) => this.fail(`DERP ${this.origin}: ${e.message}`));
     req.end();
   }
 
@@ -111,7 +124,7 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
             if (!this.up) {
               this.up = true;
               this.failures = 0;
-              this.init.logf(`derp: connected to region ${this.init.regionId} (${this.init.url.origin})`);
+              this.init.logf(`derp: connected to region ${this.regionId} (${this.origin})`);
               this.emit('connected');
             }
             break;
@@ -122,7 +135,7 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
             this.write(encodeFrame({ kind: 'pong', data: f.data }));
             break;
           case 'health':
-            if (f.problem) this.init.logf(`derp: region ${this.init.regionId} health: ${f.problem}`);
+            if (f.problem) this.init.logf(`derp: region ${this.regionId} health: ${f.problem}`);
             break;
           default:
             break; // keep-alive, peer-gone, restarting and the rest need no action here
@@ -161,7 +174,7 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     s?.destroy();
     if (this.closed || this.retry) return;
     if (wasUp) this.emit('disconnected', why);
-    this.init.logf(`derp: region ${this.init.regionId}: ${why}; redialling`);
+    this.init.logf(`derp: region ${this.regionId}: ${why}; redialling`);
     const delay = Math.min(DERP_BACKOFF_MAX_MS, DERP_BACKOFF_MIN_MS * 2 ** this.failures);
     this.failures++;
     this.retry = this.init.clock.setTimeout(() => {

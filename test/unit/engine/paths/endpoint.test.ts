@@ -407,3 +407,91 @@ describe('invariants under random events', () => {
     );
   });
 });
+
+describe('liveness of a trusted path while traffic flows', () => {
+  /** Direct on PUB at t=30 (latency 30 ms); data last heard at `heard`. */
+  function direct(): Harness {
+    const h = started();
+    h.pong(h.pingTo(PUB), 30);
+    expect(h.kind()).toBe('direct');
+    return h;
+  }
+
+  it('does nothing while data keeps arriving from bestAddr', () => {
+    const h = direct();
+    for (let t = 200; t < 3000; t += 200) {
+      h.ev({ type: 'send-data', lastRecvAt: t - 100 }, t);
+      expect(h.of('send-ping')).toEqual([]);
+    }
+  });
+
+  it('pings bestAddr after 1.5 s of silence, and keeps trusting it when the pong comes back', () => {
+    const h = direct();
+    h.ev({ type: 'send-data', lastRecvAt: 100 }, 1500);
+    expect(h.of('send-ping')).toEqual([]);
+    h.ev({ type: 'send-data', lastRecvAt: 100 }, 1700);
+    const probe = h.pingTo(PUB);
+    expect(probe.purpose).toBe('liveness');
+    h.ev({ type: 'send-data', lastRecvAt: 100 }, 1800);
+    expect(h.of('send-ping')).toEqual([]); // one at a time
+    h.pong(probe, 1850);
+    expect(h.kind()).toBe('direct');
+    expect(h.s.trustUntil).toBe(1850 + 6500);
+  });
+
+  it('stops trusting bestAddr when the liveness ping goes unanswered: data goes to the relay as well', () => {
+    const h = direct();
+    h.ev({ type: 'send-data', lastRecvAt: 100 }, 1700);
+    const probe = h.pingTo(PUB);
+    expect(h.of('schedule').map((e) => e.at)).toEqual([1700 + 1000]);
+    h.ev({ type: 'tick' }, 2700);
+    expect(h.of('path-changed')).toEqual([{ type: 'path-changed', path: { kind: 'connecting' } }]);
+    h.ev({ type: 'send-data', lastRecvAt: 100 }, 2750);
+    expect(h.of('send-data-via')).toEqual([{ type: 'send-data-via', udp: PUB, relay: true }]);
+    // A late answer restores the direct path.
+    h.pong(probe, 3000);
+    expect(h.kind()).toBe('direct');
+  });
+
+  it('waits 4 × the latency on a slow path before giving up on it', () => {
+    const h = started();
+    h.pong(h.pingTo(PUB), 400); // 400 ms path
+    h.ev({ type: 'send-data', lastRecvAt: 400 }, 2000);
+    expect(h.pingTo(PUB).purpose).toBe('liveness');
+    h.ev({ type: 'tick' }, 3000);
+    expect(h.kind()).toBe('direct');
+    h.ev({ type: 'tick' }, 3600);
+    expect(h.kind()).toBe('connecting');
+  });
+
+  it('is off when the I/O layer does not report inbound data', () => {
+    const h = direct();
+    h.ev({ type: 'send-data' }, 2500);
+    expect(h.of('send-ping')).toEqual([]);
+  });
+});
+
+describe('our endpoints change mid-flow', () => {
+  it('without a trusted path: pings every candidate at once and sends a CallMeMaybe with the new list', () => {
+    const h = started([PUB, LAN]);
+    const NEW: UdpAddr = { ip: '192.0.2.1', port: 20001 };
+    h.ev({ type: 'send-data' }, 1000);
+    expect(h.of('send-ping')).toEqual([]);
+    h.ev({ type: 'local-endpoints', endpoints: [NEW] }, 1500);
+    expect(h.of('send-ping').map((p) => p.to)).toEqual([PUB, LAN]);
+    expect(h.of('send-call-me-maybe')).toEqual([{ type: 'send-call-me-maybe', endpoints: [NEW] }]);
+    // The same list again changes nothing.
+    h.ev({ type: 'local-endpoints', endpoints: [NEW] }, 1600);
+    expect(h.of('send-ping')).toEqual([]);
+  });
+
+  it('not while the path is trusted, nor on an idle session', () => {
+    const h = started();
+    h.pong(h.pingTo(PUB), 30);
+    h.ev({ type: 'local-endpoints', endpoints: [{ ip: '192.0.2.1', port: 1 }] }, 100);
+    expect(h.of('send-ping')).toEqual([]);
+    const idle = started();
+    idle.ev({ type: 'local-endpoints', endpoints: [{ ip: '192.0.2.1', port: 2 }] }, 60_000);
+    expect(idle.of('send-ping')).toEqual([]);
+  });
+});
