@@ -84,7 +84,9 @@ function checkProfile(p: RouterProfile): void {
 }
 
 function masqueradeRule(ctx: RouterContext, mapping: MappingMode): string[] {
-  const o = `oifname "${ctx.wanIf}"`;
+  // Only the LAN's traffic is translated, as on a home router: the router's own (miniupnpd's STUN probe) keeps
+  // its ports, so miniupnpd still sees a 1:1 public address behind an EDM profile.
+  const o = `oifname "${ctx.wanIf}" ip saddr ${ctx.lanCidr}`;
   switch (mapping) {
     case 'eim':
       return [`${o} masquerade`];

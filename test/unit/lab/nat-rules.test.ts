@@ -38,10 +38,10 @@ describe('buildRuleset', () => {
   });
 
   it.each<[MappingMode, RegExp[]]>([
-    ['eim', [/^oifname "wan" masquerade$/]],
-    ['eim-range', [/^oifname "wan" meta l4proto \{ tcp, udp \} masquerade to :20000-29999$/, /^oifname "wan" masquerade$/]],
-    ['edm', [/^oifname "wan" masquerade random$/]],
-    ['edm-fully', [/^oifname "wan" masquerade fully-random$/]],
+    ['eim', [/^oifname "wan" ip saddr 192\.168\.1\.0\/24 masquerade$/]],
+    ['eim-range', [/^oifname "wan" ip saddr 192\.168\.1\.0\/24 meta l4proto \{ tcp, udp \} masquerade to :20000-29999$/, /^oifname "wan" ip saddr 192\.168\.1\.0\/24 masquerade$/]],
+    ['edm', [/^oifname "wan" ip saddr 192\.168\.1\.0\/24 masquerade random$/]],
+    ['edm-fully', [/^oifname "wan" ip saddr 192\.168\.1\.0\/24 masquerade fully-random$/]],
   ])('mapping %s uses the right masquerade rule', (mapping, expected) => {
     const post = chainRules(lines({ mapping, filtering: 'apdf' }), 'post');
     for (const re of expected) expect(has(post, re), String(re)).toBe(true);
@@ -51,7 +51,7 @@ describe('buildRuleset', () => {
 
   it('the port-range rule comes before the plain masquerade fallback', () => {
     const post = chainRules(lines({ mapping: 'eim-range', filtering: 'apdf' }), 'post') ?? [];
-    expect(post.findIndex((l) => l.includes(':20000-29999'))).toBeLessThan(post.indexOf('oifname "wan" masquerade'));
+    expect(post.findIndex((l) => l.includes(':20000-29999'))).toBeLessThan(post.indexOf('oifname "wan" ip saddr 192.168.1.0/24 masquerade'));
   });
 
   it.each<MappingMode>(['eim', 'eim-range', 'edm', 'edm-fully'])('mapping %s always learns the map (hairpin works)', (mapping) => {

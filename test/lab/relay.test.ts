@@ -1,0 +1,225 @@
+/**
+ * Never unreachable (issue 5), in the NAT lab with real headscale 0.29.2, a real Tailscale derper (TLS, its only
+ * DERP region, 901 "lab901") and official tailscaled v1.100.0:
+ *  - relay: Weft↔Weft and Weft↔tailscaled ping over the tunnel through the derper, shown as `relay` with the
+ *    region, behind EDM↔EDM, EDM↔EIM+APDF, and with one side's UDP blocked (only TCP 443 gets out);
+ *  - upgrade: a pair on relay because one router blocks UDP goes direct within 10 s of the router opening UDP;
+ *  - dead direct path: dropping all UDP between the routers mid-flow moves traffic to the relay within 10 s;
+ *  - rebinding: a home router's UDP mappings change mid-flow (new port range): direct again within 15 s, fewer
+ *    than 20 of the 5/s pings lost, all of them in the one window before the relay takes over;
+ *  - port mapping: behind an EDM router running miniupnpd, the NAT-PMP mapping makes the path direct.
+ *
+ * The blocked side reaches control through 203.0.113.10:443 (DNAT to headscale's :8080 in the server namespace),
+ * since its router forwards only TCP 443.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLab, type Lab, type RouterName, type RouterProfile } from './lab.ts';
+import { startDerper, type Derper } from './derper.ts';
+import { derpMapYaml, startHeadscale, type Headscale } from './headscale.ts';
+import { PeerKit, parsePingSeqs, type Link, type Peer, type WeftPeer } from './peers.ts';
+import { startCoturn, startMiniupnpd, STUN } from './services.ts';
+
+let lab: Lab;
+let derper: Derper;
+let hs: Headscale;
+let kit: PeerKit;
+/** Control through TCP 443, for the side whose router lets nothing else out. */
+const CONTROL_443 = 'http://203.0.113.10:443';
+
+const EDM: RouterProfile = { mapping: 'edm', filtering: 'apdf' };
+const EIM_APDF: RouterProfile = { mapping: 'eim', filtering: 'apdf' };
+const UDP_BLOCKED: RouterProfile = { mapping: 'eim', filtering: 'apdf', forward: 'udp443' };
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+beforeAll(async () => {
+  lab = await createLab();
+  // .12, not .10/.11: coturn (the port-mapping case's STUN server for miniupnpd) holds 3478 on those.
+  derper = await startDerper(lab, { ip: '203.0.113.12' });
+  const mapPath = join(lab.tmpDir, 'derp-map.yaml');
+  writeFileSync(mapPath, derpMapYaml([derper.node]));
+  hs = await startHeadscale(lab, '0.29.2', { derpMapPath: mapPath });
+  const rules = join(lab.tmpDir, 'srv-control-443.nft');
+  writeFileSync(rules, 'table ip weftctl {\n  chain pre {\n    type nat hook prerouting priority dstnat; policy accept;\n    ip daddr 203.0.113.10 tcp dport 443 dnat to 203.0.113.10:8080\n  }\n}\n');
+  const r = await lab.exec('srv', ['nft', '-f', rules]);
+  if (r.code !== 0) throw new Error(`srv nft: ${r.stderr}`);
+  const user = await hs.createUser('relay');
+  const key = await hs.createPreauthKey(user, { reusable: true, expiration: '1h' });
+  kit = new PeerKit({ lab, loginServer: hs.url, authKey: key, regionCode: (id) => (id === derper.regionId ? (derper.node.regionCode ?? '') : String(id)) });
+}, 120_000);
+
+afterAll(async () => {
+  await lab?.destroy();
+});
+
+async function routers(list: [RouterName, RouterProfile][]): Promise<void> {
+  for (const [r, p] of list) await lab.setRouter(r, p);
+}
+
+/** Polls `f` every 200 ms until `ok`, at most `ms`; returns the elapsed ms, or null on time-out. */
+async function within(ms: number, f: () => Promise<boolean>): Promise<number | null> {
+  const t0 = Date.now();
+  while (Date.now() - t0 <= ms) {
+    if (await f()) return Date.now() - t0;
+    await sleep(200);
+  }
+  return null;
+}
+
+const relayed = (l: Link): boolean => l.kind === 'relay' && l.region === 'lab901';
+
+/** A 5/s ping over the tunnel from `from` to `to` for `seconds`, with timestamps and late-reply reporting. */
+function flow(from: Peer, to: Peer, seconds: number): { done: Promise<string>; count: number } {
+  const count = seconds * 5;
+  const p = lab.spawn(from.host, ['ping', '-D', '-O', '-n', '-i', '0.2', '-W', '1', '-c', String(count), to.ip]);
+  return { done: p.exited.then(() => p.output()), count };
+}
+
+const RELAY_CASES: [string, [RouterName, RouterProfile][], string | undefined][] = [
+  ['both behind EDM', [['na', EDM], ['nb', EDM]], undefined],
+  ['EDM on one side, EIM+APDF on the other', [['na', EDM], ['nb', EIM_APDF]], undefined],
+  ['UDP blocked on one side (only TCP 443 gets out)', [['na', UDP_BLOCKED], ['nb', EIM_APDF]], CONTROL_443],
+];
+
+describe.each(['weft', 'tailscaled'] as const)('Weft ↔ %s through the derper', (otherKind) => {
+  it.each(RELAY_CASES)('%s: the tunnel works and both sides show the relay region', async (_n, list, aUrl) => {
+    await routers(list);
+    const a = await kit.upWeft('a1', aUrl ? { loginServer: aUrl } : {});
+    const b = await kit.up(otherKind, 'b1');
+    try {
+      await kit.settle(a, b);
+      const [okA, okB] = await kit.tunnelPing(a, b, 10);
+      expect(okA && okB, `ping over the tunnel in both directions\n${kit.logs(a, b)}`).toBe(true);
+      const [la, lb] = await kit.waitLinks(a, b, 'relay', 5);
+      expect(la).toEqual({ kind: 'relay', region: 'lab901' });
+      expect(lb).toEqual({ kind: 'relay', region: 'lab901' });
+      // And it stays there: no direct path can open through these NATs.
+      await kit.tunnelPing(a, b, 4);
+      expect(relayed(await a.linkTo(b))).toBe(true);
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+  }, 150_000);
+});
+
+describe.each(['weft', 'tailscaled'] as const)('Weft ↔ %s: moving between relay and direct', (otherKind) => {
+  it('upgrade: on relay while UDP is blocked, direct within 10 s of the router opening UDP', async () => {
+    await routers([['na', UDP_BLOCKED], ['nb', EIM_APDF]]);
+    const a = await kit.upWeft('a1', { loginServer: CONTROL_443 });
+    const b = await kit.up(otherKind, 'b1');
+    try {
+      await kit.settle(a, b);
+      const [okA, okB] = await kit.tunnelPing(a, b, 10);
+      expect(okA && okB, kit.logs(a, b)).toBe(true);
+      expect(relayed(await a.linkTo(b)), 'starts on the relay').toBe(true);
+      const f = flow(b, a, 20);
+      await sleep(2000);
+      await lab.setRouter('na', EIM_APDF);
+      const took = await within(10_000, async () => (await a.linkTo(b)).kind === 'direct' && (await b.linkTo(a)).kind === 'direct');
+      expect(took, `both sides direct within 10 s of UDP opening\n${kit.logs(a, b)}`).not.toBeNull();
+      console.log(`upgrade (Weft ↔ ${otherKind}): both direct ${took} ms after UDP opened`);
+      const out = await f.done;
+      expect(parsePingSeqs(out).length, out).toBeGreaterThan(f.count - 10);
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+  }, 150_000);
+
+  it('dead direct path: dropping all UDP between the routers moves traffic to the relay within 10 s', async () => {
+    await routers([['na', EIM_APDF], ['nb', EIM_APDF]]);
+    const a = await kit.upWeft('a1');
+    const b = await kit.up(otherKind, 'b1');
+    try {
+      await kit.settle(a, b);
+      await kit.tunnelPing(a, b, 6);
+      expect((await kit.waitLinks(a, b, 'direct')).map((l) => l.kind)).toEqual(['direct', 'direct']);
+      const f = flow(a, b, 25);
+      await sleep(3000);
+      const cut = join(lab.tmpDir, 'cut.nft');
+      writeFileSync(
+        cut,
+        'table inet weftcut {\n  chain cut {\n    type filter hook forward priority -10; policy accept;\n' +
+          '    ip daddr 198.51.100.18 meta l4proto udp drop\n    ip saddr 198.51.100.18 meta l4proto udp drop\n  }\n}\n',
+      );
+      const r = await lab.exec('na', ['nft', '-f', cut]);
+      expect(r.code, r.stderr).toBe(0);
+      const cutAt = Date.now() / 1000;
+      const took = await within(10_000, async () => relayed(await a.linkTo(b)));
+      expect(took, `Weft on the relay within 10 s\n${kit.logs(a, b)}`).not.toBeNull();
+      console.log(`dead path (Weft ↔ ${otherKind}): Weft on the relay ${took} ms after the cut`);
+      const out = await f.done;
+      // Traffic moved: replies keep coming over the relay after the cut.
+      const late = parsePingSeqs(out).filter((x) => x.at > cutAt + 10);
+      expect(late.length, out).toBeGreaterThan(20);
+      if (otherKind === 'weft') expect(relayed(await b.linkTo(a))).toBe(true);
+    } finally {
+      await lab.exec('na', ['nft', 'delete', 'table', 'inet', 'weftcut']);
+      await b.stop();
+      await a.stop();
+    }
+  }, 150_000);
+});
+
+describe('Weft ↔ Weft: rebinding and port mapping', () => {
+  it('rebinding: the home router remaps UDP mid-flow; direct again within 15 s, < 20 of the 5/s pings lost, none once relayed', async () => {
+    await routers([['na', EIM_APDF], ['nb', EIM_APDF]]);
+    const a = await kit.upWeft('a1');
+    const b = await kit.upWeft('b1');
+    try {
+      await kit.settle(a, b);
+      await kit.tunnelPing(a, b, 6);
+      const [la] = await kit.waitLinks(a, b, 'direct');
+      const lb = await b.linkTo(a);
+      expect([la.kind, lb.kind]).toEqual(['direct', 'direct']);
+      const before = lb.kind === 'direct' ? lb.endpoint : '';
+      const f = flow(a, b, 30);
+      await sleep(4000);
+      // New UDP mappings from 20000-29999 for every flow, the old ones gone (TCP, hence DERP and control, untouched).
+      const r = await lab.exec('na', ['sh', '-c', 'nft insert rule ip natlab post oifname "wan" meta l4proto udp masquerade to :20000-29999 && conntrack -D -p udp >/dev/null']);
+      expect(r.code, r.stderr).toBe(0);
+      const took = await within(15_000, async () => {
+        const [x, y] = await Promise.all([a.linkTo(b), b.linkTo(a)]);
+        return x.kind === 'direct' && y.kind === 'direct' && /^198\.51\.100\.2:2\d{4}$/.test(y.endpoint);
+      });
+      expect(took, `direct again (via the new mapping) within 15 s; before: ${before}\n${kit.logs(a, b)}`).not.toBeNull();
+      const out = await f.done;
+      const got = new Set(parsePingSeqs(out).map((x) => x.seq));
+      const lost = Array.from({ length: f.count }, (_, i) => i + 1).filter((s) => !got.has(s));
+      console.log(`rebinding: direct again after ${took} ms; ${lost.length} of ${f.count} pings lost (${lost.join(',')})`);
+      expect(lost.length, out).toBeLessThan(20);
+      // Every loss falls in the one window before the relay took over: none while the relay carried them.
+      if (lost.length > 0) expect(lost[lost.length - 1]! - lost[0]! + 1, `lost: ${lost.join(',')}`).toBeLessThan(20);
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+  }, 150_000);
+
+  it('port mapping: behind an EDM router with miniupnpd, the NAT-PMP mapping makes the path direct', async () => {
+    const coturn = await startCoturn(lab); // miniupnpd learns its external address with RFC 5780 STUN
+    await routers([['na', { ...EDM, inputDrop: false, miniupnpd: true }], ['nb', EIM_APDF]]);
+    const upnp = await startMiniupnpd(lab, 'na', { lanIf: 'br-lan', stunIp: STUN.ip });
+    const a = await kit.upWeft('a1');
+    const b = await kit.upWeft('b1');
+    try {
+      const m = await a.proc.waitForOutput(/engine: port mapping (198\.51\.100\.2:\d+)/, 20_000);
+      const mapped = m[1]!;
+      await kit.settle(a, b);
+      const seen = (await kit.weftStatus(b)).peers.find((p) => p.name === a.name)?.endpoints ?? [];
+      expect(seen, 'the mapping is advertised through control').toContain(mapped);
+      await kit.tunnelPing(a, b, 6);
+      const [la, lb] = await kit.waitLinks(a, b, 'direct');
+      expect(la.kind, kit.logs(a, b)).toBe('direct');
+      expect(lb).toEqual({ kind: 'direct', endpoint: mapped });
+    } finally {
+      await b.stop();
+      await (a as WeftPeer).stop();
+      await upnp.kill();
+      await coturn.kill();
+    }
+  }, 150_000);
+});
