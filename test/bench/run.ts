@@ -1,0 +1,796 @@
+// `npm run bench`: Weft's data-plane throughput and start-up times against references, all measured in ONE run of
+// the NAT lab (test/lab/lab.ts). Not a test: it prints ratios and writes JSON, it asserts nothing.
+//
+//   node --import tsx test/bench/run.ts [--time S] [--runs N] [--derp auto|derper|embedded] [--only LIST] [--out FILE]
+//
+//   --time S     iperf3 seconds per throughput case (default 10; 1 more second is sent and omitted, -O 1)
+//   --runs N     start-up runs per client (default 3; the median is reported)
+//   --derp MODE  DERP server for every case: a real Tailscale derper (test/lab/derper.ts, TLS, InsecureForTests), or
+//                headscale's embedded DERP over plain HTTP. auto (default): the derper when its binary is built,
+//                falling back to the embedded DERP (for both clients) when Weft cannot relay through it.
+//   --only LIST  comma-separated subset of: relay,direct,startup (for development)
+//   --out FILE   JSON results (default test/bench/results/latest.json)
+//
+// Topology: a1 behind router na, b1 behind router nb. iperf3 TCP from a1 (client) to b1 (server) over the tunnel.
+//   direct cases: na and nb both EIM+APDF (port-preserving masquerade): hole punching works.
+//   relay cases:  na and nb both EDM+APDF (random ports): no direct path, traffic goes through DERP.
+//   reference for Weft direct: plain wireguard-go + wg set by hand in a1/b1, endpoints through the NATs.
+//   every tunnel interface has MTU 1280 (Weft's and tailscaled's default; set on the wireguard-go one by hand).
+// Start-up: a long-running peer of the same client in a1; in b1 a fresh node (new state, new UDP port) is started
+// per run. t0 = spawning `weft up` (node + tsx + the daemon itself) / `tailscale up` (tailscaled is already running,
+// its own start is recorded separately). First reply = first success of `ping -c1 -W1 PEER` from b1, tried every
+// 0.2 s. Direct = the fresh node reports the peer's path as direct (Weft status path.kind, tailscaled CurAddr),
+// polled every 0.2 s while the pings go on. Every loop is bounded.
+//
+// Needs root. Everything it starts is stopped, and the lab destroyed, in a finally; lab.ts's own SIGINT/SIGTERM
+// handler kills the lab's processes and namespaces if the run is interrupted.
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { StatusReport, type PeerPath } from '../../src-shared/model/status.ts';
+import { callLocalApi } from '../../src-main/engine/io/local-api.ts';
+import { STATUS_SOCKET } from '../../src-main/engine/state/store.ts';
+import { createLab, REPO_ROOT, type HostName, type Lab, type LabProcess, type RouterProfile } from '../lab/lab.ts';
+import { startDerper } from '../lab/derper.ts';
+import { derpMapYaml, peersDir, startHeadscale, type Headscale } from '../lab/headscale.ts';
+import { PLAIN_HTTP_DERP_ENV, startTailscaled, TAILSCALE_VERSION, type Tailscaled } from '../lab/tailscaled.ts';
+
+const WEFT = [process.execPath, join(REPO_ROOT, 'src-main', 'cli', 'bin.mjs')];
+const MTU = 1280;
+const EIM: RouterProfile = { mapping: 'eim', filtering: 'apdf' };
+const EDM: RouterProfile = { mapping: 'edm', filtering: 'apdf' };
+/** Bounds. */
+const UP_TIMEOUT_MS = 45_000;
+const PATH_TIMEOUT_MS = 45_000;
+const STARTUP_TIMEOUT_MS = 60_000;
+const STEP_MS = 200;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Options
+
+type DerpMode = 'auto' | 'derper' | 'embedded';
+type Phase = 'relay' | 'direct' | 'startup';
+
+interface Options {
+  seconds: number;
+  runs: number;
+  derp: DerpMode;
+  only: Set<Phase>;
+  out: string;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = {
+    seconds: 10,
+    runs: 3,
+    derp: 'auto',
+    only: new Set<Phase>(['relay', 'direct', 'startup']),
+    out: join(REPO_ROOT, 'test', 'bench', 'results', 'latest.json'),
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = argv[i + 1];
+    const need = (): string => {
+      if (v === undefined) throw new Error(`bench: ${String(a)} needs a value`);
+      i++;
+      return v;
+    };
+    switch (a) {
+      case '--time':
+        o.seconds = Number(need());
+        if (!Number.isInteger(o.seconds) || o.seconds < 1 || o.seconds > 60) throw new Error('bench: --time must be 1..60');
+        break;
+      case '--runs':
+        o.runs = Number(need());
+        if (!Number.isInteger(o.runs) || o.runs < 1 || o.runs > 9) throw new Error('bench: --runs must be 1..9');
+        break;
+      case '--derp': {
+        const m = need();
+        if (m !== 'auto' && m !== 'derper' && m !== 'embedded') throw new Error('bench: --derp must be auto|derper|embedded');
+        o.derp = m;
+        break;
+      }
+      case '--only': {
+        const list = need().split(',').filter((x) => x !== '');
+        for (const p of list) if (p !== 'relay' && p !== 'direct' && p !== 'startup') throw new Error(`bench: unknown phase ${p}`);
+        o.only = new Set(list as Phase[]);
+        break;
+      }
+      case '--out':
+        o.out = resolve(need());
+        break;
+      case '--help':
+      case '-h':
+        process.stdout.write('usage: node --import tsx test/bench/run.ts [--time S] [--runs N] [--derp auto|derper|embedded] [--only relay,direct,startup] [--out FILE]\n');
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`bench: unknown argument ${String(a)}`);
+    }
+  }
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Small helpers
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const now = (): number => performance.now();
+
+function log(msg: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+function median(xs: number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Polls `cond` every `stepMs` until it is true or `timeoutMs` passes; `poke` runs between polls. */
+async function waitUntil(cond: () => Promise<boolean>, timeoutMs: number, poke?: () => Promise<void>, stepMs = 500): Promise<boolean> {
+  const deadline = now() + timeoutMs;
+  for (;;) {
+    if (await cond().catch(() => false)) return true;
+    if (now() > deadline) return false;
+    if (poke) await poke().catch(() => undefined);
+    await sleep(stepMs);
+  }
+}
+
+/** Last lines of a process's output, for error reports. */
+function tail(p: LabProcess, chars = 2500): string {
+  return p.output().slice(-chars);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Control server and DERP
+
+type StartDerper = typeof startDerper;
+
+/** The lab derper (test/lab/derper.ts) when its binary is built; null otherwise (then the embedded DERP is used). */
+function derperIfBuilt(): StartDerper | null {
+  return existsSync(join(peersDir(), `tailscale-v${TAILSCALE_VERSION}`, 'derper')) ? startDerper : null;
+}
+
+interface Control {
+  derp: 'derper' | 'embedded';
+  hs: Headscale;
+  key: string;
+  weftEnv: Record<string, string>;
+  tsEnv: Record<string, string>;
+  derpUrl: string;
+  stop(): Promise<void>;
+}
+
+async function startControl(lab: Lab, kind: 'derper' | 'embedded', port: number, start: StartDerper | null): Promise<Control> {
+  if (kind === 'derper') {
+    if (!start) throw new Error('bench: derper requested but its binary is missing');
+    const derper = await start(lab, {});
+    try {
+      const mapPath = join(lab.tmpDir, `bench-derp-${port}.yaml`);
+      writeFileSync(mapPath, derpMapYaml([derper.node]));
+      const hs = await startHeadscale(lab, '0.29.2', { derpMapPath: mapPath, port });
+      const key = await hs.createPreauthKey(await hs.createUser(`bench${port}`), { reusable: true, expiration: '2h' });
+      return {
+        derp: 'derper',
+        hs,
+        key,
+        weftEnv: {},
+        tsEnv: {},
+        derpUrl: derper.url,
+        stop: async () => {
+          await hs.stop();
+          await derper.stop();
+        },
+      };
+    } catch (e) {
+      await derper.stop();
+      throw e;
+    }
+  }
+  const hs = await startHeadscale(lab, '0.29.2', { embeddedDerp: true, port });
+  const key = await hs.createPreauthKey(await hs.createUser(`bench${port}`), { reusable: true, expiration: '2h' });
+  return {
+    derp: 'embedded',
+    hs,
+    key,
+    weftEnv: { WEFT_DEBUG_DERP_HTTP: '1' },
+    tsEnv: { ...PLAIN_HTTP_DERP_ENV },
+    derpUrl: `${hs.url}/derp (headscale embedded, plain HTTP)`,
+    stop: () => hs.stop(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Nodes
+
+type Kind = 'weft' | 'tailscaled';
+
+interface Node {
+  kind: Kind;
+  name: string;
+  host: HostName;
+  ip: string;
+  /** 'direct' | 'relay' | 'connecting' | ... as this node sees its path to `peerName` ('none' = not in its status). */
+  pathTo(peerName: string): Promise<string>;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+let seq = 0;
+/** Every node gets its own UDP port (and so its own tailscaled state dir); EIM NATs preserve it. */
+let nextPort = 41641;
+const newPort = (): number => nextPort++;
+
+function weftIfaceName(lab: Lab, n: number): string {
+  // weft + 1..10 of [0-9a-z], unique across namespaces (the UAPI socket path is machine-wide).
+  return `weft${lab.prefix.replace(/[^0-9a-z]/g, '').slice(-6)}b${n}`.slice(0, 14);
+}
+
+async function weftStatus(dir: string): Promise<StatusReport> {
+  // What `weft status --json --state-dir DIR` asks, without paying for a node + tsx start per poll.
+  return StatusReport.parse(await callLocalApi(join(dir, STATUS_SOCKET), { cmd: 'status' }, 5_000));
+}
+
+function describePath(p: PeerPath | undefined): string {
+  if (!p) return 'none';
+  return p.kind === 'relay' ? `relay(region ${p.region})` : p.kind === 'direct' ? `direct(${p.endpoint})` : p.kind;
+}
+
+/** Spawns `weft up` in `host` and returns right away (the node is not connected yet). */
+function spawnWeft(lab: Lab, ctl: Control, host: HostName, port: number): { proc: LabProcess; name: string; dir: string; iface: string } {
+  const n = ++seq;
+  const name = `bw${n}${host}`;
+  const dir = join(lab.tmpDir, `bench-${name}`);
+  const iface = weftIfaceName(lab, n);
+  uapiSocket(iface);
+  const argv = [...WEFT, 'up', '--login-server', ctl.hs.url, '--auth-key', ctl.key, '--hostname', name, '--state-dir', dir, '--iface', iface, '--port', String(port)];
+  const proc = lab.spawn(host, argv, { env: ctl.weftEnv });
+  return { proc, name, dir, iface };
+}
+
+function weftNode(host: HostName, s: { proc: LabProcess; name: string; dir: string }, ip: string): Node {
+  return {
+    kind: 'weft',
+    name: s.name,
+    host,
+    ip,
+    async pathTo(peerName) {
+      const st = await weftStatus(s.dir);
+      return describePath(st.peers.find((p) => p.name === peerName)?.path);
+    },
+    output: () => s.proc.output(),
+    async stop() {
+      await s.proc.kill('SIGTERM');
+    },
+  };
+}
+
+async function upWeft(lab: Lab, ctl: Control, host: HostName, port: number): Promise<Node> {
+  const s = spawnWeft(lab, ctl, host, port);
+  try {
+    const m = await s.proc.waitForOutput(/weft: connected as \S+ \["(100\.[0-9.]+)\/32"/, UP_TIMEOUT_MS);
+    return weftNode(host, s, m[1]!);
+  } catch (e) {
+    await s.proc.kill('SIGTERM');
+    throw e;
+  }
+}
+
+function tsPath(ts: Tailscaled, peerName: string): Promise<string> {
+  return ts.status().then((st) => {
+    const p = Object.values(st.peers).find((x) => x.hostName === peerName);
+    if (!p) return 'none';
+    if (p.curAddr !== '') return `direct(${p.curAddr})`;
+    return p.relay !== '' ? `relay(${p.relay})` : 'connecting';
+  });
+}
+
+function tsNode(ts: Tailscaled, name: string, ip: string): Node {
+  return {
+    kind: 'tailscaled',
+    name,
+    host: ts.host,
+    ip,
+    pathTo: (peerName) => tsPath(ts, peerName),
+    output: () => ts.proc.output(),
+    stop: () => ts.stop(),
+  };
+}
+
+async function upTailscaled(lab: Lab, ctl: Control, host: HostName, port: number): Promise<Node> {
+  const name = `bt${++seq}${host}`;
+  const ts = await startTailscaled(lab, host, { port, env: ctl.tsEnv });
+  try {
+    await ts.up({ loginServer: ctl.hs.url, authKey: ctl.key, hostname: name });
+    const ip = (await ts.status()).tailscaleIPs.find((a) => a.startsWith('100.'));
+    if (!ip) throw new Error(`tailscaled ${name}: no 100.x address`);
+    return tsNode(ts, name, ip);
+  } catch (e) {
+    await ts.stop();
+    throw e;
+  }
+}
+
+async function up(kind: Kind, lab: Lab, ctl: Control, host: HostName, port: number): Promise<Node> {
+  return kind === 'weft' ? upWeft(lab, ctl, host, port) : upTailscaled(lab, ctl, host, port);
+}
+
+async function pingOnce(lab: Lab, from: HostName, ip: string, waitS = 1): Promise<boolean> {
+  const r = await lab.exec(from, ['ping', '-n', '-c1', `-W${waitS}`, ip], { timeoutMs: (waitS + 5) * 1000 });
+  return r.code === 0;
+}
+
+/** Pings both ways (one packet each) until both answer, bounded. */
+async function waitPing(lab: Lab, a: Node, b: Node, timeoutMs: number): Promise<boolean> {
+  return waitUntil(
+    async () => {
+      const [x, y] = await Promise.all([pingOnce(lab, a.host, b.ip), pingOnce(lab, b.host, a.ip)]);
+      return x && y;
+    },
+    timeoutMs,
+    undefined,
+    STEP_MS,
+  );
+}
+
+/** Waits until both sides report `want` ('direct' | 'relay') for each other, pinging to keep traffic flowing. */
+async function waitPath(lab: Lab, a: Node, b: Node, want: 'direct' | 'relay', timeoutMs: number): Promise<[string, string]> {
+  let last: [string, string] = ['none', 'none'];
+  await waitUntil(
+    async () => {
+      last = await Promise.all([a.pathTo(b.name), b.pathTo(a.name)]);
+      return last.every((p) => p.startsWith(want));
+    },
+    timeoutMs,
+    async () => {
+      await Promise.all([pingOnce(lab, a.host, b.ip), pingOnce(lab, b.host, a.ip)]);
+    },
+  );
+  return last;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// iperf3
+
+interface IperfJson {
+  error?: string;
+  end?: { sum_received?: { bits_per_second?: number; bytes?: number }; sum_sent?: { retransmits?: number } };
+}
+
+interface Throughput {
+  mbitPerS: number;
+  retransmits: number | null;
+}
+
+/** iperf3 TCP, client in `from`, server in `to` bound to `ip`: Mbit/s received. */
+async function iperf(lab: Lab, from: HostName, to: HostName, ip: string, seconds: number): Promise<Throughput> {
+  const port = String(5300 + (++seq % 100));
+  const server = lab.spawn(to, ['iperf3', '-s', '-1', '--forceflush', '-B', ip, '-p', port]);
+  try {
+    await server.waitForOutput(/Server listening/, 10_000);
+    const r = await lab.exec(from, ['iperf3', '-c', ip, '-p', port, '-t', String(seconds), '-O', '1', '-J', '--connect-timeout', '5000'], {
+      timeoutMs: (seconds + 30) * 1000,
+    });
+    let j: IperfJson;
+    try {
+      j = JSON.parse(r.stdout) as IperfJson;
+    } catch {
+      throw new Error(`iperf3 gave no JSON (code ${String(r.code)}): ${r.stdout.slice(0, 500)}${r.stderr.slice(0, 500)}`);
+    }
+    if (j.error !== undefined) throw new Error(`iperf3: ${j.error}`);
+    const bps = j.end?.sum_received?.bits_per_second;
+    if (bps === undefined) throw new Error(`iperf3: no sum_received in ${r.stdout.slice(0, 500)}`);
+    return { mbitPerS: bps / 1e6, retransmits: j.end?.sum_sent?.retransmits ?? null };
+  } finally {
+    await server.kill('SIGTERM');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Plain wireguard-go reference
+
+/**
+ * UAPI sockets (/var/run/wireguard/NAME.sock) of every device this run creates, the reference ones and Weft's:
+ * machine-wide files that a SIGKILLed wireguard-go cannot unlink. Removed at the end and on SIGINT/SIGTERM.
+ */
+const wgSockets = new Set<string>();
+
+function uapiSocket(ifname: string): string {
+  const p = `/var/run/wireguard/${ifname}.sock`;
+  wgSockets.add(p);
+  return p;
+}
+
+function removeWgSockets(only?: readonly string[]): void {
+  for (const s of only ?? wgSockets) rmSync(s, { force: true });
+}
+
+interface PlainWg {
+  ipA: string;
+  ipB: string;
+  stop(): Promise<void>;
+}
+
+async function plainWireguard(lab: Lab): Promise<PlainWg> {
+  const tag = lab.prefix.replace(/[^0-9a-z]/g, '').slice(-8);
+  const port = 51820;
+  const sides = [
+    { host: 'a1' as const, ifname: `bwg${tag}a`, ip: '10.199.0.1', peerEndpoint: `${lab.addr.nbWan}:${port}` },
+    { host: 'b1' as const, ifname: `bwg${tag}b`, ip: '10.199.0.2', peerEndpoint: `${lab.addr.naWan}:${port}` },
+  ];
+  const procs: LabProcess[] = [];
+  const sockets = sides.map((s) => uapiSocket(s.ifname));
+  const stop = async (): Promise<void> => {
+    await Promise.all(procs.map((p) => p.kill('SIGTERM')));
+    removeWgSockets(sockets);
+  };
+  try {
+    const keys: { priv: string; pub: string; file: string }[] = [];
+    for (const s of sides) {
+      const g = await lab.exec(s.host, ['wg', 'genkey']);
+      const priv = g.stdout.trim();
+      const p = await lab.exec(s.host, ['wg', 'pubkey'], { input: `${priv}\n` });
+      const file = join(lab.tmpDir, `${s.ifname}.key`);
+      writeFileSync(file, `${priv}\n`, { mode: 0o600 });
+      keys.push({ priv, pub: p.stdout.trim(), file });
+    }
+    for (const s of sides) {
+      procs.push(lab.spawn(s.host, ['wireguard-go', '-f', s.ifname], { env: { LOG_LEVEL: 'error' } }));
+    }
+    for (const [i, s] of sides.entries()) {
+      const ready = await waitUntil(async () => (await lab.exec(s.host, ['wg', 'show', s.ifname])).code === 0, 10_000, undefined, 100);
+      if (!ready) throw new Error(`wireguard-go ${s.ifname} did not come up: ${tail(procs[i]!)}`);
+      const peer = keys[1 - i]!;
+      const cmds = [
+        ['wg', 'set', s.ifname, 'private-key', keys[i]!.file, 'listen-port', String(port), 'peer', peer.pub, 'endpoint', s.peerEndpoint, 'allowed-ips', `${sides[1 - i]!.ip}/32`, 'persistent-keepalive', '1'],
+        ['ip', 'addr', 'add', `${s.ip}/32`, 'dev', s.ifname],
+        ['ip', 'link', 'set', s.ifname, 'mtu', String(MTU), 'up'],
+        ['ip', 'route', 'add', `${sides[1 - i]!.ip}/32`, 'dev', s.ifname],
+      ];
+      for (const c of cmds) {
+        const r = await lab.exec(s.host, c);
+        if (r.code !== 0) throw new Error(`${c.join(' ')}: ${r.stderr}`);
+      }
+    }
+    // Both sides send (keepalives, handshakes) toward the other's public port, so the APDF NATs open up.
+    const ok = await waitUntil(async () => pingOnce(lab, 'a1', sides[1]!.ip), 30_000, undefined, STEP_MS);
+    if (!ok) throw new Error('plain wireguard-go: no ping through the tunnel within 30 s');
+    return { ipA: sides[0]!.ip, ipB: sides[1]!.ip, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cases
+
+interface ThroughputCase {
+  name: string;
+  mbitPerS: number | null;
+  retransmits: number | null;
+  path: string[] | null;
+  error: string | null;
+}
+
+interface StartupRun {
+  /** t0 to `weft up` printing "connected" / `tailscale up` returning (BackendState Running). */
+  upS: number | null;
+  firstReplyS: number | null;
+  directS: number | null;
+  error: string | null;
+}
+
+interface StartupResult {
+  kind: Kind;
+  runs: StartupRun[];
+  medianFirstReplyS: number | null;
+  medianDirectS: number | null;
+  /** tailscaled only: the daemon's own start (spawn to LocalAPI answering), before t0, per run. */
+  daemonStartS?: number[];
+}
+
+function failed(name: string, e: unknown): ThroughputCase {
+  log(`${name}: FAILED: ${errText(e)}`);
+  return { name, mbitPerS: null, retransmits: null, path: null, error: errText(e).slice(0, 4000) };
+}
+
+/** A pair of nodes of `kind` (a1, b1), waits for `want`, runs iperf3 a1 -> b1. */
+async function tunnelCase(lab: Lab, ctl: Control, kind: Kind, want: 'direct' | 'relay', seconds: number): Promise<ThroughputCase> {
+  const name = `${kind}-${want}`;
+  const nodes: Node[] = [];
+  try {
+    log(`${name}: starting two ${kind} nodes`);
+    nodes.push(await up(kind, lab, ctl, 'a1', newPort()));
+    nodes.push(await up(kind, lab, ctl, 'b1', newPort()));
+    const [a, b] = nodes as [Node, Node];
+    if (!(await waitPing(lab, a, b, PATH_TIMEOUT_MS))) throw new Error(`no ping over the tunnel within ${PATH_TIMEOUT_MS} ms`);
+    const path = await waitPath(lab, a, b, want, PATH_TIMEOUT_MS);
+    if (!path.every((p) => p.startsWith(want))) throw new Error(`path never became ${want} on both sides: ${path.join(' / ')}`);
+    log(`${name}: paths ${path.join(' / ')}; iperf3 ${seconds} s`);
+    const t = await iperf(lab, 'a1', 'b1', b.ip, seconds);
+    const after = await Promise.all([a.pathTo(b.name), b.pathTo(a.name)]);
+    if (!after.every((p) => p.startsWith(want))) log(`${name}: WARNING: path changed during iperf3: ${after.join(' / ')}`);
+    log(`${name}: ${t.mbitPerS.toFixed(1)} Mbit/s`);
+    return { name, mbitPerS: t.mbitPerS, retransmits: t.retransmits, path, error: null };
+  } catch (e) {
+    const logs = nodes.map((n) => `--- ${n.name} (${n.kind} in ${n.host}) output tail:\n${n.output().slice(-2000)}`).join('\n');
+    return failed(name, `${errText(e)}\n${logs}`);
+  } finally {
+    for (const n of nodes.reverse()) await n.stop().catch((e: unknown) => log(`stop ${n.name}: ${errText(e)}`));
+  }
+}
+
+async function wireguardCase(lab: Lab, seconds: number): Promise<ThroughputCase> {
+  const name = 'wireguard-go';
+  let wg: PlainWg | undefined;
+  try {
+    log(`${name}: plain wireguard-go a1 <-> b1 through both NATs (MTU ${MTU})`);
+    wg = await plainWireguard(lab);
+    const t = await iperf(lab, 'a1', 'b1', wg.ipB, seconds);
+    log(`${name}: ${t.mbitPerS.toFixed(1)} Mbit/s`);
+    return { name, mbitPerS: t.mbitPerS, retransmits: t.retransmits, path: [`direct(${lab.addr.nbWan}:51820)`, `direct(${lab.addr.naWan}:51820)`], error: null };
+  } catch (e) {
+    return failed(name, e);
+  } finally {
+    await wg?.stop();
+  }
+}
+
+/** One start-up run: `fresh` starts in b1; pings and path polls toward `peer` (a1) run until both are seen. */
+async function startupRun(
+  lab: Lab,
+  peer: Node,
+  start: () => { ready: Promise<Node>; pathTo: (peerName: string) => Promise<string>; stop: () => Promise<void> },
+): Promise<StartupRun> {
+  const t0 = now();
+  const fresh = start();
+  const deadline = t0 + STARTUP_TIMEOUT_MS;
+  let firstReply: number | null = null;
+  let direct: number | null = null;
+  let upError: string | null = null;
+  let upDone: number | null = null;
+  void fresh.ready.then(
+    () => {
+      upDone = (now() - t0) / 1000;
+    },
+    (e: unknown) => {
+      upError = errText(e);
+    },
+  );
+  const done = (): boolean => (firstReply !== null && direct !== null) || upError !== null || now() > deadline;
+  try {
+    await Promise.all([
+      (async () => {
+        while (!done()) {
+          const t = now();
+          if (await pingOnce(lab, 'b1', peer.ip)) firstReply ??= (t - t0) / 1000;
+          await sleep(STEP_MS);
+        }
+      })(),
+      (async () => {
+        while (!done()) {
+          const t = now();
+          const p = await fresh.pathTo(peer.name).catch(() => 'none');
+          if (p.startsWith('direct')) direct ??= (t - t0) / 1000;
+          await sleep(STEP_MS);
+        }
+      })(),
+    ]);
+    // Whatever happened, the up must have ended (resolved or failed) before the node is stopped.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([fresh.ready.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, UP_TIMEOUT_MS)))]);
+    clearTimeout(timer);
+    const error = upError ?? (firstReply === null || direct === null ? `not seen within ${STARTUP_TIMEOUT_MS / 1000} s` : null);
+    return { upS: upDone, firstReplyS: firstReply, directS: direct, error };
+  } finally {
+    await fresh.stop();
+  }
+}
+
+async function startupCase(lab: Lab, ctl: Control, kind: Kind, runs: number): Promise<StartupResult> {
+  const res: StartupResult = { kind, runs: [], medianFirstReplyS: null, medianDirectS: null };
+  if (kind === 'tailscaled') res.daemonStartS = [];
+  let peer: Node | undefined;
+  try {
+    log(`startup ${kind}: long-running peer in a1`);
+    peer = await up(kind, lab, ctl, 'a1', newPort());
+    for (let i = 0; i < runs; i++) {
+      const port = newPort();
+      let run: StartupRun;
+      try {
+        if (kind === 'weft') {
+          run = await startupRun(lab, peer, () => {
+            const s = spawnWeft(lab, ctl, 'b1', port);
+            const ready = s.proc.waitForOutput(/weft: connected as /, STARTUP_TIMEOUT_MS).then(() => weftNode('b1', s, ''));
+            return { ready, pathTo: (n) => weftNode('b1', s, '').pathTo(n), stop: () => s.proc.kill('SIGTERM') };
+          });
+        } else {
+          const d0 = now();
+          const ts = await startTailscaled(lab, 'b1', { port, env: ctl.tsEnv });
+          res.daemonStartS!.push((now() - d0) / 1000);
+          const name = `bt${++seq}b1`;
+          run = await startupRun(lab, peer, () => {
+            const ready = ts.up({ loginServer: ctl.hs.url, authKey: ctl.key, hostname: name }).then(() => tsNode(ts, name, ''));
+            return { ready, pathTo: (n) => tsPath(ts, n), stop: () => ts.stop() };
+          });
+        }
+      } catch (e) {
+        run = { upS: null, firstReplyS: null, directS: null, error: errText(e) };
+      }
+      log(`startup ${kind} run ${i + 1}: up ${run.upS?.toFixed(2) ?? '-'} s, first reply ${run.firstReplyS?.toFixed(2) ?? '-'} s, direct ${run.directS?.toFixed(2) ?? '-'} s${run.error ? ` (${run.error})` : ''}`);
+      res.runs.push(run);
+    }
+  } catch (e) {
+    log(`startup ${kind}: FAILED: ${errText(e)}`);
+    res.runs.push({ upS: null, firstReplyS: null, directS: null, error: errText(e) });
+  } finally {
+    await peer?.stop().catch(() => undefined);
+  }
+  res.medianFirstReplyS = median(res.runs.flatMap((r) => (r.firstReplyS === null ? [] : [r.firstReplyS])));
+  res.medianDirectS = median(res.runs.flatMap((r) => (r.directS === null ? [] : [r.directS])));
+  return res;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Report
+
+interface Ratio {
+  label: string;
+  ratio: number | null;
+  value: number | null;
+  reference: number | null;
+  unit: string;
+}
+
+function ratio(label: string, value: number | null, reference: number | null, unit: string): Ratio {
+  const r = value !== null && reference !== null && reference > 0 ? value / reference : null;
+  return { label, ratio: r, value, reference, unit };
+}
+
+function fmtRatio(r: Ratio): string {
+  const f = (x: number | null, d: number): string => (x === null ? 'n/a' : x.toFixed(d));
+  const d = r.unit === 's' ? 2 : 0;
+  return `${r.label}: ${f(r.ratio, 2)} (${f(r.value, d)} ${r.unit} vs ${f(r.reference, d)} ${r.unit})`;
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  if (process.getuid?.() !== 0) throw new Error('bench: needs root (the lab uses network namespaces); run it with sudo');
+  const started = now();
+  const startedAt = new Date().toISOString();
+  const machine = { nproc: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', loadavgAtStart: loadavg().map((x) => Number(x.toFixed(2))) };
+  log(`machine: ${machine.nproc} cores, ${machine.cpu}, load ${machine.loadavgAtStart.join(' ')}`);
+
+  // Interrupted runs: lab.ts kills its processes and deletes its namespaces; the reference devices' UAPI sockets are
+  // files outside the lab, removed here first (registered before createLab so lab.ts's handler runs after this one).
+  const onSignal = (): void => removeWgSockets();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const derper = opts.derp === 'embedded' ? null : derperIfBuilt();
+  if (opts.derp === 'derper' && !derper) throw new Error('bench: --derp derper, but the derper binary is missing (bash test/setup/ensure-peers.sh tailscale)');
+  let derpMode: 'derper' | 'embedded' = derper ? 'derper' : 'embedded';
+  const notes: string[] = [];
+  if (!derper && opts.derp === 'auto') notes.push('the derper binary is not built: every case uses headscale\'s embedded DERP over plain HTTP');
+
+  const lab = await createLab();
+  let ctl: Control | undefined;
+  const throughput: Record<string, ThroughputCase> = {};
+  const startup: Partial<Record<Kind, StartupResult>> = {};
+  try {
+    let hsPort = 8080;
+    ctl = await startControl(lab, derpMode, hsPort, derper);
+    log(`control ${ctl.hs.url}, DERP: ${ctl.derpUrl}`);
+
+    if (opts.only.has('relay')) {
+      await lab.setRouter('na', EDM);
+      await lab.setRouter('nb', EDM);
+      let w = await tunnelCase(lab, ctl, 'weft', 'relay', opts.seconds);
+      if (w.error !== null && derpMode === 'derper' && opts.derp === 'auto') {
+        notes.push(`Weft could not relay through the lab derper (${w.error.split('\n')[0]}); fell back to headscale's embedded DERP (plain HTTP) for both clients`);
+        log(`falling back to the embedded DERP for every case`);
+        await ctl.stop();
+        derpMode = 'embedded';
+        ctl = await startControl(lab, 'embedded', ++hsPort, null);
+        w = await tunnelCase(lab, ctl, 'weft', 'relay', opts.seconds);
+      }
+      throughput['weft-relay'] = w;
+      throughput['tailscaled-relay'] = await tunnelCase(lab, ctl, 'tailscaled', 'relay', opts.seconds);
+    }
+
+    await lab.setRouter('na', EIM);
+    await lab.setRouter('nb', EIM);
+    if (opts.only.has('direct')) {
+      throughput['wireguard-go'] = await wireguardCase(lab, opts.seconds);
+      throughput['weft-direct'] = await tunnelCase(lab, ctl, 'weft', 'direct', opts.seconds);
+      throughput['tailscaled-direct'] = await tunnelCase(lab, ctl, 'tailscaled', 'direct', opts.seconds);
+    }
+    if (opts.only.has('startup')) {
+      await lab.setRouter('na', EIM);
+      await lab.setRouter('nb', EIM);
+      startup.weft = await startupCase(lab, ctl, 'weft', opts.runs);
+      startup.tailscaled = await startupCase(lab, ctl, 'tailscaled', opts.runs);
+    }
+  } finally {
+    await ctl?.stop().catch(() => undefined);
+    await lab.destroy();
+    removeWgSockets();
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+
+  const mb = (k: string): number | null => throughput[k]?.mbitPerS ?? null;
+  const ratios: Ratio[] = [];
+  if (opts.only.has('direct')) {
+    ratios.push(ratio('weft-direct / wireguard-go', mb('weft-direct'), mb('wireguard-go'), 'Mbit/s'));
+  }
+  if (opts.only.has('relay')) {
+    ratios.push(ratio('weft-relay / tailscaled-relay', mb('weft-relay'), mb('tailscaled-relay'), 'Mbit/s'));
+  }
+  if (opts.only.has('direct')) {
+    ratios.push(ratio('weft-direct / tailscaled-direct', mb('weft-direct'), mb('tailscaled-direct'), 'Mbit/s'));
+  }
+  if (opts.only.has('startup')) {
+    const w = startup.weft;
+    const t = startup.tailscaled;
+    ratios.push(ratio(`start to first ping reply, weft / tailscaled (median of ${opts.runs})`, w?.medianFirstReplyS ?? null, t?.medianFirstReplyS ?? null, 's'));
+    ratios.push(ratio(`start to direct path, weft / tailscaled (median of ${opts.runs})`, w?.medianDirectS ?? null, t?.medianDirectS ?? null, 's'));
+  }
+  const elapsedS = (now() - started) / 1000;
+
+  const result = {
+    date: startedAt,
+    elapsedS: Number(elapsedS.toFixed(1)),
+    machine,
+    settings: {
+      iperfSeconds: opts.seconds,
+      iperfOmitS: 1,
+      startupRuns: opts.runs,
+      mtu: MTU,
+      derp: derpMode,
+      headscale: '0.29.2',
+      tailscale: TAILSCALE_VERSION,
+      direction: 'iperf3 TCP, client a1 -> server b1, one stream',
+    },
+    notes,
+    ratios,
+    throughput,
+    startup,
+  };
+  mkdirSync(dirname(opts.out), { recursive: true });
+  writeFileSync(opts.out, `${JSON.stringify(result, null, 2)}\n`);
+
+  const lines = [
+    '',
+    `Weft bench, ${startedAt} (${machine.nproc} cores, ${machine.cpu}; load at start ${machine.loadavgAtStart.join(' ')})`,
+    `iperf3 TCP a1 -> b1, ${opts.seconds} s (+1 s omitted), MTU ${MTU} on every tunnel; DERP: ${derpMode === 'derper' ? 'lab derper (TLS)' : "headscale's embedded DERP (plain HTTP)"}`,
+    ...notes.map((n) => `note: ${n}`),
+    '',
+    ...ratios.map(fmtRatio),
+  ];
+  for (const k of Object.keys(throughput)) {
+    const c = throughput[k]!;
+    if (c.error !== null) lines.push(`  ${k}: failed: ${c.error.split('\n')[0]}`);
+  }
+  for (const s of Object.values(startup)) {
+    const fmt = (r: StartupRun): string => `${r.upS?.toFixed(2) ?? '-'}/${r.firstReplyS?.toFixed(2) ?? '-'}/${r.directS?.toFixed(2) ?? '-'}`;
+    lines.push(`  ${s.kind} start-up runs (up/first reply/direct, s): ${s.runs.map(fmt).join(', ')}${s.daemonStartS ? `; tailscaled daemon start before t0: ${s.daemonStartS.map((x) => x.toFixed(2)).join(', ')} s` : ''}`);
+    for (const r of s.runs) if (r.error) lines.push(`    ${s.kind}: ${r.error.split('\n')[0]}`);
+  }
+  lines.push('', `results: ${opts.out}`, `took ${elapsedS.toFixed(0)} s`, '');
+  process.stdout.write(lines.join('\n'));
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exitCode = 1;
+});
