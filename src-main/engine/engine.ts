@@ -54,6 +54,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   private lastRestunAt = -Infinity;
   private stunEndpoints: Endpoint[] = [];
   private workingUdp = true;
+  private netInfo: Record<string, unknown> = {};
   private portmap: PortMapKeeper | null = null;
   private applying: Promise<void> = Promise.resolve();
   private stopped = false;
@@ -69,7 +70,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.clock = init.clock ?? realClock;
     this.logf = init.logf ?? discardLogf;
     this.control = new ControlClient(init);
-    this.control.on('status', (s) => this.emit('control:status', { state: s.state, url: s.url, error: s.error?.message ?? null, authUrl: s.authUrl }));
+    this.control.on('status', (s) => this.emit('control:status', { state: s.state, url: s.url, error: s.error?.message ?? null, authUrl: s.authUrl, stage: s.stage }));
     this.control.on('netmap', (nm) => {
       this.applying = this.applying.then(() => this.applyNetmap(nm)).catch((e: unknown) => this.logf(`engine: applying the netmap failed: ${(e as Error).message}`));
     });
@@ -117,7 +118,9 @@ export class Engine extends EventEmitter<EngineEvents> {
         const keeper = new PortMapKeeper({ internalPort: magic.localPort, clock: this.clock, logf: this.logf, excludeIfaces: [wg.name] });
         keeper.on('changed', (a) => {
           this.logf(`engine: port mapping ${a ? formatAddr(a) : 'none'}`);
-          void this.publishEndpoints();
+          this.netInfo = { ...this.netInfo, HavePortMap: a !== null };
+          this.control.setNetInfo(this.netInfo);
+          void this.publishEndpoints(true);
         });
         this.portmap = keeper;
         keeper.start();
@@ -183,10 +186,28 @@ export class Engine extends EventEmitter<EngineEvents> {
       const homeChanged = home !== magic.home;
       magic.setDerp(derp, home);
       const workingUdp = this.stunEndpoints.length > 0;
-      if ((homeChanged && home !== null) || workingUdp !== this.workingUdp) this.control.setNetInfo({ PreferredDERP: home ?? 0, WorkingUDP: workingUdp });
       this.workingUdp = workingUdp;
+      // Our NetInfo, as peers and the UI see it: the home region and what STUN and port mapping tell about our NAT.
+      const mappedIps = new Set<string>();
+      const mapped = new Set<string>();
+      answers.forEach((a, i) => {
+        if (a?.mapped) {
+          mappedIps.add(targets[i]!.addr.ip);
+          mapped.add(formatAddr(a.mapped));
+        }
+      });
+      const netInfo = {
+        PreferredDERP: home ?? 0,
+        WorkingUDP: workingUdp,
+        ...(mappedIps.size >= 2 ? { MappingVariesByDestIP: mapped.size > 1 } : {}),
+        HavePortMap: !!this.portmap?.external,
+        DERPLatency: Object.fromEntries([...lat.entries()].map(([r, ms]) => [`${r}-v4`, ms / 1000])),
+      };
+      const netInfoChanged = JSON.stringify({ ...netInfo, DERPLatency: null }) !== JSON.stringify({ ...this.netInfo, DERPLatency: null });
+      this.netInfo = netInfo;
+      this.control.setNetInfo(netInfo);
       if (homeChanged) this.logf(`engine: home DERP region ${home ?? 'none'}`);
-      await this.publishEndpoints(homeChanged);
+      await this.publishEndpoints(homeChanged || netInfoChanged);
     } finally {
       this.restunning = false;
     }
@@ -255,7 +276,10 @@ export class Engine extends EventEmitter<EngineEvents> {
       p.rxBytes = st?.rx ?? 0;
       p.txBytes = st?.tx ?? 0;
       p.lastHandshake = st?.lastHandshake ?? null;
-      if (p.path.kind === 'offline' || !this.magic) continue;
+      if (!this.magic) continue;
+      const d = this.magic.discoStatsOf(key);
+      p.disco = d ? { pingsSent: d.pingsSent, pongsReceived: d.pongsReceived, pingsReceived: d.pingsReceived, lastPongAt: d.lastPongAt === null ? null : new Date(d.lastPongAt).toISOString() } : null;
+      if (p.path.kind === 'offline') continue;
       const view = this.magic.pathOf(key);
       p.path =
         view.kind === 'direct'

@@ -5,6 +5,10 @@ import { z } from 'zod';
 
 export const ControlState = z.enum(['connected', 'connecting', 'needs-login', 'expired', 'error']);
 
+/** Where joining stands (finer than ControlState, for the join screen); `failed` comes with ControlState error. */
+export const JoinStage = z.enum(['reaching-server', 'handshake', 'registering', 'waiting-approval', 'connected', 'failed']);
+export type JoinStage = z.infer<typeof JoinStage>;
+
 export const PeerPath = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('direct'), endpoint: z.string(), latencyMs: z.number() }),
   z.object({ kind: z.literal('relay'), region: z.number() }),
@@ -12,6 +16,30 @@ export const PeerPath = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('offline') }),
 ]);
 export type PeerPath = z.infer<typeof PeerPath>;
+
+/**
+ * A peer's own network facts, as it reported them to control (Hostinfo.NetInfo); null fields were not reported.
+ * Together with our own NetcheckReport they explain why a link is relayed.
+ */
+export const PeerNetInfo = z.object({
+  mappingVariesByDestIP: z.boolean().nullable(),
+  workingUDP: z.boolean().nullable(),
+  hairPinning: z.boolean().nullable(),
+  havePortMap: z.boolean().nullable(),
+  preferredDERP: z.number().nullable(),
+});
+export type PeerNetInfo = z.infer<typeof PeerNetInfo>;
+
+/** Disco evidence for one peer: how many pings we sent and how many were answered over UDP (direct). */
+export const DiscoStats = z.object({
+  pingsSent: z.number().int().nonnegative(),
+  pongsReceived: z.number().int().nonnegative(),
+  /** When the last direct pong arrived (RFC 3339), null if never. */
+  lastPongAt: z.string().nullable(),
+  /** Whether the peer has pinged us directly (its packets reach us over UDP). */
+  pingsReceived: z.number().int().nonnegative(),
+});
+export type DiscoStats = z.infer<typeof DiscoStats>;
 
 export const PeerStatus = z.object({
   id: z.string(),
@@ -30,6 +58,9 @@ export const PeerStatus = z.object({
   lastHandshake: z.string().nullable(),
   rxBytes: z.number(),
   txBytes: z.number(),
+  /** The peer's own NetInfo from control, and our disco evidence for it (both explain a relayed link). */
+  netInfo: PeerNetInfo.nullable().default(null),
+  disco: DiscoStats.nullable().default(null),
 });
 export type PeerStatus = z.infer<typeof PeerStatus>;
 
@@ -46,6 +77,7 @@ export const StatusReport = z.object({
     url: z.string(),
     error: z.string().nullable(),
     authUrl: z.string().nullable(),
+    stage: JoinStage.nullable().default(null),
   }),
   self: SelfStatus.nullable(),
   peers: z.array(PeerStatus),

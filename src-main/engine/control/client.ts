@@ -22,6 +22,8 @@ import { applyMapResponse, emptyNetMap, type NetMap } from './map-session.ts';
 import { MapStreamDecoder, parseMapBody } from './stream-framing.ts';
 import { dialControl, fetchServerKey, openStream, postJson, type ControlConn } from './transport.ts';
 
+import type { JoinStage } from '../../../src-shared/model/status.ts';
+
 export type ControlStateName = 'connecting' | 'needs-login' | 'connected' | 'expired' | 'error';
 
 export interface ControlStatus {
@@ -29,6 +31,8 @@ export interface ControlStatus {
   url: string;
   error: SerializedError | null;
   authUrl: string | null;
+  /** Where the current (re)connection stands, for the join screen. */
+  stage: JoinStage | null;
 }
 
 export interface ControlClientInit {
@@ -88,7 +92,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     this.clock = init.clock ?? realClock;
     this.logf = init.logf ?? discardLogf;
     this.random = init.random ?? Math.random;
-    this.st = { state: 'connecting', url: init.server.origin, error: null, authUrl: null };
+    this.st = { state: 'connecting', url: init.server.origin, error: null, authUrl: null, stage: null };
   }
 
   get status(): ControlStatus {
@@ -171,9 +175,11 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
   }
 
   private async connectOnce(): Promise<void> {
-    this.setStatus({ state: 'connecting' });
+    this.setStatus({ state: 'connecting', stage: 'reaching-server' });
     const serverPub = await fetchServerKey(this.init.server, this.capver);
+    this.setStatus({ stage: 'handshake' });
     const conn = await dialControl({ server: this.init.server, capver: this.capver, machinePriv: this.machine.priv, serverPub });
+    this.setStatus({ stage: 'registering' });
     if (this.stopped) {
       conn.close();
       return;
@@ -234,7 +240,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     // Interactive login: show the URL, then wait on Followup until approved (headscale blocks the request).
     for (let round = 0; resp.AuthURL && round < 20 && !this.stopped; round++) {
       const url = resp.AuthURL;
-      this.setStatus({ state: 'needs-login', authUrl: url });
+      this.setStatus({ state: 'needs-login', authUrl: url, stage: 'waiting-approval' });
       this.logf(`control: login required: ${url}`);
       resp = await this.registerRequest({ Followup: url }, 16 * 60_000);
       if (resp.Error && /timed out/i.test(resp.Error)) resp = { AuthURL: url };
@@ -328,7 +334,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
             const want = session.self.Expired ? 'expired' : 'connected';
             if (first) {
               first = false;
-              this.setStatus({ state: want, error: null });
+              this.setStatus({ state: want, error: null, ...(want === 'connected' ? { stage: 'connected' as const } : {}) });
               resolve();
             } else if (want !== this.st.state) this.setStatus({ state: want });
           }
@@ -362,7 +368,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       this.connectOnce().catch((e: unknown) => {
         const me = e instanceof MeshError ? e : new MeshError('unreachable', (e as Error).message, true);
         if (!me.retryable) {
-          this.setStatus({ state: me.code === 'key-expired' ? 'expired' : 'error', error: me.toJSON() });
+          this.setStatus({ state: me.code === 'key-expired' ? 'expired' : 'error', error: me.toJSON(), stage: 'failed' });
           return;
         }
         this.setStatus({ state: 'connecting', error: me.toJSON() });

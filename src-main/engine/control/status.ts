@@ -3,9 +3,9 @@
  * Pure. Until the data plane exists, a peer's path is `connecting` when control says it is online and
  * `offline` otherwise.
  */
-import type { PeerStatus, StatusReport } from '../../../src-shared/model/status.ts';
+import type { PeerNetInfo, PeerStatus, StatusReport } from '../../../src-shared/model/status.ts';
 import type { ControlStatus } from './client.ts';
-import { isZeroTime, type Node } from './types.ts';
+import { isZeroTime, type NetInfo, type Node } from './types.ts';
 import { sortedPeers, type NetMap } from './map-session.ts';
 
 /** "100.64.0.1/32" → "100.64.0.1"; other prefixes stay as they are. */
@@ -17,6 +17,20 @@ function hostAddr(p: string): string {
 export function shortName(n: Node): string {
   const label = n.Name.replace(/\.$/, '').split('.')[0];
   return label || n.Hostinfo?.Hostname || `node-${n.ID}`;
+}
+
+const bool = (v: unknown): boolean | null => (typeof v === 'boolean' ? v : null);
+
+/** The explanatory part of a peer's Hostinfo.NetInfo (absent fields stay null). */
+export function peerNetInfo(n: NetInfo): PeerNetInfo {
+  const pref = n.PreferredDERP;
+  return {
+    mappingVariesByDestIP: bool(n.MappingVariesByDestIP),
+    workingUDP: bool(n.WorkingUDP),
+    hairPinning: bool(n.HairPinning),
+    havePortMap: bool(n.HavePortMap),
+    preferredDERP: typeof pref === 'number' && pref > 0 ? pref : null,
+  };
 }
 
 const time = (t: string | undefined | null): string | null => (t && !isZeroTime(t) ? t : null);
@@ -39,9 +53,11 @@ export function buildStatus(control: ControlStatus, nm: NetMap): StatusReport {
     lastHandshake: null,
     rxBytes: 0,
     txBytes: 0,
+    netInfo: p.Hostinfo?.NetInfo ? peerNetInfo(p.Hostinfo.NetInfo) : null,
+    disco: null,
   }));
   return {
-    control: { state: control.state, url: control.url, error: control.error?.message ?? null, authUrl: control.authUrl },
+    control: { state: control.state, url: control.url, error: control.error?.message ?? null, authUrl: control.authUrl, stage: control.stage },
     self: self ? { name: shortName(self), nodeKey: self.Key, addresses: self.Addresses.map(hostAddr), keyExpiry: time(self.KeyExpiry) } : null,
     peers,
   };

@@ -63,6 +63,8 @@ interface Peer {
   lastRecvAt: number | null;
   /** Whether the last reported path was direct (to notice a direct path being lost). */
   wasDirect: boolean;
+  /** Disco evidence for the UI's "why relayed": pings we sent, direct pongs and pings we got. */
+  disco: { pingsSent: number; pongsReceived: number; pingsReceived: number; lastPongAt: number | null };
 }
 
 export interface PingReply {
@@ -159,7 +161,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
           continue;
         }
         const proxy = await bindUdp({ address: '127.0.0.1', port: 0 });
-        const peer: Peer = { key, spec: s, shared, proxy, path: initialPathState({ newTxId: () => toHex(crypto.getRandomValues(new Uint8Array(12))) }), timer: null, timerAt: null, pending: [], bestKey: null, lastRecvAt: null, wasDirect: false };
+        const peer: Peer = { key, spec: s, shared, proxy, path: initialPathState({ newTxId: () => toHex(crypto.getRandomValues(new Uint8Array(12))) }), timer: null, timerAt: null, pending: [], bestKey: null, lastRecvAt: null, wasDirect: false, disco: { pingsSent: 0, pongsReceived: 0, pingsReceived: 0, lastPongAt: null } };
         proxy.onPacket((d) => this.onFromWireGuard(peer, d));
         this.peers.set(key, peer);
         this.byDisco.set(toHex(s.discoKey), peer);
@@ -274,6 +276,12 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
     }
   }
 
+  /** Disco counters for a peer (null if unknown); lastPongAt is wall-clock ms. */
+  discoStatsOf(nodeKeyHex: string): Peer['disco'] | null {
+    const p = this.peers.get(nodeKeyHex);
+    return p ? { ...p.disco } : null;
+  }
+
   pathOf(nodeKeyHex: string): LinkView {
     const p = this.peers.get(nodeKeyHex);
     if (!p) return { kind: 'connecting' };
@@ -329,10 +337,13 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
     const msg = r.msg;
     switch (msg.kind) {
       case 'ping':
+        p.disco.pingsReceived++;
         this.addrToPeer.set(addrKey(from), p);
         this.apply(p, { type: 'ping-received', from, txid: toHex(msg.txid) });
         return;
       case 'pong': {
+        p.disco.pongsReceived++;
+        p.disco.lastPongAt = Date.now();
         this.addrToPeer.set(addrKey(from), p);
         const txid = toHex(msg.txid);
         const user = this.userPings.get(txid);
@@ -372,6 +383,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   private execute(p: Peer, e: PathEffect, data?: Uint8Array): void {
     switch (e.type) {
       case 'send-ping':
+        p.disco.pingsSent++;
         this.sendDisco(p, e.to, { kind: 'ping', txid: fromHex(e.txid), nodeKey: this.init.nodePub, padding: 0 });
         return;
       case 'send-pong':

@@ -1,0 +1,165 @@
+/**
+ * The single IPC contract between the UI and the main process: request/response methods (`invoke`) and push
+ * events (main → UI). Declared once here; both sides parse every payload against these schemas at run time.
+ * The Electron preload and the dev bridge (WebSocket) both implement exactly this contract.
+ *
+ * Conventions: method and event names are `area:verb`. A method answers `{ ok: true, value }` or
+ * `{ ok: false, error: SerializedError }` (never throws across the boundary). Every payload is an object.
+ */
+import { z } from 'zod';
+import { MeshDelta, MeshSnapshot, PeerStats } from '../model/mesh.ts';
+import { NetcheckReport } from '../model/netcheck.ts';
+import { JoinStage } from '../model/status.ts';
+
+export { JoinStage };
+
+export const ErrorCodeSchema = z.enum([
+  'bad-url',
+  'unreachable',
+  'not-control-server',
+  'handshake-rejected',
+  'protocol',
+  'auth-failed',
+  'key-expired',
+  'logged-out',
+  'state',
+  'cancelled',
+  // IPC-level codes
+  'invalid-payload',
+  'unknown-method',
+  'helper-denied',
+  'internal',
+]);
+export type IpcErrorCode = z.infer<typeof ErrorCodeSchema>;
+
+export const SerializedErrorSchema = z.object({ code: ErrorCodeSchema, message: z.string(), retryable: z.boolean() });
+export type IpcError = z.infer<typeof SerializedErrorSchema>;
+
+/** A saved network: where to log in and under which local state. */
+export const Profile = z.object({
+  id: z.string().regex(/^[a-z0-9-]{1,40}$/),
+  name: z.string().min(1).max(80),
+  serverUrl: z.string().url(),
+});
+export type Profile = z.infer<typeof Profile>;
+
+export const Settings = z.object({
+  autoStart: z.boolean(),
+  startMinimised: z.boolean(),
+  notifications: z.boolean(),
+  profiles: z.array(Profile).max(32),
+  activeProfile: z.string().nullable(),
+});
+export type Settings = z.infer<typeof Settings>;
+
+export const JoinRequest = z.object({
+  serverUrl: z.string().url(),
+  /** A pre-auth key; without one the browser login flow starts (AuthURL opened in the system browser). */
+  authKey: z.string().min(1).max(512).optional(),
+  hostname: z.string().regex(/^[A-Za-z0-9-]{1,63}$/).optional(),
+  /** Save as a profile with this name (default: the server's host name). */
+  profileName: z.string().min(1).max(80).optional(),
+});
+export type JoinRequest = z.infer<typeof JoinRequest>;
+
+
+export const JoinProgress = z.object({
+  stage: JoinStage,
+  /** The login URL while waiting for approval. */
+  authUrl: z.string().url().nullable(),
+  error: SerializedErrorSchema.nullable(),
+});
+export type JoinProgress = z.infer<typeof JoinProgress>;
+
+export const LogLevel = z.enum(['debug', 'info', 'warn', 'error']);
+export type LogLevel = z.infer<typeof LogLevel>;
+
+export const LogEntry = z.object({ at: z.string(), level: LogLevel, message: z.string() });
+export type LogEntry = z.infer<typeof LogEntry>;
+
+const Empty = z.object({}).strict();
+const Ok = z.object({ done: z.literal(true) });
+
+/** Request/response methods the UI may call. */
+export const methods = {
+  /** The whole current state; the UI calls it once on load, then follows `mesh:delta`. */
+  'mesh:snapshot': { request: Empty, response: MeshSnapshot },
+  /** Join a network (and remember it as a profile); progress arrives as `session:progress`. */
+  'session:join': { request: JoinRequest, response: Ok },
+  /** Reconnect the active profile / disconnect (the node stays registered). */
+  'session:connect': { request: Empty, response: Ok },
+  'session:disconnect': { request: Empty, response: Ok },
+  /** Log out of the active profile (expires the node key on the server). */
+  'session:logout': { request: Empty, response: Ok },
+  /** Open the control server's login URL in the system browser (http/https only). */
+  'session:open-auth-url': { request: z.object({ url: z.string().url() }).strict(), response: Ok },
+  /** Run netcheck now; the report also arrives in a `mesh:delta`. */
+  'netcheck:run': { request: Empty, response: NetcheckReport },
+  'settings:get': { request: Empty, response: Settings },
+  /** Partial update; answers the settings as saved. */
+  'settings:set': { request: Settings.partial().strict(), response: Settings },
+  'profiles:switch': { request: z.object({ id: z.string() }).strict(), response: Ok },
+  'profiles:remove': { request: z.object({ id: z.string() }).strict(), response: Settings },
+  /** The most recent log lines at or above `level` (at most `limit`, default 500). */
+  'logs:get': { request: z.object({ level: LogLevel.optional(), limit: z.number().int().positive().max(5000).optional() }).strict(), response: z.array(LogEntry) },
+} as const;
+
+/** Events the main process pushes to the UI. */
+export const events = {
+  'mesh:delta': MeshDelta,
+  /** Per-peer counters, coalesced to at most a few per second. */
+  'mesh:stats': z.object({ peers: z.array(PeerStats) }),
+  'session:progress': JoinProgress,
+  'log:entry': LogEntry,
+} as const;
+
+export type Methods = typeof methods;
+export type MethodName = keyof Methods;
+export type EventName = keyof typeof events;
+export type MethodRequest<M extends MethodName> = z.input<Methods[M]['request']>;
+export type MethodResponse<M extends MethodName> = z.infer<Methods[M]['response']>;
+export type EventPayload<E extends EventName> = z.infer<(typeof events)[E]>;
+
+export type IpcResult<T> = { ok: true; value: T } | { ok: false; error: IpcError };
+
+/** The API the preload exposes as `window.weft` (and the dev bridge provides in a browser). */
+export interface WeftApi {
+  invoke<M extends MethodName>(method: M, request: MethodRequest<M>): Promise<IpcResult<MethodResponse<M>>>;
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<E extends EventName>(event: E, listener: (payload: EventPayload<E>) => void): () => void;
+}
+
+export const METHOD_NAMES = Object.keys(methods) as MethodName[];
+export const EVENT_NAMES = Object.keys(events) as EventName[];
+
+export function isMethodName(x: unknown): x is MethodName {
+  return typeof x === 'string' && Object.prototype.hasOwnProperty.call(methods, x);
+}
+
+export function isEventName(x: unknown): x is EventName {
+  return typeof x === 'string' && Object.prototype.hasOwnProperty.call(events, x);
+}
+
+/** Validates a request for `method`; a bad payload is an `invalid-payload` error, never a throw. */
+export function parseRequest<M extends MethodName>(method: M, payload: unknown): IpcResult<z.infer<Methods[M]['request']>> {
+  const r = methods[method].request.safeParse(payload);
+  return r.success ? { ok: true, value: r.data as z.infer<Methods[M]['request']> } : { ok: false, error: invalidPayload(`${method} request`, r.error) };
+}
+
+/** Validates a response for `method` (the UI side checks what the main process sent). */
+export function parseResponse<M extends MethodName>(method: M, payload: unknown): IpcResult<MethodResponse<M>> {
+  const r = methods[method].response.safeParse(payload);
+  return r.success ? { ok: true, value: r.data as MethodResponse<M> } : { ok: false, error: invalidPayload(`${method} response`, r.error) };
+}
+
+/** Validates an event payload. */
+export function parseEvent<E extends EventName>(event: E, payload: unknown): IpcResult<EventPayload<E>> {
+  const r = events[event].safeParse(payload);
+  return r.success ? { ok: true, value: r.data as EventPayload<E> } : { ok: false, error: invalidPayload(`${event} event`, r.error) };
+}
+
+function invalidPayload(what: string, e: z.ZodError): IpcError {
+  const first = e.issues[0];
+  const where = first && first.path.length > 0 ? ` at ${first.path.join('.')}` : '';
+  return { code: 'invalid-payload', message: `invalid ${what}${where}: ${first?.message ?? 'does not match the contract'}`, retryable: false };
+}
