@@ -9,9 +9,13 @@
  * re-discovered with STUN on the shared socket (DERP map STUN nodes) every 20–26 s and pushed to control
  * with a lite update when they change.
  */
+import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { networkInterfaces } from 'node:os';
 import type { StatusReport } from '../../src-shared/model/status.ts';
+import type { DerpMap } from '../../src-shared/model/derp-map.ts';
+import type { NetcheckReport } from '../../src-shared/model/netcheck.ts';
+import { MeshError } from '../../src-shared/errors.ts';
 import { formatAddr, parseHostPort } from '../protocol/wire/addr.ts';
 import { fromHex, toHex } from '../protocol/wire/hex.ts';
 import { ENDPOINT_RESTUN_MAX_MS, ENDPOINT_RESTUN_MIN_GAP_MS, ENDPOINT_RESTUN_MIN_MS, ENDPOINT_RESTUN_NO_UDP_MS, WG_TUN_MTU } from './constants.ts';
@@ -23,6 +27,8 @@ import { derpTargets, stunTargets } from './relay/targets.ts';
 import { EndpointType, localEndpoints, mergeEndpoints, sameEndpointSet, type Endpoint } from './magicsock/endpoints.ts';
 import { MagicConn } from './magicsock/conn.ts';
 import { PortMapKeeper } from './portmap/keeper.ts';
+import { netcheckTargetsFromMap, runNetcheck } from './netcheck/prober.ts';
+import { portMappingProbe } from './netcheck/portmap-report.ts';
 import { realClock, type Clock, type TimerHandle } from './sys/clock.ts';
 import { discardLogf, type Logf } from './sys/log.ts';
 import type { WgInterface } from './wg/iface.ts';
@@ -55,6 +61,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   private stunEndpoints: Endpoint[] = [];
   private workingUdp = true;
   private netInfo: Record<string, unknown> = {};
+  private lastNetcheck: NetcheckReport | null = null;
   private portmap: PortMapKeeper | null = null;
   private applying: Promise<void> = Promise.resolve();
   private stopped = false;
@@ -244,6 +251,29 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.logf(`engine: endpoints ${eps.map((e) => formatAddr(e.addr)).join(' ')}`);
     magic.setLocalEndpoints(eps.map((e) => e.addr));
     await this.control.pushLiteUpdate(eps.map((e) => formatAddr(e.addr))).catch((e: unknown) => this.logf(`engine: endpoint update failed: ${(e as Error).message}`));
+  }
+
+  /** The control server's DERP map (null before the first netmap). */
+  get derpMap(): DerpMap | null {
+    return this.control.netmap.derpMap ?? null;
+  }
+
+  /**
+   * A full NAT report against the DERP map's STUN servers (mapping/filtering behaviour, hairpin, region latency,
+   * port mapping), on sockets of its own; the latest one is kept for status and the UI.
+   */
+  async netcheck(): Promise<NetcheckReport> {
+    const map = this.derpMap;
+    if (!map) throw new MeshError('state', 'no DERP map yet: netcheck needs the control server’s STUN servers', true);
+    const targets = await netcheckTargetsFromMap(map, async (host) => (await lookup(host, { family: 4 })).address);
+    const report = await runNetcheck({ targets, localPort: 0, clock: this.clock, logf: this.logf, portMapping: portMappingProbe({ logf: this.logf }) });
+    this.lastNetcheck = report;
+    return report;
+  }
+
+  /** The last netcheck report (null until one ran). */
+  get netcheckReport(): NetcheckReport | null {
+    return this.lastNetcheck;
   }
 
   /** A disco ping to a peer by name, 100.x address or node key; resolves with the reply's path and latency. */

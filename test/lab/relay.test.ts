@@ -18,7 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, type Lab, type RouterName, type RouterProfile } from './lab.ts';
 import { startDerper, type Derper } from './derper.ts';
 import { derpMapYaml, startHeadscale, type Headscale } from './headscale.ts';
-import { PeerKit, parsePingSeqs, type Link, type Peer, type WeftPeer } from './peers.ts';
+import { NetcheckReport } from '../../src-shared/model/netcheck.ts';
+import { PeerKit, WEFT, parsePingSeqs, type Link, type Peer, type WeftPeer } from './peers.ts';
 import { startCoturn, startMiniupnpd, STUN } from './services.ts';
 
 let lab: Lab;
@@ -222,4 +223,27 @@ describe('Weft ↔ Weft: rebinding and port mapping', () => {
       await coturn.kill();
     }
   }, 150_000);
+});
+
+describe('weft netcheck with the control server’s DERP map', () => {
+  it('without --stun or --derp-map, probes the running node’s DERP map: the derper region, its latency and our public address', async () => {
+    await routers([['na', EIM_APDF]]);
+    const a = await kit.upWeft('a1');
+    try {
+      const r = await lab.exec('a1', [...WEFT, 'netcheck', '--json', '--no-portmap', '--state-dir', a.dir], { timeoutMs: 30_000 });
+      expect(r.code, r.stderr).toBe(0);
+      const report = NetcheckReport.parse(JSON.parse(r.stdout));
+      expect(report.udp).toBe(true);
+      expect(report.publicV4).toMatch(/^198\.51\.100\.2:\d+$/);
+      expect(Object.keys(report.regionLatencyMs)).toEqual([String(derper.regionId)]);
+      expect(report.preferredRegion).toBe(derper.regionId);
+      expect(report.servers.map((s) => s.server)).toEqual([`${derper.ip}:3478`]);
+    } finally {
+      await a.stop();
+    }
+    // With no node running there, it says how to give it servers.
+    const none = await lab.exec('a1', [...WEFT, 'netcheck', '--state-dir', `${lab.tmpDir}/nothing-here`], { timeoutMs: 15_000 });
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/no STUN servers: give --stun HOST:PORT or --derp-map FILE, or run weft up/);
+  }, 90_000);
 });

@@ -1,23 +1,28 @@
 /**
- * `weft netcheck [--json] [--stun HOST:PORT]... [--derp-map FILE]`: probe the NAT and print the report.
- * STUN servers come from --stun (in order; the first RFC 5780 one drives the behaviour tests) and from the
- * DERP map's nodes (which also give region latencies and the preferred region).
+ * `weft netcheck [--json] [--stun HOST:PORT]... [--derp-map FILE] [--state-dir DIR]`: probe the NAT and print
+ * the report. STUN servers come from --stun (in order; the first RFC 5780 one drives the behaviour tests) and
+ * from the DERP map's nodes (which also give region latencies and the preferred region): a file, or, when
+ * neither option is given, the control server's map from the running `weft up`.
  */
 import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { DerpMap, stunPort } from '../../../src-shared/model/derp-map.ts';
+import { join } from 'node:path';
+import { DerpMap } from '../../../src-shared/model/derp-map.ts';
 import { NetcheckReport } from '../../../src-shared/model/netcheck.ts';
-import { runNetcheck, type NetcheckTarget } from '../../engine/netcheck/prober.ts';
+import { netcheckTargetsFromMap, runNetcheck, type NetcheckTarget } from '../../engine/netcheck/prober.ts';
+import { callLocalApi } from '../../engine/io/local-api.ts';
+import { STATUS_SOCKET, defaultStateDir } from '../../engine/state/store.ts';
 import { explain } from '../../engine/netcheck/report.ts';
 import { parseHostPort } from '../../protocol/wire/addr.ts';
 import { CliError, parseFlags, type Command } from '../command.ts';
 import { portMappingProbe } from '../../engine/netcheck/portmap-report.ts';
 
-const usage = `usage: weft netcheck [--json] [--stun HOST:PORT]... [--derp-map FILE] [--no-portmap] [--port N]
+const usage = `usage: weft netcheck [--json] [--stun HOST:PORT]... [--derp-map FILE] [--state-dir DIR] [--no-portmap] [--port N]
 
   --stun HOST:PORT   a STUN server (repeatable); RFC 5780 servers give mapping and filtering
   --derp-map FILE    a DERP map (tailcfg JSON); its STUN nodes are probed for region latency
+  --state-dir DIR    without --stun and --derp-map: use the DERP map of the weft up running there
   --no-portmap       skip the NAT-PMP / PCP / UPnP probe
   --port N           local UDP port for the main probe socket (default: any)
   --json             print one JSON object instead of the human report`;
@@ -41,17 +46,20 @@ export async function derpTargets(file: string): Promise<NetcheckTarget[]> {
   }
   const parsed = DerpMap.safeParse(json);
   if (!parsed.success) throw new CliError(`DERP map ${file} is not a valid tailcfg DERPMap: ${parsed.error.issues[0]?.message ?? 'invalid'}`, 1);
-  const out: NetcheckTarget[] = [];
-  const regions = Object.values(parsed.data.Regions).sort((x, y) => x.RegionID - y.RegionID);
-  for (const r of regions) {
-    if (r.NoMeasureNoHome) continue;
-    const nodes = (r.Nodes ?? []).filter((n) => stunPort(n) !== null && n.IPv4 !== 'none').slice(0, 2);
-    for (const n of nodes) {
-      const ip = n.IPv4 ? n.IPv4 : await resolveHost(n.HostName);
-      out.push({ addr: { ip, port: stunPort(n)! }, regionId: r.RegionID });
-    }
+  return netcheckTargetsFromMap(parsed.data, resolveHost);
+}
+
+/** The DERP map of the running `weft up` (the control server's), or null when no node is running there. */
+async function runningDerpMap(stateDir: string): Promise<DerpMap | null> {
+  let raw: unknown;
+  try {
+    raw = await callLocalApi(join(stateDir, STATUS_SOCKET), { cmd: 'derp-map' });
+  } catch {
+    return null;
   }
-  return out;
+  const parsed = DerpMap.nullable().safeParse(raw);
+  if (!parsed.success) throw new CliError('the running weft sent an unexpected DERP map', 1);
+  return parsed.data;
 }
 
 export const netcheckCommand: Command = {
@@ -65,6 +73,7 @@ export const netcheckCommand: Command = {
         'derp-map': { type: 'string' },
         'no-portmap': { type: 'boolean' },
         port: { type: 'string' },
+        'state-dir': { type: 'string' },
         help: { type: 'boolean' },
       },
       usage,
@@ -80,7 +89,14 @@ export const netcheckCommand: Command = {
       targets.push({ addr: { ip: await resolveHost(hp.host), port: hp.port }, regionId: null });
     }
     if (values['derp-map']) targets.push(...(await derpTargets(values['derp-map'])));
-    if (targets.length === 0) throw new CliError(`no STUN servers: give --stun HOST:PORT or --derp-map FILE\n\n${usage}`);
+    if (targets.length === 0) {
+      // Neither given: use the control server's DERP map, from the running node.
+      const map = await runningDerpMap(values['state-dir'] ?? defaultStateDir());
+      if (map) targets.push(...(await netcheckTargetsFromMap(map, resolveHost)));
+      if (targets.length === 0) {
+        throw new CliError(`no STUN servers: give --stun HOST:PORT or --derp-map FILE, or run weft up so the control server's DERP map can be used\n\n${usage}`);
+      }
+    }
     const localPort = values.port === undefined ? 0 : Number(values.port);
     if (!Number.isInteger(localPort) || localPort < 0 || localPort > 65535) throw new CliError(`--port must be 0-65535, got "${values.port}"`);
 

@@ -86,6 +86,7 @@ export const upCommand: Command = {
       api = await serveLocalApi(join(stateDir, STATUS_SOCKET), async (req) => {
         const cmd = (req as { cmd?: unknown }).cmd;
         if (cmd === 'status') return client.status();
+        if (cmd === 'derp-map') return client.derpMap;
         if (cmd === 'ping') {
           const r = req as { peer?: unknown; timeoutMs?: unknown };
           if (typeof r.peer !== 'string') return { error: 'ping needs a peer' };

@@ -7,6 +7,7 @@
  * With UDP blocked phase 1 times out (STUN_TIMEOUT_MS) and phase 2 is skipped, so the report is ready in
  * well under NETCHECK_DEADLINE_MS. Sockets, clock and the port-mapping probe are injected.
  */
+import { stunPort, type DerpMap } from '../../../src-shared/model/derp-map.ts';
 import { networkInterfaces } from 'node:os';
 import type { NetcheckReport, PortMappingReport } from '../../../src-shared/model/netcheck.ts';
 import { sameAddr, type UdpAddr } from '../../protocol/wire/addr.ts';
@@ -38,6 +39,24 @@ export interface NetcheckOptions {
   portMapping?: (localPort: number) => Promise<PortMappingReport>;
   stun?: Pick<StunRequestOptions, 'timeoutMs' | 'retransmitMs'>;
   hairpinTimeoutMs?: number;
+}
+
+/**
+ * Probe targets from a DERP map: up to two STUN nodes per region, regions in id order, skipping regions marked
+ * NoMeasureNoHome and nodes without STUN or IPv4; a node without an IPv4 literal is resolved with `resolve`.
+ */
+export async function netcheckTargetsFromMap(map: DerpMap, resolve: (host: string) => Promise<string>): Promise<NetcheckTarget[]> {
+  const out: NetcheckTarget[] = [];
+  const regions = Object.values(map.Regions).sort((x, y) => x.RegionID - y.RegionID);
+  for (const r of regions) {
+    if (r.NoMeasureNoHome) continue;
+    const nodes = (r.Nodes ?? []).filter((n) => stunPort(n) !== null && n.IPv4 !== 'none').slice(0, 2);
+    for (const n of nodes) {
+      const ip = n.IPv4 ? n.IPv4 : await resolve(n.HostName);
+      out.push({ addr: { ip, port: stunPort(n)! }, regionId: r.RegionID });
+    }
+  }
+  return out;
 }
 
 export const NO_PORT_MAPPING: PortMappingReport = { natpmp: false, pcp: false, upnp: false, externalV4: null, usable: null, error: null };
