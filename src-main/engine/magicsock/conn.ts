@@ -220,6 +220,14 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
     if (!target) return null;
     c = new DerpConn({ target, nodePriv: this.init.nodePriv, clock: this.init.clock, logf: this.init.logf, preferred: region === this.homeRegion });
     c.on('packet', (src, payload) => this.onDerpPacket(region, src, payload));
+    c.on('peer-gone', (key, reason) => {
+      // The server no longer has the peer (it disconnected, or was never there): our relayed packets to it through
+      // this region are dropped until it comes back or control names another home region, which the next netmap
+      // brings. Nothing to redial; say so, since it explains a stalled relayed link.
+      const p = this.peers.get(toHex(key));
+      this.init.logf(`derp: ${p?.spec.name ?? toHex(key).slice(0, 8)} is ${reason === 1 ? 'not connected to' : 'gone from'} region ${region}`);
+      if (p) this.emit('path', p.key, this.pathOf(p.key));
+    });
     c.on('connected', () => {
       for (const p of this.peers.values()) if (p.spec.homeRegion === region) this.emit('path', p.key, this.pathOf(p.key));
     });

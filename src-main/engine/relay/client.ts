@@ -21,6 +21,8 @@ import type { DerpTarget } from './targets.ts';
 
 export interface DerpConnEvents {
   packet: [Uint8Array, Uint8Array]; // src node key, payload
+  /** A peer we sent to left this server (PeerGone); the reason byte as sent (0: disconnected, 1: not here). */
+  'peer-gone': [Uint8Array, number];
   connected: [];
   disconnected: [string];
 }
@@ -134,11 +136,14 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
           case 'ping':
             this.write(encodeFrame({ kind: 'pong', data: f.data }));
             break;
+          case 'peer-gone':
+            this.emit('peer-gone', f.peer, f.reason);
+            break;
           case 'health':
             if (f.problem) this.init.logf(`derp: region ${this.regionId} health: ${f.problem}`);
             break;
           default:
-            break; // keep-alive, peer-gone, restarting and the rest need no action here
+            break; // keep-alive, restarting and the rest need no action here
         }
       }
     };
