@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { applyMeshDelta, type MeshSnapshot, type PeerView } from '../../../src-shared/model/mesh.ts';
+import { peerNetInfo } from '../../../src-main/engine/control/status.ts';
+import { NetInfo } from '../../../src-main/engine/control/types.ts';
+
+const peer = (id: string, over: Partial<PeerView> = {}): PeerView => ({
+  id,
+  name: `p${id}`,
+  nodeKey: `nodekey:${id.padStart(64, '0')}`,
+  addresses: [`100.64.0.${id}`],
+  os: null,
+  online: true,
+  lastSeen: null,
+  keyExpiry: null,
+  homeRegion: 901,
+  endpoints: [],
+  path: { kind: 'connecting' },
+  lastHandshake: null,
+  rxBytes: 0,
+  txBytes: 0,
+  netInfo: null,
+  disco: null,
+  ...over,
+});
+
+const base: MeshSnapshot = { control: null, self: null, peers: [peer('1'), peer('2')], regions: [], netcheck: null };
+
+describe('applyMeshDelta', () => {
+  it('upserts in place, appends new peers, removes gone ones, and leaves absent fields alone', () => {
+    const s = applyMeshDelta(base, { upsertPeers: [peer('2', { path: { kind: 'relay', region: 901 } }), peer('3')], removePeers: ['1'] });
+    expect(s.peers.map((p) => [p.id, p.path.kind])).toEqual([
+      ['2', 'relay'],
+      ['3', 'connecting'],
+    ]);
+    expect(s.control).toBeNull();
+    expect(base.peers).toHaveLength(2); // pure
+  });
+
+  it('an explicit null clears a field', () => {
+    const withSelf = applyMeshDelta(base, { self: { name: 'me', nodeKey: 'nodekey:00', addresses: ['100.64.0.9'], keyExpiry: null, homeRegion: 901 } });
+    expect(withSelf.self?.name).toBe('me');
+    expect(applyMeshDelta(withSelf, { self: null }).self).toBeNull();
+    expect(applyMeshDelta(withSelf, {}).self?.name).toBe('me');
+  });
+});
+
+describe('peerNetInfo', () => {
+  it('keeps the explanatory NetInfo fields and nulls what the peer did not report', () => {
+    const ni = NetInfo.parse({ MappingVariesByDestIP: true, WorkingUDP: true, HavePortMap: false, PreferredDERP: 901, LinkType: 'wired' });
+    expect(peerNetInfo(ni)).toEqual({ mappingVariesByDestIP: true, workingUDP: true, hairPinning: null, havePortMap: false, preferredDERP: 901 });
+  });
+
+  it('treats PreferredDERP 0 as none and a mistyped field as unreported', () => {
+    const ni = NetInfo.parse({ WorkingUDP: 'yes', PreferredDERP: 0 });
+    expect(peerNetInfo(ni)).toEqual({ mappingVariesByDestIP: null, workingUDP: null, hairPinning: null, havePortMap: null, preferredDERP: null });
+  });
+});
