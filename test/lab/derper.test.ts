@@ -13,7 +13,8 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLab, type Lab, type LabProcess, listNamespaces, pidAlive } from './lab.ts';
+import { createLab, type Lab, listNamespaces, pidAlive } from './lab.ts';
+import { startEgressSniffer, type EgressSniffer } from './services.ts';
 import { startDerper, type Derper } from './derper.ts';
 import { derpMapYaml, startHeadscale, type Headscale } from './headscale.ts';
 import { startTailscaled, TAILSCALE_VERSION, type Tailscaled } from './tailscaled.ts';
@@ -43,7 +44,7 @@ describe(`derper ${TAILSCALE_VERSION} as the lab's DERP relay for tailscaled wit
   let lab: Lab;
   let derper: Derper;
   let hs: Headscale;
-  let sniffer: LabProcess;
+  let sniffer: EgressSniffer;
   let a: Tailscaled;
   let b: Tailscaled;
   const started: Tailscaled[] = [];
@@ -52,12 +53,7 @@ describe(`derper ${TAILSCALE_VERSION} as the lab's DERP relay for tailscaled wit
   beforeAll(async () => {
     lab = await createLab();
     // Everything sent toward a non-lab destination crosses inet, which has no route out; record it.
-    sniffer = lab.spawn('inet', [
-      'tcpdump', '-i', 'any', '-n', '-l', '-q', '-p', '-U',
-      'not (dst net 203.0.113.0/24 or dst net 198.51.100.0/24 or dst net 192.0.2.0/24 or dst net 192.168.0.0/16 ' +
-        'or dst net 100.64.0.0/10 or udp dst port 53)',
-    ]);
-    await sniffer.waitForOutput(/listening on any/, 10_000);
+    sniffer = await startEgressSniffer(lab);
     // Both homes behind symmetric NATs: hole punching cannot work, so the DERP relay is the only path.
     await Promise.all([
       lab.setRouter('na', { mapping: 'edm', filtering: 'apdf' }),
@@ -174,8 +170,7 @@ s.on('error', (e) => { process.stderr.write(String(e)); process.exit(1); });
   });
 
   it('sent nothing toward outside the lab (other than DNS queries that die at inet)', () => {
-    const isPacket = (l: string): boolean => /^\d\d:\d\d:\d\d\.\d+ /.test(l);
-    expect(sniffer.output().split('\n').filter(isPacket)).toEqual([]);
+    expect(sniffer.packets()).toEqual([]);
   });
 
   it('stop() ends derper', async () => {

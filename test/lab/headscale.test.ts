@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, type Lab, type LabProcess, listNamespaces, pidAlive } from './lab.ts';
+import { startEgressSniffer, type EgressSniffer } from './services.ts';
 import { HEADSCALE_VERSIONS, labHttpGet, startHeadscale, type Headscale } from './headscale.ts';
 
 const labNamespaces = (prefix: string): string[] => listNamespaces().filter((n) => n.startsWith(prefix));
@@ -12,18 +13,14 @@ const labNamespaces = (prefix: string): string[] => listNamespaces().filter((n) 
 describe.each(HEADSCALE_VERSIONS)('headscale %s in the lab', (version) => {
   let lab: Lab;
   let hs: Headscale;
-  let sniffer: LabProcess;
+  let sniffer: EgressSniffer;
   const procs: LabProcess[] = [];
 
   beforeAll(async () => {
     lab = await createLab();
     // Everything srv sends toward a destination that is not a lab network (update checks, DERP map or logtail
     // downloads, DNS to the host's resolver) crosses inet's i-srv; record it.
-    sniffer = lab.spawn('inet', [
-      'tcpdump', '-i', 'i-srv', '-n', '-l', '-q', '-p', '-U',
-      'src net 203.0.113.0/24 and not (dst net 203.0.113.0/24 or dst net 198.51.100.0/24 or dst net 192.0.2.0/24)',
-    ]);
-    await sniffer.waitForOutput(/listening on i-srv/, 10_000);
+    sniffer = await startEgressSniffer(lab, 'i-srv');
     hs = await startHeadscale(lab, version);
     procs.push(hs.proc);
   }, 60_000);
@@ -88,8 +85,7 @@ describe.each(HEADSCALE_VERSIONS)('headscale %s in the lab', (version) => {
   });
 
   it('sent nothing toward outside the lab and logged no outside fetch', async () => {
-    const isPacket = (l: string): boolean => /^\d\d:\d\d:\d\d\.\d+ /.test(l);
-    expect(sniffer.output().split('\n').filter(isPacket)).toEqual([]);
+    expect(sniffer.packets()).toEqual([]);
     for (const p of procs) {
       expect(p.output()).toMatch(/listening and serving HTTP on: 203\.0\.113\.10:8080/);
       expect(p.output()).not.toMatch(/controlplane\.tailscale\.com|api\.github\.com|updated version|log\.tailscale\.(io|com)|fetching derp/i);
@@ -97,6 +93,6 @@ describe.each(HEADSCALE_VERSIONS)('headscale %s in the lab', (version) => {
     // The sniffer does see such traffic: one datagram to a non-lab address (dropped by inet, which has no route out).
     const probe = "const s = require('node:dgram').createSocket('udp4'); s.send('x', 9, '1.1.1.1', () => s.close());";
     expect((await lab.exec('srv', [process.execPath, '-e', probe], { timeoutMs: 10_000 })).code).toBe(0);
-    await sniffer.waitForOutput(/IP 203\.0\.113\.\d+\.\d+ > 1\.1\.1\.1\.9: UDP/, 5_000);
+    await sniffer.proc.waitForOutput(/IP 203\.0\.113\.\d+\.\d+ > 1\.1\.1\.1\.9: UDP/, 5_000);
   });
 });

@@ -162,3 +162,23 @@ export async function startMiniupnpd(lab: Lab, router: RouterName, opts: Miniupn
   }
   return p;
 }
+
+/** Every lab network; a packet to anything else is a leak (it dies at inet, which has no route out). */
+const LAB_NETS = 'dst net 203.0.113.0/24 or dst net 198.51.100.0/24 or dst net 192.0.2.0/24 or dst net 192.168.0.0/16 or dst net 100.64.0.0/10';
+
+export interface EgressSniffer {
+  proc: LabProcess;
+  /** The packets seen so far (tcpdump lines), each one a leak toward a non-lab address. */
+  packets(): string[];
+}
+
+/**
+ * tcpdump in inet recording everything a lab host sends toward a non-lab address (log uploads, DERP map or update
+ * downloads, bootstrap DNS). `iface` narrows it to one side (e.g. i-srv for the server namespace); DNS to the
+ * host's resolver is left out (it dies at inet too).
+ */
+export async function startEgressSniffer(lab: Lab, iface = 'any'): Promise<EgressSniffer> {
+  const proc = lab.spawn('inet', ['tcpdump', '-i', iface, '-n', '-l', '-q', '-p', '-U', `not (${LAB_NETS} or udp dst port 53)`]);
+  await proc.waitForOutput(new RegExp(`listening on ${iface}`), 10_000);
+  return { proc, packets: () => proc.output().split('\n').filter((l) => /^\d\d:\d\d:\d\d\.\d+ /.test(l)) };
+}

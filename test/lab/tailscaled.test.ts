@@ -12,7 +12,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLab, type Lab, type LabProcess, listNamespaces, pidAlive } from './lab.ts';
+import { createLab, type Lab, listNamespaces, pidAlive } from './lab.ts';
+import { startEgressSniffer, type EgressSniffer } from './services.ts';
 import { startHeadscale, type Headscale } from './headscale.ts';
 import { PLAIN_HTTP_DERP_ENV, startTailscaled, TAILSCALE_VERSION, type Tailscaled } from './tailscaled.ts';
 
@@ -50,7 +51,7 @@ async function waitFor<T>(f: () => Promise<T>, ok: (v: T) => boolean, timeoutMs:
 describe(`tailscaled ${TAILSCALE_VERSION} with headscale 0.29.2 in the lab`, () => {
   let lab: Lab;
   let hs: Headscale;
-  let sniffer: LabProcess;
+  let sniffer: EgressSniffer;
   let key: string;
   let a: Tailscaled;
   let b: Tailscaled;
@@ -64,12 +65,7 @@ describe(`tailscaled ${TAILSCALE_VERSION} with headscale 0.29.2 in the lab`, () 
     // Anything a lab host sends toward a non-lab address (log upload, DERP map download, update check, captive-portal
     // probe, bootstrap DNS to hard-coded servers) crosses inet, which has no route out and drops it; record it.
     // DNS queries to the host's resolver (/etc/resolv.conf is shared) are left out: they die at inet too.
-    sniffer = lab.spawn('inet', [
-      'tcpdump', '-i', 'any', '-n', '-l', '-q', '-p', '-U',
-      'not (dst net 203.0.113.0/24 or dst net 198.51.100.0/24 or dst net 192.0.2.0/24 or dst net 192.168.0.0/16 ' +
-        'or dst net 100.64.0.0/10 or udp dst port 53)',
-    ]);
-    await sniffer.waitForOutput(/listening on any/, 10_000);
+    sniffer = await startEgressSniffer(lab);
     hs = await startHeadscale(lab, '0.29.2', { embeddedDerp: true });
     const user = await hs.createUser('lab');
     key = await hs.createPreauthKey(user, { reusable: true });
@@ -193,15 +189,14 @@ describe(`tailscaled ${TAILSCALE_VERSION} with headscale 0.29.2 in the lab`, () 
   });
 
   it('sent nothing toward outside the lab (other than DNS queries that die at inet)', async () => {
-    const isPacket = (l: string): boolean => /^\d\d:\d\d:\d\d\.\d+ /.test(l);
-    expect(sniffer.output().split('\n').filter(isPacket)).toEqual([]);
+    expect(sniffer.packets()).toEqual([]);
     for (const t of started) {
       expect(t.proc.output()).not.toMatch(/log\.tailscale\.(io|com)|logtail: upload/i);
     }
     // The sniffer does see such traffic: one datagram from a1 to a non-lab address (dropped by inet).
     const probe = "const s = require('node:dgram').createSocket('udp4'); s.send('x', 9, '1.1.1.1', () => s.close());";
     expect((await lab.exec('a1', [process.execPath, '-e', probe], { timeoutMs: 10_000 })).code).toBe(0);
-    await sniffer.waitForOutput(/IP 198\.51\.100\.2\.\d+ > 1\.1\.1\.1\.9: UDP/, 5_000);
+    await sniffer.proc.waitForOutput(/IP 198\.51\.100\.2\.\d+ > 1\.1\.1\.1\.9: UDP/, 5_000);
   });
 
   it('stop() ends tailscaled and removes its TUN', async () => {
