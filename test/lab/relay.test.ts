@@ -119,9 +119,15 @@ describe.each(['weft', 'tailscaled'] as const)('Weft ↔ %s: moving between rela
       const f = flow(b, a, 20);
       await sleep(2000);
       await lab.setRouter('na', EIM_APDF);
-      const took = await within(10_000, async () => (await a.linkTo(b)).kind === 'direct' && (await b.linkTo(a)).kind === 'direct');
-      expect(took, `both sides direct within 10 s of UDP opening\n${kit.logs(a, b)}`).not.toBeNull();
-      console.log(`upgrade (Weft ↔ ${otherKind}): both direct ${took} ms after UDP opened`);
+      const t0 = Date.now();
+      const weftTook = await within(10_000, async () => (await a.linkTo(b)).kind === 'direct');
+      expect(weftTook, `Weft direct within 10 s of UDP opening\n${kit.logs(a, b)}`).not.toBeNull();
+      // The peer's side: a Weft peer follows at once. tailscaled takes up to its next 5 s discovery round (it
+      // sometimes does not act on the CallMeMaybe that carries our new endpoint), so it gets 15 s.
+      const budget = otherKind === 'weft' ? 10_000 : 15_000;
+      const took = await within(budget - (Date.now() - t0), async () => (await b.linkTo(a)).kind === 'direct');
+      expect(took, `${otherKind} direct within ${budget / 1000} s of UDP opening\n${kit.logs(a, b)}`).not.toBeNull();
+      console.log(`upgrade (Weft ↔ ${otherKind}): Weft direct ${weftTook} ms, ${otherKind} ${Date.now() - t0} ms after UDP opened`);
       const out = await f.done;
       expect(parsePingSeqs(out).length, out).toBeGreaterThan(f.count - 10);
     } finally {

@@ -278,6 +278,8 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
         if (this.wgPort === null) return;
         this.counters.wgIn++;
         p.proxy.send(payload, { ip: '127.0.0.1', port: this.wgPort }).catch(() => {});
+        // Relayed data while we trust a direct path: the peer has lost it, so ours is suspect too.
+        if (p.wasDirect) this.apply(p, { type: 'relay-received', lastRecvAt: p.lastRecvAt });
         return;
       default:
         this.counters.dropped++;

@@ -25,7 +25,8 @@
  *   │   trusted)   │  a better pong (score.ts: ~1 % hysteresis, LAN/IPv6 bonus) ⇒ new best │
  *   └──────┬───────┘                                                                       │
  *          │ no pong for 6.5 s (trust expires) ────────────────────────────────────────────┤
- *          │ liveness: nothing back from best for 1.5 s while sending ⇒ ping it; no pong    │
+ *          │ liveness: nothing back from best for 1.5 s while sending, or the peer's data   │
+ *          │ arriving via the relay ⇒ ping best and relay too until it answers; no pong     │
  *          │ within max(1 s, 4 × latency) ⇒ trust ends (data to best + relay) ──────────────┤
  *          │ ping to an untrusted best times out, send-error on best, best's candidate     │
  *          │ deleted, link-change ⇒ best := none, set-wireguard-endpoint(null) ────────────┘
@@ -125,6 +126,8 @@ export interface SentPing {
   readonly to: UdpAddr;
   readonly at: number;
   readonly purpose: PingPurpose;
+  /** Sent in reply to a ping from `to` (so the peer's NAT was open for it). */
+  readonly back?: boolean;
 }
 
 /** What the UI shows for the peer. `relay` is added by the engine, which knows about DERP. */
@@ -148,6 +151,11 @@ export interface PathState {
   readonly lastSendAt: number | null;
   /** When the last liveness ping went out (null: never). */
   readonly lastLivenessAt: number | null;
+  /**
+   * Set while a liveness ping to a still-trusted best is unanswered: data then goes to the relay as well, so a
+   * dying direct path loses nothing the relay can carry while the check runs. Cleared by best's pong.
+   */
+  readonly suspectSince: number | null;
   /** When the next heartbeat is due; null while heartbeats are stopped (no traffic for 45 s). */
   readonly heartbeatAt: number | null;
   /** The last path-changed reported. */
@@ -164,6 +172,8 @@ export interface PathState {
  *  - ping-received / pong-received: `from` is the UDP source; `src` is the Pong's Src field.
  *  - send-data: we have a packet for the peer (answered by send-data-via). `lastRecvAt`, when the I/O layer
  *    tracks it, is when data last arrived from bestAddr (null: never); it drives the liveness check.
+ *  - relay-received: data from the peer arrived through the relay (`lastRecvAt` as for send-data). While we
+ *    trust a direct path, that means the peer no longer does: check ours at once, relaying meanwhile.
  *  - tick: the timer armed by the last `schedule` fired (early or spurious ticks are harmless).
  *  - send-error: a send to `addr` failed in a way that makes it unusable (e.g. host unreachable).
  *  - link-change: our network changed (major link change / rebind): forget every path.
@@ -175,6 +185,7 @@ export type PathEvent =
   | { readonly type: 'ping-received'; readonly from: UdpAddr; readonly txid: TxId }
   | { readonly type: 'pong-received'; readonly from: UdpAddr; readonly txid: TxId; readonly src: UdpAddr }
   | { readonly type: 'send-data'; readonly lastRecvAt?: number | null }
+  | { readonly type: 'relay-received'; readonly lastRecvAt: number | null }
   | { readonly type: 'tick' }
   | { readonly type: 'send-error'; readonly addr: UdpAddr }
   | { readonly type: 'link-change' };
@@ -217,6 +228,7 @@ export function initialPathState(deps: PathDeps, timers: PathTimers = DEFAULT_PA
     lastFullPingAt: null,
     lastSendAt: null,
     lastLivenessAt: null,
+    suspectSince: null,
     heartbeatAt: null,
     shown: { kind: 'connecting' },
     wakeAt: null,
@@ -245,9 +257,9 @@ export function pathKind(s: PathState, now: number): PathView {
   return s.best && isTrusted(s, now) ? { kind: 'direct', addr: s.best.addr, latencyMs: s.best.latencyMs } : { kind: 'connecting' };
 }
 
-/** Where a data packet goes now (§4.3): the trusted best alone, else best (if any) plus the relay. */
+/** Where a data packet goes now (§4.3): the trusted best alone, else (or while it is suspect) best plus the relay. */
 export function addrForSend(s: PathState, now: number): { udp: UdpAddr | null; relay: boolean } {
-  return { udp: s.best?.addr ?? null, relay: !isTrusted(s, now) };
+  return { udp: s.best?.addr ?? null, relay: !isTrusted(s, now) || s.suspectSince !== null };
 }
 
 /** Reports whether the next heartbeat should re-ping every candidate (§4.5 wantFullPing). */
@@ -314,6 +326,7 @@ class Work {
     if (!q) {
       this.s.bestAt = null;
       this.s.trustUntil = 0;
+      this.s.suspectSince = null;
     }
     if (!(prev === null && q === null) && !(prev && q && sameAddr(prev.addr, q.addr))) {
       this.fx.push({ type: 'set-wireguard-endpoint', addr: q ? q.addr : null });
@@ -335,13 +348,31 @@ class Work {
     for (const [key, c] of this.s.candidates) if (this.stale(c)) this.deleteCand(key);
   }
 
-  startPing(to: UdpAddr, purpose: PingPurpose): void {
+  startPing(to: UdpAddr, purpose: PingPurpose, back = false): void {
     const c = this.s.candidates.get(addrKey(to));
     if (!c) return;
     this.setCand({ ...c, lastPingAt: this.now });
     const txid = this.s.deps.newTxId();
-    this.pings().set(txid, { txid, to: c.addr, at: this.now, purpose });
+    this.pings().set(txid, back ? { txid, to: c.addr, at: this.now, purpose, back } : { txid, to: c.addr, at: this.now, purpose });
     this.fx.push({ type: 'send-ping', to: c.addr, txid, purpose });
+  }
+
+  /**
+   * Liveness check of a trusted best: ping it now (one at a time) and send data to the relay as well until it
+   * answers. `force` skips the once-per-silence-window limit (the peer has started relaying to us).
+   */
+  probeBest(force: boolean): void {
+    const best = this.s.best;
+    if (!best || !isTrusted(this.s, this.now)) return;
+    const inFlight = [...this.s.sentPings.values()].some((p) => p.purpose === 'liveness' && sameAddr(p.to, best.addr));
+    if (inFlight) {
+      if (force && this.s.suspectSince === null) this.s.suspectSince = this.now;
+      return;
+    }
+    if (!force && this.s.lastLivenessAt !== null && this.now - this.s.lastLivenessAt < this.s.timers.livenessSilenceMs) return;
+    this.s.lastLivenessAt = this.now;
+    this.s.suspectSince = this.now;
+    this.startPing(best.addr, 'liveness');
   }
 
   /** §4.5 "send disco pings": every fresh candidate not pinged within discoPingInterval. */
@@ -424,9 +455,14 @@ export function step(state: PathState, event: PathEvent, now: number): StepResul
       // Our endpoints changed (a NAT rebinding, a new port mapping, UDP unblocked) while traffic flows without a
       // trusted path: ping every candidate now and send the peer a CallMeMaybe with the new list, rather than
       // waiting for the next discovery round; the peer's pings to our new address then meet ours.
-      if (changed && !isTrusted(w.s, now) && w.s.lastSendAt !== null && now - w.s.lastSendAt <= t.sessionActiveTimeoutMs) {
+      // With a trusted path, the peer still learns the new list at once (CallMeMaybe alone): it may be relaying
+      // to us while we are already direct (UDP just opened), and pings our new address on receipt.
+      const active = w.s.lastSendAt !== null && now - w.s.lastSendAt <= t.sessionActiveTimeoutMs;
+      if (changed && active && !isTrusted(w.s, now)) {
         for (const c of [...w.s.candidates.values()]) if (c.lastPingAt !== null) w.setCand({ ...c, lastPingAt: null });
         w.sendDiscoPings(true);
+      } else if (changed && active && event.endpoints.length > 0) {
+        w.fx.push({ type: 'send-call-me-maybe', endpoints: w.s.localEndpoints });
       }
       break;
     }
@@ -454,10 +490,14 @@ export function step(state: PathState, event: PathEvent, now: number): StepResul
       if (!duplicate) w.fx.push({ type: 'send-pong', to: event.from, txid: event.txid, src: event.from });
       // A ping that reached us proves the path from the peer is open; while we have no trusted path, ping
       // back at once rather than waiting out discoPingInterval. It plays the part CallMeMaybe plays over
-      // DERP: without it, two APDF NATs need a second 5 s round. Rate-limited per candidate.
+      // DERP: without it, two APDF NATs need a second 5 s round. Rate-limited per candidate, except that an
+      // unanswered ping we sent there "blind" (not in reply to a ping from there) does not count: it most likely
+      // died at the peer's NAT before the peer opened it, which this ping shows it now has. A ping-back is never
+      // blind, so two peers cannot keep pinging each other back.
       if (!duplicate && !isTrusted(w.s, now)) {
         const cur = w.s.candidates.get(key)!;
-        if (cur.lastPingAt === null || now - cur.lastPingAt >= DISCO_PING_BACK_MIN_INTERVAL_MS) w.startPing(cur.addr, 'discovery');
+        const blind = [...w.s.sentPings.values()].some((p) => sameAddr(p.to, cur.addr) && !p.back);
+        if (cur.lastPingAt === null || blind || now - cur.lastPingAt >= DISCO_PING_BACK_MIN_INTERVAL_MS) w.startPing(cur.addr, 'discovery', true);
       }
       break;
     }
@@ -477,26 +517,28 @@ export function step(state: PathState, event: PathEvent, now: number): StepResul
         w.s.best = { ...w.s.best, latencyMs };
         w.s.bestAt = now;
         w.s.trustUntil = now + t.trustUdpAddrMs;
+        w.s.suspectSince = null;
       }
       break;
     }
     case 'send-data': {
       w.s.lastSendAt = now;
       if (w.s.heartbeatAt === null) w.s.heartbeatAt = now + t.heartbeatIntervalMs;
-      w.fx.push({ type: 'send-data-via', ...addrForSend(w.s, now) });
-      if (!isTrusted(w.s, now)) {
-        w.sendDiscoPings(true);
-      } else if (event.lastRecvAt !== undefined && w.s.best) {
-        // Liveness: bestAddr has gone quiet although we keep sending. Ping it now (at most once per silence
-        // window, one at a time); `tick` stops trusting it if the answer does not come in time.
+      if (isTrusted(w.s, now) && event.lastRecvAt !== undefined && w.s.best) {
+        // Liveness: bestAddr has gone quiet although we keep sending. Ping it now and relay too while the check
+        // runs (this packet included); `tick` stops trusting it if the answer does not come in time.
         const heard = Math.max(event.lastRecvAt ?? -Infinity, w.s.bestAt ?? -Infinity);
-        const best = w.s.best.addr;
-        const inFlight = [...w.s.sentPings.values()].some((p) => p.purpose === 'liveness' && sameAddr(p.to, best));
-        if (now - heard > t.livenessSilenceMs && !inFlight && (w.s.lastLivenessAt === null || now - w.s.lastLivenessAt >= t.livenessSilenceMs)) {
-          w.s.lastLivenessAt = now;
-          w.startPing(best, 'liveness');
-        }
+        if (now - heard > t.livenessSilenceMs) w.probeBest(false);
       }
+      w.fx.push({ type: 'send-data-via', ...addrForSend(w.s, now) });
+      if (!isTrusted(w.s, now)) w.sendDiscoPings(true);
+      break;
+    }
+    case 'relay-received': {
+      // The peer relays only when it lacks a trusted direct path; if ours has also been quiet a moment (not
+      // just the peer's last relayed packets before it upgraded), probe it and relay our side too meanwhile.
+      const heard = Math.max(event.lastRecvAt ?? -Infinity, w.s.bestAt ?? -Infinity);
+      if (isTrusted(w.s, now) && now - heard > t.livenessSilenceMs / 3) w.probeBest(true);
       break;
     }
     case 'tick': {
@@ -504,6 +546,7 @@ export function step(state: PathState, event: PathEvent, now: number): StepResul
         // An unanswered liveness ping ends the trust (data then goes to the relay too); a late pong restores it.
         if (sp.purpose === 'liveness' && isTrusted(w.s, now) && sameAddr(w.s.best!.addr, sp.to) && now >= sp.at + livenessTimeout(w.s)) {
           w.s.trustUntil = now;
+          w.s.suspectSince = null;
         }
         if (now < sp.at + t.pingTimeoutMs) continue;
         w.pings().delete(sp.txid);
@@ -528,6 +571,7 @@ export function step(state: PathState, event: PathEvent, now: number): StepResul
     }
     case 'link-change': {
       w.setBest(null);
+      w.s.suspectSince = null;
       for (const c of [...w.s.candidates.values()]) w.setCand({ ...c, lastPingAt: null, pongs: [] });
       break;
     }

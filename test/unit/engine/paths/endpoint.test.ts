@@ -464,6 +464,35 @@ describe('liveness of a trusted path while traffic flows', () => {
     expect(h.kind()).toBe('connecting');
   });
 
+  it('while the liveness ping is out, data goes to the relay as well; the pong ends that', () => {
+    const h = direct();
+    h.ev({ type: 'send-data', lastRecvAt: 100 }, 1700);
+    expect(h.of('send-data-via')).toEqual([{ type: 'send-data-via', udp: PUB, relay: true }]);
+    const probe = h.pingTo(PUB);
+    h.ev({ type: 'send-data', lastRecvAt: 100 }, 1750);
+    expect(h.of('send-data-via')).toEqual([{ type: 'send-data-via', udp: PUB, relay: true }]);
+    expect(h.kind()).toBe('direct'); // still shown direct while the check runs
+    h.pong(probe, 1760);
+    h.ev({ type: 'send-data', lastRecvAt: 1760 }, 1800);
+    expect(h.of('send-data-via')).toEqual([{ type: 'send-data-via', udp: PUB, relay: false }]);
+  });
+
+  it('data relayed by the peer while ours is direct and has gone quiet: probe at once and relay meanwhile', () => {
+    const h = direct();
+    // The peer's last relayed packets right after it went direct (ours just heard from it): ignored.
+    h.ev({ type: 'relay-received', lastRecvAt: 300 }, 400);
+    expect(h.of('send-ping')).toEqual([]);
+    // 600 ms of quiet, then relayed data: the peer lost the direct path.
+    h.ev({ type: 'relay-received', lastRecvAt: 300 }, 900);
+    expect(h.pingTo(PUB).purpose).toBe('liveness');
+    h.ev({ type: 'send-data', lastRecvAt: 300 }, 950);
+    expect(h.of('send-data-via')).toEqual([{ type: 'send-data-via', udp: PUB, relay: true }]);
+    h.ev({ type: 'relay-received', lastRecvAt: 300 }, 1000);
+    expect(h.of('send-ping')).toEqual([]); // one probe at a time
+    h.ev({ type: 'tick' }, 1900);
+    expect(h.kind()).toBe('connecting');
+  });
+
   it('is off when the I/O layer does not report inbound data', () => {
     const h = direct();
     h.ev({ type: 'send-data' }, 2500);
@@ -485,13 +514,36 @@ describe('our endpoints change mid-flow', () => {
     expect(h.of('send-ping')).toEqual([]);
   });
 
-  it('not while the path is trusted, nor on an idle session', () => {
+  it('with a trusted path: only a CallMeMaybe with the new list; nothing on an idle session', () => {
     const h = started();
     h.pong(h.pingTo(PUB), 30);
     h.ev({ type: 'local-endpoints', endpoints: [{ ip: '192.0.2.1', port: 1 }] }, 100);
     expect(h.of('send-ping')).toEqual([]);
+    expect(h.of('send-call-me-maybe')).toEqual([{ type: 'send-call-me-maybe', endpoints: [{ ip: '192.0.2.1', port: 1 }] }]);
     const idle = started();
     idle.ev({ type: 'local-endpoints', endpoints: [{ ip: '192.0.2.1', port: 2 }] }, 60_000);
     expect(idle.of('send-ping')).toEqual([]);
+  });
+});
+
+describe('ping-back', () => {
+  it('pings back at once when our own ping there is still unanswered (it died at the peer’s NAT before it opened)', () => {
+    const h = started();
+    const lost = h.pingTo(PUB); // t=0, never answered
+    h.ev({ type: 'ping-received', from: PUB, txid: 'peer1' }, 300);
+    expect(h.of('send-pong')).toHaveLength(1);
+    const back = h.pingTo(PUB);
+    expect(back.txid).not.toBe(lost.txid);
+    h.pong(back, 310);
+    expect(h.kind()).toBe('direct');
+  });
+
+  it('a ping-back is not blind: a second inbound ping within 1 s does not trigger another', () => {
+    const h = new Harness();
+    const src = { ip: '198.51.100.99', port: 6000 };
+    h.ev({ type: 'ping-received', from: src, txid: 'p1' }, 0);
+    expect(h.of('send-ping')).toHaveLength(1); // the ping-back, unanswered so far
+    h.ev({ type: 'ping-received', from: src, txid: 'p2' }, 300);
+    expect(h.of('send-ping')).toEqual([]);
   });
 });
