@@ -19,7 +19,24 @@ const PACKAGES: Record<string, 'isomorphic' | 'node' | 'electron' | 'dom'> = {
   react: 'dom',
   'react-dom': 'dom',
   zustand: 'dom',
+  'd3-force': 'isomorphic',
+  // Starts the privileged helper with a graphical password prompt (host/privileged.ts).
+  'sudo-prompt': 'node',
+  ws: 'node',
+  vite: 'node',
+  '@vitejs/plugin-react': 'node',
 };
+
+/** Files of the Electron shell that tests import, so they must not import electron (not even indirectly). */
+const APP_ELECTRON_FREE = [/^src-main\/app\/(security|renderer-files|resources|helper-main)\.ts$/];
+
+/** What src-main/app may import from the project besides itself: the host, src-shared, the IPC channel names. */
+function appMayImport(from: string, target: string): boolean {
+  if (/^src-main\/(app|host)\//.test(target) || target.startsWith('src-shared/')) return true;
+  if (target === 'src-main/preload/channels.ts') return true;
+  // The helper entry (out/main/helper.js) runs `weft helper` itself.
+  return from === 'src-main/app/helper-main.ts' && /^src-main\/cli\/(command|commands\/helper)\.ts$/.test(target);
+}
 
 /** Engine files allowed to touch node:* I/O modules; everything else under engine/ must stay pure. */
 const ENGINE_IO = [
@@ -90,7 +107,7 @@ function violation(e: Edge): string | null {
   }
   if (f.startsWith('src-main/engine/')) {
     if (cls === 'electron' || cls === 'dom') return `the engine never imports ${t}`;
-    if (e.kind === 'local' && /^src-main\/(app|preload|cli|server)\//.test(t)) return `the engine never imports ${t}`;
+    if (e.kind === 'local' && /^src-main\/(app|host|preload|cli|server|devbridge)\//.test(t)) return `the engine never imports ${t}`;
     if (e.kind === 'local' && t.startsWith('src-renderer/')) return 'the engine never imports the renderer';
     if (e.kind === 'node' && !ENGINE_IO.some((r) => r.test(f))) return `${f} is pure engine code and must not import ${t} (only the I/O adapters may)`;
   }
@@ -99,6 +116,16 @@ function violation(e: Edge): string | null {
     if (e.kind === 'local' && /^src-main\/(app|preload|cli)\//.test(t)) return `the server never imports ${t}`;
     if (e.kind === 'local' && t.startsWith('src-main/engine/') && !/^src-main\/engine\/(io|sys)\//.test(t))
       return 'the server may share only the engine I/O adapters and sys/, never engine logic';
+  }
+  if (f.startsWith('src-main/host/')) {
+    if (cls === 'electron' || cls === 'dom') return `the host is Electron-free and never imports ${t}`;
+    if (e.kind === 'local' && /^src-main\/(app|preload|cli|server|devbridge)\//.test(t)) return `the host never imports ${t}`;
+    if (e.kind === 'local' && t.startsWith('src-renderer/')) return 'the host never imports the renderer';
+  }
+  if (f.startsWith('src-main/app/')) {
+    if (cls === 'dom') return `the Electron shell never imports ${t}`;
+    if (cls === 'electron' && APP_ELECTRON_FREE.some((r) => r.test(f))) return `${f} must stay Electron-free (tests import it)`;
+    if (e.kind === 'local' && !appMayImport(f, t)) return `the Electron shell reaches the engine only through src-main/host, not ${t}`;
   }
   if (f.startsWith('src-main/cli/') && (cls === 'electron' || cls === 'dom' || /^src-main\/(app|preload)\//.test(t))) return 'the CLI runs without Electron';
   if (f.startsWith('src-main/preload/')) {
@@ -128,6 +155,16 @@ describe('dependency direction', () => {
   });
 
   it.each([
+    [{ from: 'src-main/app/main.ts', spec: '../host/host.ts', target: 'src-main/host/host.ts', kind: 'local' }],
+    [{ from: 'src-main/app/ipc-server.ts', spec: '../preload/channels.ts', target: 'src-main/preload/channels.ts', kind: 'local' }],
+    [{ from: 'src-main/app/helper-main.ts', spec: '../cli/commands/helper.ts', target: 'src-main/cli/commands/helper.ts', kind: 'local' }],
+    [{ from: 'src-main/host/privileged.ts', spec: '../engine/wg/helper.ts', target: 'src-main/engine/wg/helper.ts', kind: 'local' }],
+    [{ from: 'src-main/host/privileged.ts', spec: 'sudo-prompt', target: 'sudo-prompt', kind: 'package' }],
+  ] as const)('allows %o', (edge) => {
+    expect(violation(edge)).toBeNull();
+  });
+
+  it.each([
     [{ from: 'src-main/engine/netcheck/report.ts', spec: 'electron', target: 'electron', kind: 'package' }, /never imports electron/],
     [{ from: 'src-main/engine/netcheck/report.ts', spec: 'node:dgram', target: 'node:dgram', kind: 'node' }, /pure engine code/],
     [{ from: 'src-main/engine/x.ts', spec: '../app/main.ts', target: 'src-main/app/main.ts', kind: 'local' }, /never imports/],
@@ -136,6 +173,14 @@ describe('dependency direction', () => {
     [{ from: 'src-renderer/src/App.tsx', spec: '../../src-main/engine/x.ts', target: 'src-main/engine/x.ts', kind: 'local' }, /renderer imports only/],
     [{ from: 'src-main/server/x.ts', spec: '../engine/netcheck/report.ts', target: 'src-main/engine/netcheck/report.ts', kind: 'local' }, /never engine logic/],
     [{ from: 'src-main/engine/x.ts', spec: 'left-pad', target: 'left-pad', kind: 'package' }, /unclassified/],
+    [{ from: 'src-main/host/host.ts', spec: 'electron', target: 'electron', kind: 'package' }, /host is Electron-free/],
+    [{ from: 'src-main/host/host.ts', spec: '../app/tray.ts', target: 'src-main/app/tray.ts', kind: 'local' }, /host never imports/],
+    [{ from: 'src-main/engine/engine.ts', spec: '../host/host.ts', target: 'src-main/host/host.ts', kind: 'local' }, /engine never imports/],
+    [{ from: 'src-main/app/main.ts', spec: '../engine/engine.ts', target: 'src-main/engine/engine.ts', kind: 'local' }, /only through src-main\/host/],
+    [{ from: 'src-main/app/security.ts', spec: 'electron', target: 'electron', kind: 'package' }, /must stay Electron-free/],
+    [{ from: 'src-main/app/tray.ts', spec: 'react', target: 'react', kind: 'package' }, /never imports react/],
+    [{ from: 'src-main/app/main.ts', spec: '../cli/commands/helper.ts', target: 'src-main/cli/commands/helper.ts', kind: 'local' }, /only through src-main\/host/],
+    [{ from: 'src-main/preload/index.ts', spec: '../host/host.ts', target: 'src-main/host/host.ts', kind: 'local' }, /preload imports only/],
   ] as const)('rejects %o', (edge, why) => {
     expect(violation(edge)).toMatch(why);
   });

@@ -1,0 +1,46 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { repoRoot } from '../../support/vectors.ts';
+
+// js-yaml and ajv come with electron-builder (its own config loading uses them); electron-builder ships its schema.
+const require = createRequire(import.meta.url);
+const yaml = require('js-yaml') as { load(text: string): unknown };
+type Validate = ((data: unknown) => boolean) & { errors?: unknown };
+const Ajv = (require('ajv') as { default: new (o: object) => { compile(schema: unknown): Validate } }).default;
+
+interface BuilderConfig {
+  appId: string;
+  files: string[];
+  asarUnpack: string[];
+  linux: { target: string[]; icon: string };
+  mac: { target: string[] };
+  win: { target: string[] };
+  deb: { depends: string[] };
+}
+
+describe('electron-builder.yml', () => {
+  const cfg = yaml.load(readFileSync(join(repoRoot, 'electron-builder.yml'), 'utf8')) as BuilderConfig;
+
+  it("is valid against electron-builder's own schema", () => {
+    const validate = new Ajv({ allErrors: true, strict: false }).compile(require('app-builder-lib/scheme.json'));
+    const ok = validate(cfg);
+    expect(validate.errors ?? null).toBeNull();
+    expect(ok).toBe(true);
+  });
+
+  it('builds AppImage, deb and rpm, with dmg and nsis entries', () => {
+    expect(cfg.linux.target).toEqual(['AppImage', 'deb', 'rpm']);
+    expect(cfg.mac.target).toEqual(['dmg']);
+    expect(cfg.win.target).toEqual(['nsis']);
+    expect(cfg.deb.depends).toContain('wireguard-go');
+  });
+
+  it('packages the build output and the icons, unpacked for the tray', () => {
+    expect(cfg.files).toEqual(expect.arrayContaining(['out/**', 'package.json', 'resources/tray/**', 'resources/icon.png']));
+    expect(cfg.asarUnpack).toEqual(['resources/**']);
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { main: string };
+    expect(pkg.main).toBe('out/main/main.js');
+  });
+});
