@@ -21,6 +21,7 @@ const commands: Record<string, Command> = {
   netcheck: netcheckCommand,
   portmap: portmapCommand,
   'stun-server': stunServerCommand,
+  'dev-bridge': { summary: 'the app host with its UI in a browser', run: async (a) => (await import('./commands/dev-bridge.ts')).devBridgeCommand.run(a) },
 };
 
 const usage = `usage: weft <command> [flags]

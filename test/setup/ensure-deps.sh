@@ -19,6 +19,7 @@ declare -A need=(
   [wireguard-go]=wireguard-go
   [wg]=wireguard-tools
   [iperf3]=iperf3
+  [chromium]=chromium # the end-to-end UI test (test/lab/app-e2e.test.ts) drives Debian's Chromium
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -26,6 +27,8 @@ for cmd in "${!need[@]}"; do
 done
 # miniupnpd needs its nftables backend to manage nft rules.
 dpkg-query -W -f='${Status}' miniupnpd-nftables 2>/dev/null | grep -q 'install ok installed' || missing+=(miniupnpd-nftables)
+# A font for Chromium's screenshots (without recommends, chromium pulls in none).
+dpkg-query -W -f='${Status}' fonts-dejavu-core 2>/dev/null | grep -q 'install ok installed' || missing+=(fonts-dejavu-core)
 
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)

@@ -1,0 +1,117 @@
+/**
+ * `weft dev-bridge`: the desktop app's host (src-main/host) without Electron, with the IPC contract served over a
+ * WebSocket on 127.0.0.1 (src-main/devbridge/server.ts) and the renderer served by Vite's dev server
+ * (src-main/devbridge/renderer.ts), so the UI runs in any browser against a real engine. The engine is not joined
+ * at start: the page joins through `session:join`. Runs until SIGINT/SIGTERM, then stops the engine cleanly.
+ *
+ * Prints one line with the page to open:
+ *   weft dev bridge: http://127.0.0.1:PORT/?bridge=ws://127.0.0.1:PORT2
+ */
+import { join } from 'node:path';
+import { CliError, parseFlags, untilSignal, type Command } from '../command.ts';
+import { defaultStateDir } from '../../engine/state/store.ts';
+import { isWeftInterfaceName } from '../../engine/wg/iface.ts';
+import { createHostBackend } from '../../devbridge/host-backend.ts';
+import { startDevBridge } from '../../devbridge/server.ts';
+import { startRendererServer, type RendererServer } from '../../devbridge/renderer.ts';
+
+/** Apart from `weft up`'s state: the host keeps settings.json and one state directory per saved network. */
+const DEFAULT_DIR = join(defaultStateDir(), 'dev-bridge');
+
+const usage = `usage: weft dev-bridge [--state-dir DIR] [--iface NAME] [--port N] [--listen 127.0.0.1:PORT] [--ui-port N] [--no-ui] [--no-hmr] [--vite-cache DIR]
+
+  --state-dir DIR     the app's data: settings, saved networks, their keys (default: ${DEFAULT_DIR})
+  --iface NAME        WireGuard interface name, weft + 1-10 of [0-9a-z] (default: weft0)
+  --port N            UDP port for WireGuard, disco and STUN (default: 41641; 0 = any)
+  --listen ADDR:PORT  the bridge's WebSocket, 127.0.0.1 only (default: 127.0.0.1:0 = any free port)
+  --ui-port N         the Vite dev server's port on 127.0.0.1 (default: 0 = any free port)
+  --no-ui             serve only the bridge (point a renderer elsewhere at it with ?bridge=ws://...)
+  --no-hmr            no hot module replacement (no second WebSocket to Vite)
+  --vite-cache DIR    Vite's dependency cache (default: node_modules/.vite/weft-dev-bridge)`;
+
+const stamp = (): string => new Date().toISOString();
+
+/** 127.0.0.1 only: the page's CSP allows the bridge as ws://127.0.0.1:* (devbridge/csp.ts). */
+function parseListen(s: string): { host: string; port: number } {
+  const m = /^(?:127\.0\.0\.1:)?(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[1]) : NaN;
+  if (!m || port > 65535) throw new CliError(`--listen must be 127.0.0.1:PORT (or PORT), got "${s}"`);
+  return { host: '127.0.0.1', port };
+}
+
+function parsePort(name: string, s: string | undefined, dflt: number): number {
+  if (s === undefined) return dflt;
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new CliError(`--${name} must be 0-65535, got "${s}"`);
+  return n;
+}
+
+export const devBridgeCommand: Command = {
+  summary: 'run the app host with the UI in a browser (dev bridge over WebSocket + Vite)',
+  async run(argv) {
+    const { values } = parseFlags(
+      argv,
+      {
+        'state-dir': { type: 'string' },
+        iface: { type: 'string' },
+        port: { type: 'string' },
+        listen: { type: 'string' },
+        'ui-port': { type: 'string' },
+        'no-ui': { type: 'boolean' },
+        'no-hmr': { type: 'boolean' },
+        'vite-cache': { type: 'string' },
+        help: { type: 'boolean' },
+      },
+      usage,
+    );
+    if (values.help) {
+      process.stdout.write(`${usage}\n`);
+      return 0;
+    }
+    const stateDir = values['state-dir'] ?? DEFAULT_DIR;
+    const iface = values.iface ?? 'weft0';
+    if (!isWeftInterfaceName(iface)) throw new CliError(`--iface must be "weft" followed by 1-10 of [0-9a-z], got "${iface}"`);
+    const udpPort = parsePort('port', values.port, 41641);
+    const uiPort = parsePort('ui-port', values['ui-port'], 0);
+    const listen = parseListen(values.listen ?? '127.0.0.1:0');
+    const log = (l: string): void => void process.stderr.write(`${stamp()} ${l}\n`);
+
+    const signal = untilSignal();
+    const backend = await createHostBackend({ stateDir, iface, udpPort, logf: log }).catch((e: unknown) => {
+      throw new CliError(`cannot start the host: ${(e as Error).message}`, 1);
+    });
+    let ui: RendererServer | null = null;
+    const origins = new Set<string>();
+    const bridge = await startDevBridge({
+      backend,
+      host: listen.host,
+      port: listen.port,
+      allowOrigin: (o) => origins.has(o),
+      logf: log,
+    }).catch(async (e: unknown) => {
+      await backend.close();
+      throw new CliError(`cannot start the bridge on ${values.listen ?? '127.0.0.1:0'}: ${(e as Error).message}`, 1);
+    });
+    try {
+      if (!values['no-ui']) {
+        ui = await startRendererServer({ bridgeUrl: bridge.url, port: uiPort, hmr: !values['no-hmr'], ...(values['vite-cache'] ? { cacheDir: values['vite-cache'] } : {}), logf: log });
+        origins.add(ui.origin);
+        origins.add(`http://localhost:${ui.port}`);
+        process.stdout.write(`weft dev bridge: ${ui.origin}/?bridge=${bridge.url}\n`);
+      } else {
+        process.stdout.write(`weft dev bridge: ${bridge.url}\n`);
+      }
+    } catch (e) {
+      await bridge.close();
+      await backend.close();
+      throw new CliError(`cannot start the renderer's dev server: ${(e as Error).message}`, 1);
+    }
+
+    await signal;
+    log('shutting down');
+    await ui?.close().catch((e: unknown) => log(`vite close: ${(e as Error).message}`));
+    await bridge.close();
+    await backend.close();
+    return 0;
+  },
+};
