@@ -23,6 +23,8 @@ const PACKAGES: Record<string, 'isomorphic' | 'node' | 'electron' | 'dom'> = {
   // Starts the privileged helper with a graphical password prompt (host/privileged.ts).
   'sudo-prompt': 'node',
   ws: 'node',
+  // weft server's database (server/store/sqlite.ts) and the admin CLI that shares it.
+  'better-sqlite3': 'node',
   vite: 'node',
   '@vitejs/plugin-react': 'node',
 };
@@ -43,7 +45,7 @@ const ENGINE_IO = [
   /^src-main\/engine\/io\//,
   /^src-main\/engine\/netcheck\/prober\.ts$/,
   /^src-main\/engine\/portmap\/(portmapper|gateway|upnp|keeper)\.ts$/,
-  /^src-main\/engine\/control\/(transport|noise-conn|client)\.ts$/,
+  /^src-main\/engine\/control\/(transport|client)\.ts$/,
   /^src-main\/engine\/state\/store\.ts$/,
   /^src-main\/engine\/engine\.ts$/,
   /^src-main\/engine\/magicsock\/conn\.ts$/,
@@ -160,6 +162,8 @@ describe('dependency direction', () => {
     [{ from: 'src-main/app/helper-main.ts', spec: '../cli/commands/helper.ts', target: 'src-main/cli/commands/helper.ts', kind: 'local' }],
     [{ from: 'src-main/host/privileged.ts', spec: '../engine/wg/helper.ts', target: 'src-main/engine/wg/helper.ts', kind: 'local' }],
     [{ from: 'src-main/host/privileged.ts', spec: 'sudo-prompt', target: 'sudo-prompt', kind: 'package' }],
+    [{ from: 'src-main/server/store/sqlite.ts', spec: 'better-sqlite3', target: 'better-sqlite3', kind: 'package' }],
+    [{ from: 'src-main/cli/commands/server-admin.ts', spec: '../../server/store/sqlite.ts', target: 'src-main/server/store/sqlite.ts', kind: 'local' }],
   ] as const)('allows %o', (edge) => {
     expect(violation(edge)).toBeNull();
   });
@@ -171,6 +175,7 @@ describe('dependency direction', () => {
     [{ from: 'src-shared/model/x.ts', spec: 'node:fs', target: 'node:fs', kind: 'node' }, /src-shared/],
     [{ from: 'src-main/protocol/wire/x.ts', spec: '../../engine/io/udp.ts', target: 'src-main/engine/io/udp.ts', kind: 'local' }, /protocol imports only/],
     [{ from: 'src-renderer/src/App.tsx', spec: '../../src-main/engine/x.ts', target: 'src-main/engine/x.ts', kind: 'local' }, /renderer imports only/],
+    [{ from: 'src-renderer/src/App.tsx', spec: 'better-sqlite3', target: 'better-sqlite3', kind: 'package' }, /renderer must not import/],
     [{ from: 'src-main/server/x.ts', spec: '../engine/netcheck/report.ts', target: 'src-main/engine/netcheck/report.ts', kind: 'local' }, /never engine logic/],
     [{ from: 'src-main/engine/x.ts', spec: 'left-pad', target: 'left-pad', kind: 'package' }, /unclassified/],
     [{ from: 'src-main/host/host.ts', spec: 'electron', target: 'electron', kind: 'package' }, /host is Electron-free/],

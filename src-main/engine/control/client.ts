@@ -19,7 +19,7 @@ import { loadState, saveState, type PersistedState } from '../state/store.ts';
 import { realClock, type Clock, type TimerHandle } from '../sys/clock.ts';
 import { discardLogf, type Logf } from '../sys/log.ts';
 import { applyMapResponse, emptyNetMap, type NetMap } from './map-session.ts';
-import { MapStreamDecoder, parseMapBody } from './stream-framing.ts';
+import { MapStreamDecoder, parseMapBody } from '../../protocol/control/stream-framing.ts';
 import { dialControl, fetchServerKey, openStream, postJson, type ControlConn } from './transport.ts';
 
 import type { JoinStage } from '../../../src-shared/model/status.ts';

@@ -48,7 +48,7 @@ import {
   type PingRequest,
   type SshPolicy,
   type UserProfile,
-} from './types.ts';
+} from '../../protocol/control/tailcfg.ts';
 
 export interface NetMap {
   /** This node as the server sees it; null until the first full map. */

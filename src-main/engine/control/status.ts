@@ -5,7 +5,7 @@
  */
 import type { PeerNetInfo, PeerStatus, StatusReport } from '../../../src-shared/model/status.ts';
 import type { ControlStatus } from './client.ts';
-import { isZeroTime, type NetInfo, type Node } from './types.ts';
+import { isZeroTime, type NetInfo, type Node } from '../../protocol/control/tailcfg.ts';
 import { sortedPeers, type NetMap } from './map-session.ts';
 
 /** "100.64.0.1/32" → "100.64.0.1"; other prefixes stay as they are. */

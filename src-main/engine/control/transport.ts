@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import { MeshError } from '../../../src-shared/errors.ts';
 import { isZeroKey, parseKeyText } from '../../protocol/crypto/keys.ts';
 import { HEADER_LEN, MSG_ERROR, initiate } from '../../protocol/crypto/noise.ts';
-import { NoiseConn, type EarlyPayload } from './noise-conn.ts';
+import { NoiseConn, type EarlyPayload } from '../io/noise-conn.ts';
 
 export const UPGRADE_PROTOCOL = 'tailscale-control-protocol';
 

@@ -7,7 +7,7 @@ import type { NetcheckReport } from '../../../src-shared/model/netcheck.ts';
 import type { PeerStatus, StatusReport } from '../../../src-shared/model/status.ts';
 import type { ControlStatus } from '../../../src-main/engine/control/client.ts';
 import { emptyNetMap, type NetMap } from '../../../src-main/engine/control/map-session.ts';
-import type { Node } from '../../../src-main/engine/control/types.ts';
+import type { Node } from '../../../src-main/protocol/control/tailcfg.ts';
 import type { EngineEvents, EngineInit } from '../../../src-main/engine/engine.ts';
 import type { HostedEngine } from '../../../src-main/host/host.ts';
 import type { FakeClock } from '../../sim/fake-clock.ts';

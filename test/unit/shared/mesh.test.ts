@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { applyMeshDelta, type MeshSnapshot, type PeerView } from '../../../src-shared/model/mesh.ts';
 import { peerNetInfo } from '../../../src-main/engine/control/status.ts';
-import { NetInfo } from '../../../src-main/engine/control/types.ts';
+import { NetInfo } from '../../../src-main/protocol/control/tailcfg.ts';
 
 const peer = (id: string, over: Partial<PeerView> = {}): PeerView => ({
   id,

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { NodeId } from '../../../../src-shared/model/ids.ts';
 import { applyMapResponse, emptyNetMap, isKeyExpired, sortedPeers, type ApplyResult, type NetMap } from '../../../../src-main/engine/control/map-session.ts';
-import { formatGoTime, parseGoTime, ZERO_TIME } from '../../../../src-main/engine/control/types.ts';
+import { formatGoTime, parseGoTime, ZERO_TIME } from '../../../../src-main/protocol/control/tailcfg.ts';
 import { fixture, fixtureObject } from './control-fixtures.ts';
 
 type Ok = Extract<ApplyResult, { kind: 'ok' }>;

@@ -23,6 +23,11 @@
  * allocate more than the maximum ("zip bomb"). The pure-JS `fzstd` decoder does not verify the content
  * checksum; the Noise AEAD already authenticates every byte, so the checksum would only catch a compressor bug.
  *
+ * `encodeZstdStored` is the server's side (`weft server`): it wraps a body in a valid zstd frame made of raw
+ * ("stored") blocks, so a client that asked for `Compress:"zstd"` and decodes every message as zstd (the Go
+ * client, and Weft's) can read it, without a compressor dependency. The bytes are not smaller; map messages are
+ * small next to the link, and any standard zstd decoder accepts raw blocks (RFC 8878 §3.1.1.2).
+ *
  * Pure: bytes in, bytes out; never throws on input.
  */
 import { decompress } from 'fzstd';
@@ -161,6 +166,33 @@ export function parseMapBody(body: Uint8Array, compressed: boolean, maxBytes?: n
   } catch (e) {
     return { kind: 'malformed', reason: `map message is not JSON: ${e instanceof Error ? e.message : String(e)}` };
   }
+}
+
+/**
+ * One zstd frame holding `data` uncompressed: magic, a single-segment frame header with a 4-byte content size,
+ * then raw blocks of at most 128 KiB, the last one flagged. No checksum (the flag is optional).
+ *
+ *   [28 b5 2f fd][FHD=0xa0][content size u32 LE]([block header u24 LE: last|type=raw<<1|size<<3][size bytes])+
+ */
+export function encodeZstdStored(data: Uint8Array): Uint8Array {
+  if (data.length > 0xffffffff) throw new RangeError('zstd: body too large for a 4-byte content size');
+  const blocks = Math.max(1, Math.ceil(data.length / BLOCK_MAX));
+  const out = new Uint8Array(4 + 1 + 4 + blocks * 3 + data.length);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, ZSTD_MAGIC, true);
+  out[4] = (2 << 6) | (1 << 5); // FCS field 4 bytes, single segment, no checksum, no dictionary
+  dv.setUint32(5, data.length, true);
+  let o = 9;
+  for (let i = 0; i < blocks; i++) {
+    const part = data.subarray(i * BLOCK_MAX, (i + 1) * BLOCK_MAX);
+    const header = ((i === blocks - 1 ? 1 : 0) | (BLOCK_RAW << 1) | (part.length << 3)) >>> 0;
+    out[o] = header & 0xff;
+    out[o + 1] = (header >>> 8) & 0xff;
+    out[o + 2] = (header >>> 16) & 0xff;
+    out.set(part, o + 3);
+    o += 3 + part.length;
+  }
+  return out;
 }
 
 // --- zstd frame walking (RFC 8878 §3.1) --------------------------------------------------------------------

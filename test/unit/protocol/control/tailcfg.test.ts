@@ -30,8 +30,8 @@ import {
   isZeroTime,
   parseGoTime,
   type MapResponse as MapResponseT,
-} from '../../../../src-main/engine/control/types.ts';
-import { fixture, fixtureObject } from './control-fixtures.ts';
+} from '../../../../src-main/protocol/control/tailcfg.ts';
+import { fixture, fixtureObject } from '../../engine/control/control-fixtures.ts';
 
 const HEX = 'a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90';
 

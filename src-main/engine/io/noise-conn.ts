@@ -1,14 +1,16 @@
 /**
  * NoiseConn: a Node Duplex over a TCP/TLS socket that speaks TS2021 record frames (protocol/crypto/noise.ts).
  * Writes are sealed into ≤ 4077-byte records; reads are reassembled, opened and pushed as plaintext.
+ * Shared by the control client (engine/control/transport.ts) and `weft server` (server/control/upgrade.ts),
+ * which is why it lives with the I/O adapters rather than in engine/control.
  *
- * The server's first plaintext may be the early payload (control-protocol.md §4.4):
+ * On the client side (`expectEarly`, the default) the server's first plaintext may be the early payload
+ * (control-protocol.md §4.4):
  *   FF FF FF 54 53 | u32 BE length | JSON {"nodeKeyChallenge": "chalpub:…"}
  * It is stripped here and reported through `early`; everything after it (HTTP/2) is pushed to the reader.
  * If the first 9 bytes are not the magic they are the server's HTTP/2 SETTINGS header and go through as is.
  */
 import { Duplex } from 'node:stream';
-import type { Socket } from 'node:net';
 import { FrameReader, MSG_RECORD, type NoiseCipher } from '../../protocol/crypto/noise.ts';
 
 const EARLY_MAGIC = [0xff, 0xff, 0xff, 0x54, 0x53];
@@ -17,6 +19,16 @@ const EARLY_MAX_JSON = 10 << 20; // the Go client refuses more than 10 MiB
 
 export interface EarlyPayload {
   nodeKeyChallenge?: string;
+}
+
+/** The early payload as the server writes it: magic, u32 BE length, JSON (one plaintext write). */
+export function encodeEarlyPayload(p: EarlyPayload): Uint8Array {
+  const json = new TextEncoder().encode(JSON.stringify(p));
+  const out = new Uint8Array(EARLY_HEADER_LEN + json.length);
+  out.set(EARLY_MAGIC);
+  new DataView(out.buffer).setUint32(5, json.length);
+  out.set(json, EARLY_HEADER_LEN);
+  return out;
 }
 
 export class NoiseConn extends Duplex {
@@ -28,12 +40,19 @@ export class NoiseConn extends Duplex {
   readonly early: Promise<EarlyPayload | null> = new Promise((r) => (this.resolveEarly = r));
 
   constructor(
-    private readonly socket: Socket,
+    /** The raw TCP/TLS socket (any byte Duplex: the server gets one from the http 'upgrade' event). */
+    private readonly socket: Duplex,
     private readonly tx: NoiseCipher,
     private readonly rx: NoiseCipher,
     initial: Uint8Array,
+    opts: { expectEarly?: boolean } = {},
   ) {
     super();
+    if (opts.expectEarly === false) {
+      // The server side: the client never sends an early payload, so every plaintext byte is HTTP/2.
+      this.pre = null;
+      this.resolveEarly(null);
+    }
     socket.on('data', (d: Buffer) => this.onCipherData(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
     socket.on('end', () => this.push(null));
     socket.on('error', (e) => this.destroy(e));

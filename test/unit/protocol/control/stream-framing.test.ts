@@ -8,8 +8,8 @@ import {
   encodeMapFrame,
   parseMapBody,
   type MapStreamError,
-} from '../../../../src-main/engine/control/stream-framing.ts';
-import { fixtureBytes } from './control-fixtures.ts';
+} from '../../../../src-main/protocol/control/stream-framing.ts';
+import { fixtureBytes } from '../../engine/control/control-fixtures.ts';
 import { concatBytes } from '../../../../src-main/protocol/wire/hex.ts';
 
 const enc = new TextEncoder();
