@@ -21,6 +21,7 @@ const commands: Record<string, Command> = {
   netcheck: netcheckCommand,
   portmap: portmapCommand,
   'stun-server': stunServerCommand,
+  server: { summary: 'the headscale-compatible control server and its admin verbs', run: async (a) => (await import('./commands/server.ts')).serverCommand.run(a) },
   'dev-bridge': { summary: 'the app host with its UI in a browser', run: async (a) => (await import('./commands/dev-bridge.ts')).devBridgeCommand.run(a) },
 };
 
@@ -35,6 +36,7 @@ commands:
   netcheck      probe the NAT: mapping, filtering, hairpinning, port mapping, DERP latency
   portmap       forward a public UDP port to this host (NAT-PMP / PCP) until interrupted
   stun-server   run a STUN server (RFC 5389, RFC 5780 with --alt, Tailscale-compatible)
+  server        run a headscale-compatible control server (users, preauthkeys, nodes: its admin verbs)
 
 Run 'weft <command> --help' for its flags.`;
 

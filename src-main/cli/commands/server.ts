@@ -1,0 +1,142 @@
+/**
+ * `weft server`: the embedded headscale-compatible control server, and the entry to its admin verbs.
+ *
+ *   weft server --listen ADDR [--server-url URL] [--data DIR] [--derp] [--stun ADDR]   serve until SIGINT/SIGTERM
+ *   weft server users|preauthkeys|nodes …                                           admin (server-admin.ts)
+ *
+ * The admin verbs and the SQLite store are loaded lazily, so the rest of the CLI never loads the native
+ * SQLite module, and a build without them still serves a clear message instead of a crash.
+ */
+import { join } from 'node:path';
+import { keyText } from '../../protocol/crypto/keys.ts';
+import { parseHostPort } from '../../protocol/wire/addr.ts';
+import { embeddedDerpMap } from '../../server/control/derp-map.ts';
+import { ensureDataDir } from '../../server/control/noise-key.ts';
+import { createServer } from '../../server/server.ts';
+import { defaultServerDataDir, serverDbPath } from '../../server/store/paths.ts';
+import type { ServerStore } from '../../server/store/types.ts';
+import { startStunServer, type StunServer } from '../../server/stun/server.ts';
+import { CliError, parseFlags, untilSignal, type Command } from '../command.ts';
+
+const ADMIN_GROUPS = new Set(['users', 'user', 'preauthkeys', 'preauthkey', 'nodes', 'node']);
+
+const usage = `usage: weft server --listen ADDR [--server-url URL] [--data DIR] [--derp] [--stun ADDR]
+       weft server users|preauthkeys|nodes <verb> [flags]   (run 'weft server users --help')
+
+  --listen ADDR       HTTP listen address, e.g. 0.0.0.0:8080 (TLS is a reverse proxy's job)
+  --server-url URL    the URL clients use (default http://ADDR); AuthURLs and the tailnet name come from it
+  --data DIR          database and keys (default ${defaultServerDataDir()})
+  --derp              serve an embedded DERP relay on /derp and hand it out as region 999
+  --stun ADDR         serve STUN on this UDP address (e.g. 0.0.0.0:3478) and put it in the DERP map`;
+
+const stamp = (): string => new Date().toISOString();
+
+/** "host:port" or "[v6]:port", where port 0 (any free port) is allowed, unlike in parseHostPort. */
+function listenAddr(s: string): { host: string; port: number } | null {
+  const any = /:0$/.test(s);
+  const p = parseHostPort(any ? `${s.slice(0, -1)}1` : s);
+  return p && { host: p.host, port: any ? 0 : p.port };
+}
+
+/** The admin verbs, loaded on demand. */
+async function runAdmin(argv: string[]): Promise<number> {
+  let mod: { serverAdmin?: unknown };
+  try {
+    mod = (await import('./server-admin.ts')) as { serverAdmin?: unknown };
+  } catch (e) {
+    throw new CliError(`the admin commands are not available in this build (${(e as Error).message})`, 1);
+  }
+  if (typeof mod.serverAdmin !== 'function') throw new CliError('the admin commands are not available in this build (server-admin.ts has no serverAdmin)', 1);
+  const run = mod.serverAdmin as (argv: string[]) => Promise<number>;
+  return run(argv);
+}
+
+async function openStore(dataDir: string): Promise<ServerStore> {
+  let mod: { openSqliteStore?: unknown };
+  try {
+    mod = (await import('../../server/store/sqlite.ts')) as { openSqliteStore?: unknown };
+  } catch (e) {
+    throw new CliError(`the SQLite store is not available in this build (${(e as Error).message})`, 1);
+  }
+  if (typeof mod.openSqliteStore !== 'function') throw new CliError('the SQLite store is not available in this build', 1);
+  const open = mod.openSqliteStore as (path: string) => ServerStore;
+  return open(serverDbPath(dataDir));
+}
+
+export const serverCommand: Command = {
+  summary: 'run the headscale-compatible control server, or administer it',
+  async run(argv) {
+    if (argv[0] && ADMIN_GROUPS.has(argv[0])) return runAdmin(argv);
+    const { values } = parseFlags(
+      argv,
+      {
+        listen: { type: 'string' },
+        'server-url': { type: 'string' },
+        data: { type: 'string' },
+        derp: { type: 'boolean' },
+        stun: { type: 'string' },
+        help: { type: 'boolean' },
+      },
+      usage,
+    );
+    if (values.help) {
+      process.stdout.write(`${usage}\n`);
+      return 0;
+    }
+    if (!values.listen) throw new CliError(`--listen is required\n\n${usage}`);
+    const listen = listenAddr(values.listen);
+    if (!listen) throw new CliError(`--listen must be HOST:PORT, got "${values.listen}"`);
+    let serverUrl: URL | undefined;
+    if (values['server-url']) {
+      try {
+        serverUrl = new URL(values['server-url']);
+      } catch {
+        throw new CliError(`--server-url must be a URL, got "${values['server-url']}"`);
+      }
+      if (serverUrl.protocol !== 'http:' && serverUrl.protocol !== 'https:') throw new CliError('--server-url must be http:// or https://');
+    }
+    const stunAddr = values.stun === undefined ? null : listenAddr(values.stun);
+    if (stunAddr === null && values.stun !== undefined) throw new CliError(`--stun must be IP:PORT, got "${values.stun}"`);
+    const dataDir = values.data ?? defaultServerDataDir();
+    const log = (l: string): void => void process.stderr.write(`${stamp()} ${l}\n`);
+
+    await ensureDataDir(dataDir);
+    const store = await openStore(dataDir);
+    let stun: StunServer | null = null;
+    const closers: (() => Promise<void>)[] = [];
+    try {
+      if (stunAddr) {
+        stun = await startStunServer({ primary: { ip: stunAddr.host, port: stunAddr.port }, logf: log });
+        const s = stun;
+        closers.push(() => s.close());
+      }
+      const server = await createServer({ listen: { host: listen.host, port: listen.port }, ...(serverUrl ? { serverUrl } : {}), store, dataDir, logf: log }).catch((e: unknown) => {
+        throw new CliError(`cannot start: ${(e as Error).message}`, 1);
+      });
+      closers.unshift(() => server.close());
+      if (values.derp) {
+        const derp = await import('../../server/derp/index.ts');
+        const d = derp.createDerpServer({
+          privateKey: await derp.loadOrCreateDerpServerKey(join(dataDir, 'derp_server.key')),
+          // Only registered, unexpired nodes may use the relay (headscale's verify_clients).
+          verifyClient: (pub) => {
+            const n = store.nodeByNodeKey(keyText('nodekey', pub));
+            return n !== null && (n.expiresAt === null || n.expiresAt > Date.now());
+          },
+          logf: log,
+        });
+        server.attachUpgrade(derp.DERP_PATH, (req, socket, head) => d.handleUpgrade(req, socket, head));
+        server.attachHandler((req, res) => d.handleRequest(req, res));
+        closers.unshift(() => d.close());
+      }
+      server.control.setDerpMap(embeddedDerpMap({ serverUrl: server.url, derp: values.derp === true, stunPort: stun ? stun.addrs.primary.port : null }));
+      process.stdout.write(`weft server: ready on ${server.address.host}:${server.address.port} (clients use ${server.url.origin})\n`);
+      await untilSignal();
+      log('server: shutting down');
+    } finally {
+      for (const c of closers) await c().catch((e: unknown) => log(`server: close failed: ${(e as Error).message}`));
+      store.close();
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,387 @@
+/**
+ * The control plane of `weft server`: what headscale's hscontrol does for a single flat tailnet.
+ *
+ *   http server (server.ts) ── GET /key ───────────────▶ keyReply()
+ *                           ── GET /register/:id ──────▶ registerPage()
+ *                           ── POST /ts2021 (upgrade) ─▶ NoiseServer ─▶ HTTP/2 routes:
+ *                                                          POST /machine/register ─▶ register.ts
+ *                                                          POST /machine/map      ─▶ mapRoute() ─▶ MapStreams
+ *   tick every ~500 ms: store.changeCounter() moved (the admin CLI wrote)? key expiry passed? ─▶ refresh streams;
+ *                       wake Followup requests whose registration was approved
+ *
+ * Local writes (a registration, a lite map update) call `changed()`, which coalesces into one refresh on the
+ * next turn of the event loop, so a burst of updates becomes one delta per client.
+ *
+ * Lifecycle: construct, then start() before serving; stop() ends streams, connections and timers (the store is
+ * the caller's to close).
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { DerpMap } from '../../../src-shared/model/derp-map.ts';
+import { realClock, type Clock, type TimerHandle } from '../../engine/sys/clock.ts';
+import { discardLogf, withPrefix, type Logf } from '../../engine/sys/log.ts';
+import { keyText } from '../../protocol/crypto/keys.ts';
+import { publicKeyOf } from '../../protocol/crypto/noise.ts';
+import { z } from 'zod';
+import { MapRequest, RegisterRequest, formatGoTime } from '../../protocol/control/tailcfg.ts';
+import type { ServerStore } from '../store/types.ts';
+import * as C from './constants.ts';
+import { MapStreams } from './map-streams.ts';
+import type { MapperConfig } from './mapper.ts';
+import { NoiseServer, sendJson, sendText, type NoiseRequest } from './noise-server.ts';
+import { handleRegister, type RegisterDeps } from './register.ts';
+import { registerPageHtml } from './pages.ts';
+
+export interface ControlPlaneInit {
+  store: ServerStore;
+  /** The URL clients use (AuthURLs, the Domain in maps). */
+  serverUrl: URL;
+  noisePrivateKey: Uint8Array;
+  /** @default an empty map (no relays) */
+  derpMap?: DerpMap;
+  /** Names become `<given>.<baseDomain>.`; @default null (bare names) */
+  baseDomain?: string | null;
+  logf?: Logf;
+  /** Wall-clock milliseconds (store times, ControlTime, expiry); @default Date.now */
+  now?: () => number;
+  /** Timers and the monotonic clock for rate limits; @default realClock */
+  clock?: Clock;
+  /** @default Math.random */
+  random?: () => number;
+  /** @default MIN_CAPVER */
+  minCapver?: number;
+  /** @default KEEPALIVE_MS */
+  keepAliveMs?: number;
+  /** @default KEEPALIVE_JITTER_MS */
+  keepAliveJitterMs?: number;
+  /** @default POLL_MS */
+  pollMs?: number;
+  /** @default FOLLOWUP_WAIT_MS */
+  followupWaitMs?: number;
+  /** @default PENDING_TTL_MS */
+  pendingTtlMs?: number;
+  /** @default OFFLINE_GRACE_MS */
+  offlineGraceMs?: number;
+  /** @default EPHEMERAL_TIMEOUT_MS */
+  ephemeralTimeoutMs?: number;
+  /** @default MAX_BODY_BYTES */
+  maxBodyBytes?: number;
+  /** @default RATE_BURST */
+  rateBurst?: number;
+  /** @default RATE_PER_SECOND */
+  ratePerSecond?: number;
+  /** @default HANDSHAKE_IDLE_MS */
+  handshakeIdleMs?: number;
+}
+
+export interface HttpReply {
+  status: number;
+  contentType: string;
+  body: string;
+}
+
+interface Waiter {
+  resolve: (r: 'approved' | 'timeout' | 'gone') => void;
+}
+
+export class ControlPlane {
+  readonly publicKey: Uint8Array;
+  readonly #store: ServerStore;
+  readonly #serverUrl: URL;
+  readonly #clock: Clock;
+  readonly #now: () => number;
+  readonly #logf: Logf;
+  readonly #minCapver: number;
+  readonly #pollMs: number;
+  readonly #followupWaitMs: number;
+  readonly #noise: NoiseServer;
+  readonly #streams: MapStreams;
+  readonly #registerDeps: RegisterDeps;
+  // Owned by this instance.
+  #derpMap: DerpMap;
+  readonly #baseDomain: string | null;
+  readonly #waiters = new Map<string, Set<Waiter>>();
+  #tick: TimerHandle | null = null;
+  #refreshQueued = false;
+  #lastCounter = -1;
+  #lastTickAt = 0;
+  #stopped = false;
+
+  constructor(init: ControlPlaneInit) {
+    this.#store = init.store;
+    this.#serverUrl = init.serverUrl;
+    this.#clock = init.clock ?? realClock;
+    this.#now = init.now ?? Date.now;
+    this.#logf = init.logf ?? discardLogf;
+    this.#minCapver = init.minCapver ?? C.MIN_CAPVER;
+    this.#pollMs = init.pollMs ?? C.POLL_MS;
+    this.#followupWaitMs = init.followupWaitMs ?? C.FOLLOWUP_WAIT_MS;
+    this.#derpMap = init.derpMap ?? { Regions: {} };
+    this.#baseDomain = init.baseDomain ?? null;
+    this.publicKey = publicKeyOf(init.noisePrivateKey);
+    this.#streams = new MapStreams({
+      store: this.#store,
+      cfg: () => this.#mapperConfig(),
+      now: this.#now,
+      clock: this.#clock,
+      random: init.random ?? Math.random,
+      logf: withPrefix(this.#logf, 'control: '),
+      keepAliveMs: init.keepAliveMs ?? C.KEEPALIVE_MS,
+      keepAliveJitterMs: init.keepAliveJitterMs ?? C.KEEPALIVE_JITTER_MS,
+      offlineGraceMs: init.offlineGraceMs ?? C.OFFLINE_GRACE_MS,
+      ephemeralTimeoutMs: init.ephemeralTimeoutMs ?? C.EPHEMERAL_TIMEOUT_MS,
+      onStoreChanged: () => this.changed(),
+    });
+    this.#registerDeps = {
+      store: this.#store,
+      serverUrl: this.#serverUrl,
+      now: this.#now,
+      minCapver: this.#minCapver,
+      pendingTtlMs: init.pendingTtlMs ?? C.PENDING_TTL_MS,
+      waitApproval: (id, signal) => this.#waitApproval(id, signal),
+      changed: () => this.changed(),
+    };
+    this.#noise = new NoiseServer({
+      serverPriv: init.noisePrivateKey,
+      minCapver: this.#minCapver,
+      maxBodyBytes: init.maxBodyBytes ?? C.MAX_BODY_BYTES,
+      rateBurst: init.rateBurst ?? C.RATE_BURST,
+      ratePerSecond: init.ratePerSecond ?? C.RATE_PER_SECOND,
+      handshakeIdleMs: init.handshakeIdleMs ?? C.HANDSHAKE_IDLE_MS,
+      clock: this.#clock,
+      logf: withPrefix(this.#logf, 'control: '),
+      routes: {
+        'POST /machine/register': (r) => this.#registerRoute(r),
+        'POST /machine/map': (r) => this.#mapRoute(r),
+      },
+    });
+  }
+
+  #mapperConfig(): MapperConfig {
+    return { domain: this.#serverUrl.hostname, baseDomain: this.#baseDomain, derpMap: this.#derpMap };
+  }
+
+  /** Replaces the DERP map sent to clients (e.g. once the embedded DERP/STUN ports are known) and pushes it. */
+  setDerpMap(m: DerpMap): void {
+    this.#derpMap = m;
+    this.#streams.broadcast({ ControlTime: formatGoTime(this.#now()), DERPMap: m });
+  }
+
+  start(): void {
+    this.#lastCounter = this.#store.changeCounter();
+    this.#lastTickAt = this.#now();
+    this.#streams.sweepEphemeral();
+    this.#scheduleTick();
+  }
+
+  #scheduleTick(): void {
+    if (this.#stopped) return;
+    this.#tick = this.#clock.setTimeout(() => {
+      this.#tick = null;
+      this.#onTick();
+      this.#scheduleTick();
+    }, this.#pollMs);
+  }
+
+  /** The periodic check: another process's writes, expiries that just passed, and approvals. */
+  #onTick(): void {
+    const now = this.#now();
+    let dirty = false;
+    const counter = this.#store.changeCounter();
+    if (counter !== this.#lastCounter) {
+      this.#lastCounter = counter;
+      dirty = true;
+    }
+    if (!dirty && this.#streams.sessionCount > 0) {
+      dirty = this.#store.listNodes().some((n) => n.expiresAt !== null && n.expiresAt > this.#lastTickAt && n.expiresAt <= now);
+    }
+    this.#lastTickAt = now;
+    if (dirty) this.#refresh();
+    this.#checkWaiters();
+  }
+
+  /** Notes that the store changed here; open streams get the difference on the next turn of the event loop. */
+  changed(): void {
+    if (this.#refreshQueued || this.#stopped) return;
+    this.#refreshQueued = true;
+    this.#clock.setTimeout(() => {
+      this.#refreshQueued = false;
+      if (!this.#stopped) this.#refresh();
+    }, 0);
+  }
+
+  #refresh(): void {
+    this.#lastCounter = this.#store.changeCounter();
+    this.#streams.refresh();
+    this.#checkWaiters();
+  }
+
+  #checkWaiters(): void {
+    for (const [id, set] of this.#waiters) {
+      const p = this.#store.pendingById(id);
+      const r = !p ? 'gone' : p.approvedUserId !== null ? 'approved' : null;
+      if (!r) continue;
+      this.#waiters.delete(id);
+      for (const w of set) w.resolve(r);
+    }
+  }
+
+  #waitApproval(id: string, signal: AbortSignal): Promise<'approved' | 'timeout' | 'gone'> {
+    return new Promise((resolve) => {
+      let set = this.#waiters.get(id);
+      if (!set) this.#waiters.set(id, (set = new Set()));
+      const w: Waiter = {
+        resolve: (r) => {
+          this.#clock.clearTimeout(timer);
+          signal.removeEventListener('abort', onAbort);
+          set.delete(w);
+          if (set.size === 0 && this.#waiters.get(id) === set) this.#waiters.delete(id);
+          resolve(r);
+        },
+      };
+      const onAbort = (): void => w.resolve('timeout');
+      const timer = this.#clock.setTimeout(() => w.resolve('timeout'), this.#followupWaitMs);
+      signal.addEventListener('abort', onAbort, { once: true });
+      set.add(w);
+    });
+  }
+
+  // --- HTTP/2 routes over Noise ------------------------------------------------------------------------
+
+  async #registerRoute(r: NoiseRequest): Promise<void> {
+    const parsed = parseJsonBody(r.body, RegisterRequest);
+    if (!parsed.ok) return sendText(r.stream, 400, parsed.error);
+    const out = await handleRegister(this.#registerDeps, parsed.value, r.machineKey, r.signal);
+    if (out.kind === 'text') return sendText(r.stream, out.status, out.text);
+    if (out.body.Error) this.#logf(`control: register of ${parsed.value.NodeKey.slice(0, 16)}… refused: ${out.body.Error}`);
+    sendJson(r.stream, 200, out.body);
+  }
+
+  async #mapRoute(r: NoiseRequest): Promise<void> {
+    const parsed = parseJsonBody(r.body, LenientMapRequest);
+    if (!parsed.ok) return sendText(r.stream, 400, parsed.error);
+    const req = parsed.value;
+    const node = this.#store.nodeByNodeKey(req.NodeKey);
+    if (!node) return sendText(r.stream, 404, 'node not found');
+    if (node.machineKey !== r.machineKey) {
+      this.#logf(`control: refused a map request for node ${node.id} from another machine key`);
+      return sendText(r.stream, 404, 'node key in request does not match the one associated with this machine key');
+    }
+    if (req.Version < this.#minCapver) return sendText(r.stream, 400, `unsupported client version: ${req.Version}`);
+    // Store what the node reports (every request, streams included, as headscale does).
+    const ni = req.Hostinfo?.NetInfo;
+    const previousHostinfo = parseHostinfo(node.hostinfo);
+    const hostinfo = req.Hostinfo ? { ...req.Hostinfo, ...(ni === undefined && previousHostinfo?.['NetInfo'] ? { NetInfo: previousHostinfo['NetInfo'] } : {}) } : undefined;
+    this.#store.updateNode(node.id, {
+      ...(req.DiscoKey ? { discoKey: req.DiscoKey } : {}),
+      ...(req.Endpoints ? { endpoints: req.Endpoints.slice(0, 64) } : {}),
+      ...(hostinfo ? { hostinfo: JSON.stringify(hostinfo) } : {}),
+      ...(ni && typeof ni.PreferredDERP === 'number' ? { homeDerp: ni.PreferredDERP } : {}),
+    });
+    if (!req.Stream) {
+      this.changed();
+      r.stream.respond({ ':status': 200 });
+      r.stream.end();
+      return;
+    }
+    const stream = r.stream;
+    stream.respond({ ':status': 200, 'content-type': 'application/json; charset=utf-8' });
+    const close = this.#streams.open({
+      nodeId: node.id,
+      nodeKey: req.NodeKey,
+      capver: req.Version,
+      compress: req.Compress === 'zstd',
+      sink: {
+        write: (frame) => {
+          if (stream.destroyed || stream.closed) return true;
+          stream.write(frame);
+          return stream.writableLength <= C.MAX_STREAM_BACKLOG_BYTES;
+        },
+        end: () => {
+          if (!stream.destroyed && !stream.closed) stream.end();
+        },
+      },
+    });
+    if (!close) {
+      stream.end();
+      return;
+    }
+    // Others learn that this node is online (and its new endpoints) with the next refresh.
+    this.changed();
+    if (r.signal.aborted) close();
+    else r.signal.addEventListener('abort', close, { once: true });
+  }
+
+  // --- plain HTTP pieces (served by server.ts) -----------------------------------------------------------
+
+  /** `GET /key?v=N` as headscale answers it (control-protocol §3.2). */
+  keyReply(v: string | null): HttpReply {
+    if (v === null || v === '') return { status: 400, contentType: 'text/plain; charset=utf-8', body: 'capability version must be set\n' };
+    if (!/^-?\d+$/.test(v)) return { status: 400, contentType: 'text/plain; charset=utf-8', body: 'invalid capability version\n' };
+    if (Number(v) < C.NOISE_CAPVER) return { status: 200, contentType: 'text/plain; charset=utf-8', body: '' };
+    const body = { legacyPublicKey: keyText('mkey', new Uint8Array(32)), publicKey: keyText('mkey', this.publicKey) };
+    return { status: 200, contentType: 'application/json', body: `${JSON.stringify(body)}\n` };
+  }
+
+  /** `GET /register/:id`: how to approve this registration. */
+  registerPage(id: string): HttpReply {
+    const p = /^[A-Za-z0-9_-]{1,64}$/.test(id) ? this.#store.pendingById(id) : null;
+    return { status: p ? 200 : 404, contentType: 'text/html; charset=utf-8', body: registerPageHtml(id, p) };
+  }
+
+  /** The /ts2021 upgrade (server.ts routes the 'upgrade' event for that path here). */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.#noise.handleUpgrade(req, socket, head);
+  }
+
+  stats(): { connections: number; streams: number } {
+    return { connections: this.#noise.connectionCount, streams: this.#streams.sessionCount };
+  }
+
+  /** Ends streams, Noise connections, waiting Followups and timers. */
+  stop(): void {
+    this.#stopped = true;
+    if (this.#tick) this.#clock.clearTimeout(this.#tick);
+    this.#tick = null;
+    for (const set of this.#waiters.values()) for (const w of [...set]) w.resolve('timeout');
+    this.#waiters.clear();
+    this.#streams.stop();
+    this.#noise.closeAll();
+  }
+}
+
+/** MapRequest, except that an unknown `Compress` value means "uncompressed", as headscale treats it. */
+const LenientMapRequest = z.preprocess((v) => {
+  if (v && typeof v === 'object' && 'Compress' in v && v.Compress !== 'zstd') return { ...v, Compress: undefined };
+  return v;
+}, MapRequest);
+
+function parseHostinfo(text: string | null): Record<string, unknown> | null {
+  if (!text) return null;
+  try {
+    const v = JSON.parse(text) as unknown;
+    return v && typeof v === 'object' ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+interface Schema<T> {
+  safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { path: PropertyKey[]; message: string }[] } };
+}
+
+/** Parses a request body as JSON and then with a schema: the value, or a one-line reason for a 400. */
+export function parseJsonBody<T>(body: Uint8Array, schema: Schema<T>): { ok: true; value: T } | { ok: false; error: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
+  } catch (e) {
+    return { ok: false, error: `invalid JSON: ${(e as Error).message}` };
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    return { ok: false, error: `invalid request: ${i ? `${i.path.map(String).join('.') || '(root)'}: ${i.message}` : 'does not match'}` };
+  }
+  return { ok: true, value: r.data };
+}

@@ -1,0 +1,229 @@
+/**
+ * The open map streams (control-protocol §8.2–§8.3, §9.1) and node presence.
+ *
+ *   open(node) ─▶ full map ─▶ [refresh(): delta when this client's view changed] ─▶ … ─▶ close
+ *                    └──── keep-alive {"KeepAlive":true} after 50–59 s without a message ────┘
+ *
+ * Each session remembers what its client was last told (mapper.ts SessionView), so `refresh()` — called after
+ * any change, local or noticed through the store's change counter — sends each client exactly the difference.
+ * A session whose node was deleted, or whose node key was rotated or taken over, is ended.
+ *
+ * Presence: a node is online while it has a stream, and for a short grace after its last one ends (a quick
+ * reconnect is not an offline/online flap). When the grace runs out LastSeen is stored; an ephemeral node is
+ * deleted after a further timeout unless it comes back.
+ *
+ * Frames are `u32 LE length | body` (protocol/control/stream-framing.ts); the body is JSON, wrapped in a stored
+ * zstd frame when the client asked for zstd.
+ */
+import type { Clock, TimerHandle } from '../../engine/sys/clock.ts';
+import type { Logf } from '../../engine/sys/log.ts';
+import { encodeMapFrame, encodeZstdStored } from '../../protocol/control/stream-framing.ts';
+import type { ServerStore } from '../store/types.ts';
+import { diffSession, fullMap, type MapperConfig, type SessionView, type Snapshot, type WireMapResponse } from './mapper.ts';
+
+/** Where a session's frames go (an HTTP/2 response stream). */
+export interface MapSink {
+  /** Queues a frame; false when the client stopped reading and too much is queued (the session ends). */
+  write(frame: Uint8Array): boolean;
+  end(): void;
+}
+
+export interface MapStreamsInit {
+  store: ServerStore;
+  cfg: () => MapperConfig;
+  now: () => number;
+  clock: Clock;
+  random: () => number;
+  logf: Logf;
+  keepAliveMs: number;
+  keepAliveJitterMs: number;
+  offlineGraceMs: number;
+  ephemeralTimeoutMs: number;
+  /** Called when this module changed the store itself (LastSeen, an ephemeral node removed). */
+  onStoreChanged: () => void;
+}
+
+interface Session {
+  nodeId: number;
+  nodeKey: string;
+  capver: number;
+  compress: boolean;
+  sink: MapSink;
+  view: SessionView;
+  keepAlive: TimerHandle | null;
+  closed: boolean;
+}
+
+const enc = new TextEncoder();
+
+export class MapStreams {
+  // Owned by this instance: sessions, per-node stream counts, and the grace and ephemeral timers.
+  readonly #sessions = new Set<Session>();
+  readonly #count = new Map<number, number>();
+  readonly #grace = new Map<number, TimerHandle>();
+  readonly #ephemeral = new Map<number, TimerHandle>();
+  readonly #i: MapStreamsInit;
+
+  constructor(init: MapStreamsInit) {
+    this.#i = init;
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /** Reports whether a node has an open stream or is within its offline grace. */
+  isOnline(nodeId: number): boolean {
+    return (this.#count.get(nodeId) ?? 0) > 0 || this.#grace.has(nodeId);
+  }
+
+  snapshot(): Snapshot {
+    const users = new Map(this.#i.store.listUsers().map((u) => [u.id, u]));
+    const nodes = this.#i.store.listNodes().map((record) => ({ record, online: this.isOnline(record.id) }));
+    return { nodes, users };
+  }
+
+  /**
+   * Starts a session for `nodeId`: marks it online and sends the full map at once. Returns a close function,
+   * or null when the node does not exist (any more).
+   */
+  open(o: { nodeId: number; nodeKey: string; capver: number; compress: boolean; sink: MapSink }): (() => void) | null {
+    this.#markOnline(o.nodeId);
+    const first = fullMap(this.snapshot(), o.nodeId, this.#i.cfg(), o.capver, this.#i.now());
+    if (!first) {
+      this.#markMaybeOffline(o.nodeId);
+      return null;
+    }
+    const s: Session = { ...o, view: first.view, keepAlive: null, closed: false };
+    this.#sessions.add(s);
+    this.#send(s, first.msg);
+    return () => this.#close(s);
+  }
+
+  /** Sends every session the difference between what it was told and the store's current state. */
+  refresh(): void {
+    if (this.#sessions.size === 0) return;
+    const snap = this.snapshot();
+    const cfg = this.#i.cfg();
+    const now = this.#i.now();
+    for (const s of [...this.#sessions]) {
+      const self = snap.nodes.find((n) => n.record.id === s.nodeId);
+      if (!self || self.record.nodeKey !== s.nodeKey) {
+        this.#i.logf(`map: ending the stream of node ${s.nodeId}: ${self ? 'its node key changed' : 'it was deleted'}`);
+        this.#close(s);
+        continue;
+      }
+      const d = diffSession(s.view, snap, s.nodeId, cfg, s.capver, now);
+      if (!d) continue;
+      s.view = d.view;
+      this.#send(s, d.msg);
+    }
+  }
+
+  /** Sends one message to every session as is (e.g. a new DERPMap, which the per-node diff does not cover). */
+  broadcast(msg: WireMapResponse): void {
+    for (const s of [...this.#sessions]) this.#send(s, msg);
+  }
+
+  /**
+   * Starts the removal clock of every ephemeral node without a stream, e.g. after a restart: the timers of the
+   * previous process are gone, and such a node would otherwise stay forever.
+   */
+  sweepEphemeral(): void {
+    for (const n of this.#i.store.listNodes()) {
+      if (n.ephemeral && !this.isOnline(n.id) && !this.#ephemeral.has(n.id)) this.#scheduleEphemeralRemoval(n.id);
+    }
+  }
+
+  #send(s: Session, msg: WireMapResponse): void {
+    if (s.closed) return;
+    let body: Uint8Array = enc.encode(JSON.stringify(msg));
+    if (s.compress) body = encodeZstdStored(body);
+    if (!s.sink.write(encodeMapFrame(body))) {
+      this.#i.logf(`map: node ${s.nodeId} is not reading its stream; closing it`);
+      this.#close(s);
+      return;
+    }
+    this.#armKeepAlive(s);
+  }
+
+  #armKeepAlive(s: Session): void {
+    const { clock } = this.#i;
+    if (s.keepAlive) clock.clearTimeout(s.keepAlive);
+    const ms = this.#i.keepAliveMs + Math.floor(this.#i.random() * this.#i.keepAliveJitterMs);
+    s.keepAlive = clock.setTimeout(() => {
+      s.keepAlive = null;
+      this.#send(s, { KeepAlive: true });
+    }, ms);
+  }
+
+  #close(s: Session): void {
+    if (s.closed) return;
+    s.closed = true;
+    if (s.keepAlive) this.#i.clock.clearTimeout(s.keepAlive);
+    s.keepAlive = null;
+    this.#sessions.delete(s);
+    s.sink.end();
+    this.#markMaybeOffline(s.nodeId);
+  }
+
+  #markOnline(nodeId: number): void {
+    const { clock } = this.#i;
+    this.#count.set(nodeId, (this.#count.get(nodeId) ?? 0) + 1);
+    const g = this.#grace.get(nodeId);
+    if (g) clock.clearTimeout(g);
+    this.#grace.delete(nodeId);
+    const e = this.#ephemeral.get(nodeId);
+    if (e) clock.clearTimeout(e);
+    this.#ephemeral.delete(nodeId);
+  }
+
+  #markMaybeOffline(nodeId: number): void {
+    const n = (this.#count.get(nodeId) ?? 1) - 1;
+    if (n > 0) {
+      this.#count.set(nodeId, n);
+      return;
+    }
+    this.#count.delete(nodeId);
+    const { clock } = this.#i;
+    this.#grace.set(
+      nodeId,
+      clock.setTimeout(() => {
+        this.#grace.delete(nodeId);
+        const rec = this.#i.store.updateNode(nodeId, { lastSeen: this.#i.now() });
+        if (rec?.ephemeral) this.#scheduleEphemeralRemoval(nodeId);
+        this.#i.onStoreChanged();
+      }, this.#i.offlineGraceMs),
+    );
+  }
+
+  #scheduleEphemeralRemoval(nodeId: number): void {
+    this.#ephemeral.set(
+      nodeId,
+      this.#i.clock.setTimeout(() => {
+        this.#ephemeral.delete(nodeId);
+        if (this.isOnline(nodeId)) return;
+        const rec = this.#i.store.nodeById(nodeId);
+        if (rec?.ephemeral && this.#i.store.deleteNode(nodeId)) {
+          this.#i.logf(`map: removed ephemeral node ${nodeId} (${rec.givenName}) after ${this.#i.ephemeralTimeoutMs / 1000} s offline`);
+          this.#i.onStoreChanged();
+        }
+      }, this.#i.ephemeralTimeoutMs),
+    );
+  }
+
+  /** Ends every stream and cancels every timer (server shutdown). Presence is not written back. */
+  stop(): void {
+    const { clock } = this.#i;
+    for (const s of [...this.#sessions]) {
+      s.closed = true;
+      if (s.keepAlive) clock.clearTimeout(s.keepAlive);
+      s.sink.end();
+    }
+    this.#sessions.clear();
+    for (const t of [...this.#grace.values(), ...this.#ephemeral.values()]) clock.clearTimeout(t);
+    this.#grace.clear();
+    this.#ephemeral.clear();
+    this.#count.clear();
+  }
+}

@@ -1,0 +1,269 @@
+/**
+ * The map builder: store records → tailcfg JSON as headscale fills it (control-protocol §9.1, §9.3), and the
+ * per-session diff that turns "what this client was last told" into a delta message.
+ *
+ *   full map:   ControlTime, Node, DERPMap, Domain, CollectServices, Debug, DNSConfig, PacketFilters,
+ *               UserProfiles, Peers (omitted when there are none, as headscale's omitempty does)
+ *   delta:      ControlTime + whichever of Node, PeersRemoved, PeersChanged, PeersChangedPatch, UserProfiles
+ *               changed since the last message to this session
+ *
+ * Policy is flat: every node sees every other node, AllowedIPs = the peer's /32 and /128, and the packet
+ * filter allows everything (headscale's answer with no ACL policy, §9.6).
+ *
+ * A peer whose only changes are fields a PeerChange can carry (§9.4) goes out as a PeersChangedPatch entry;
+ * anything else (a new hostinfo, an expiry that flips Expired, a rename) resends the whole Node.
+ *
+ * Pure: no I/O, no clock (the caller passes `now`).
+ */
+import type { DerpMap } from '../../../src-shared/model/derp-map.ts';
+import { ZERO_TIME, formatGoTime } from '../../protocol/control/tailcfg.ts';
+import type { NodeRecord, UserRecord } from '../store/types.ts';
+
+/** A tailcfg.Node as this server emits it (JSON-ready; absent keys are omitted, as Go's omitempty does). */
+export interface WireNode {
+  ID: number;
+  StableID: string;
+  Name: string;
+  User: number;
+  Key: string;
+  KeyExpiry?: string;
+  Machine: string;
+  DiscoKey?: string;
+  Addresses: string[];
+  AllowedIPs: string[];
+  Endpoints?: string[];
+  HomeDERP?: number;
+  Hostinfo?: unknown;
+  Created: string;
+  Cap: number;
+  Online?: boolean;
+  LastSeen?: string;
+  MachineAuthorized: boolean;
+  Expired?: boolean;
+}
+
+/** tailcfg.PeerChange (§9.4). */
+export interface WirePeerChange {
+  NodeID: number;
+  DERPRegion?: number;
+  Cap?: number;
+  Endpoints?: string[];
+  Key?: string;
+  DiscoKey?: string;
+  Online?: boolean;
+  LastSeen?: string;
+  KeyExpiry?: string;
+}
+
+export interface WireUserProfile {
+  ID: number;
+  LoginName: string;
+  DisplayName: string;
+  ProfilePicURL: string;
+}
+
+/** A MapResponse as this server emits it. */
+export interface WireMapResponse {
+  KeepAlive?: boolean;
+  ControlTime?: string;
+  Node?: WireNode;
+  DERPMap?: DerpMap;
+  Domain?: string;
+  CollectServices?: boolean;
+  Debug?: { DisableLogTail: boolean };
+  DNSConfig?: Record<string, unknown>;
+  PacketFilters?: Record<string, unknown[]>;
+  UserProfiles?: WireUserProfile[];
+  Peers?: WireNode[];
+  PeersChanged?: WireNode[];
+  PeersRemoved?: number[];
+  PeersChangedPatch?: WirePeerChange[];
+}
+
+/** Allow-all, headscale's filter when no ACL policy is set (tailcfg.FilterAllowAll). */
+export const FILTER_ALLOW_ALL = [{ SrcIPs: ['*'], DstPorts: [{ IP: '*', Ports: { First: 0, Last: 65535 } }] }];
+
+export interface MapperConfig {
+  /** The tailnet name sent as `Domain`: headscale sends the server URL's hostname (§9.2). */
+  domain: string;
+  /** When set, node names are `<given>.<baseDomain>.`; else just the given name. */
+  baseDomain: string | null;
+  derpMap: DerpMap;
+}
+
+/** What the mapper needs to know about a node besides its record. */
+export interface NodeView {
+  record: NodeRecord;
+  /** Whether a map stream of this node is open (or in its offline grace period). */
+  online: boolean;
+}
+
+/** Reports whether a node's key has expired at `now`. */
+export function isExpired(n: NodeRecord, now: number): boolean {
+  return n.expiresAt !== null && n.expiresAt <= now;
+}
+
+function parseHostinfo(text: string | null): unknown {
+  if (text === null) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The tailcfg.Node of a stored node, as seen by a client that connected with capability version `capver`. */
+export function wireNode(v: NodeView, cfg: MapperConfig, capver: number, now: number): WireNode {
+  const n = v.record;
+  const expired = isExpired(n, now);
+  const addrs = [`${n.ipv4}/32`, `${n.ipv6}/128`];
+  const out: WireNode = {
+    ID: n.id,
+    StableID: String(n.id),
+    Name: cfg.baseDomain ? `${n.givenName}.${cfg.baseDomain}.` : n.givenName,
+    User: n.userId,
+    Key: n.nodeKey,
+    Machine: n.machineKey,
+    Addresses: addrs,
+    AllowedIPs: [...addrs],
+    Created: formatGoTime(n.createdAt),
+    // headscale fills Cap with the receiving client's version (errata §3.1).
+    Cap: capver,
+    MachineAuthorized: !expired,
+  };
+  if (n.expiresAt !== null) out.KeyExpiry = formatGoTime(n.expiresAt);
+  if (n.discoKey) out.DiscoKey = n.discoKey;
+  if (n.endpoints.length > 0) out.Endpoints = [...n.endpoints];
+  if (n.homeDerp > 0) out.HomeDERP = n.homeDerp;
+  const hi = parseHostinfo(n.hostinfo);
+  if (hi !== undefined) out.Hostinfo = hi;
+  out.Online = v.online;
+  if (!v.online && n.lastSeen !== null) out.LastSeen = formatGoTime(n.lastSeen);
+  if (expired) out.Expired = true;
+  return out;
+}
+
+export function userProfile(u: UserRecord): WireUserProfile {
+  return { ID: u.id, LoginName: u.name, DisplayName: u.name, ProfilePicURL: '' };
+}
+
+/** What one map session has told its client so far; `diffSession` returns the next one. */
+export interface SessionView {
+  self: WireNode;
+  /** Peers by ID, as last sent. */
+  peers: Map<number, WireNode>;
+  /** User IDs whose profile was sent. */
+  users: Set<number>;
+}
+
+export interface Snapshot {
+  nodes: NodeView[];
+  users: Map<number, UserRecord>;
+}
+
+/** The full map for node `selfId` (undefined when that node no longer exists), and the session state it sets. */
+export function fullMap(snap: Snapshot, selfId: number, cfg: MapperConfig, capver: number, now: number): { msg: WireMapResponse; view: SessionView } | undefined {
+  const selfView = snap.nodes.find((n) => n.record.id === selfId);
+  if (!selfView) return undefined;
+  const self = wireNode(selfView, cfg, capver, now);
+  const peers = new Map<number, WireNode>();
+  for (const v of snap.nodes) if (v.record.id !== selfId) peers.set(v.record.id, wireNode(v, cfg, capver, now));
+  const userIds = new Set<number>([self.User, ...[...peers.values()].map((p) => p.User)]);
+  const profiles = [...userIds].flatMap((id) => {
+    const u = snap.users.get(id);
+    return u ? [userProfile(u)] : [];
+  });
+  const sorted = [...peers.values()].sort((a, b) => a.ID - b.ID);
+  const msg: WireMapResponse = {
+    ControlTime: formatGoTime(now),
+    Node: self,
+    DERPMap: cfg.derpMap,
+    Domain: cfg.domain,
+    CollectServices: false,
+    Debug: { DisableLogTail: true },
+    DNSConfig: {},
+    PacketFilters: { base: FILTER_ALLOW_ALL },
+    UserProfiles: profiles,
+    ...(sorted.length > 0 ? { Peers: sorted } : {}),
+  };
+  return { msg, view: { self, peers, users: new Set(profiles.map((p) => p.ID)) } };
+}
+
+/** Fields a PeerChange can set; any other difference resends the whole node. */
+const PATCHABLE = new Set<keyof WireNode>(['Online', 'LastSeen', 'Endpoints', 'HomeDERP', 'DiscoKey', 'Key', 'KeyExpiry', 'Cap']);
+
+const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+/** A PeerChange taking `prev` to `next`, or null when the difference needs the whole Node. */
+export function peerPatch(prev: WireNode, next: WireNode): WirePeerChange | null {
+  const keys = new Set([...Object.keys(prev), ...Object.keys(next)] as (keyof WireNode)[]);
+  const patch: WirePeerChange = { NodeID: next.ID };
+  for (const k of keys) {
+    if (same(prev[k], next[k])) continue;
+    if (!PATCHABLE.has(k)) return null;
+    switch (k) {
+      case 'Online':
+        patch.Online = next.Online ?? false;
+        break;
+      case 'LastSeen':
+        // Only set, never cleared, by a patch; clearing it (coming online) rides along with Online.
+        if (next.LastSeen === undefined) {
+          if (next.Online !== true) return null;
+        } else patch.LastSeen = next.LastSeen;
+        break;
+      case 'Endpoints':
+        patch.Endpoints = next.Endpoints ?? [];
+        break;
+      case 'HomeDERP':
+        if (!next.HomeDERP) return null; // a PeerChange cannot set it back to 0
+        patch.DERPRegion = next.HomeDERP;
+        break;
+      case 'DiscoKey':
+        if (!next.DiscoKey) return null;
+        patch.DiscoKey = next.DiscoKey;
+        break;
+      case 'Key':
+        patch.Key = next.Key;
+        break;
+      case 'KeyExpiry':
+        patch.KeyExpiry = next.KeyExpiry ?? ZERO_TIME;
+        break;
+      case 'Cap':
+        patch.Cap = next.Cap;
+        break;
+      default:
+        return null;
+    }
+  }
+  return patch;
+}
+
+/**
+ * The delta taking a session from `view` to the current snapshot: null when nothing changed, `undefined` when
+ * the session's own node is gone (the caller ends the stream).
+ */
+export function diffSession(view: SessionView, snap: Snapshot, selfId: number, cfg: MapperConfig, capver: number, now: number): { msg: WireMapResponse; view: SessionView } | null | undefined {
+  const next = fullMap(snap, selfId, cfg, capver, now);
+  if (!next) return undefined;
+  const msg: WireMapResponse = {};
+  if (!same(view.self, next.view.self)) msg.Node = next.view.self;
+  const removed = [...view.peers.keys()].filter((id) => !next.view.peers.has(id)).sort((a, b) => a - b);
+  const changed: WireNode[] = [];
+  const patches: WirePeerChange[] = [];
+  for (const [id, p] of [...next.view.peers].sort((a, b) => a[0] - b[0])) {
+    const old = view.peers.get(id);
+    if (!old) changed.push(p);
+    else if (!same(old, p)) {
+      const patch = peerPatch(old, p);
+      if (patch) patches.push(patch);
+      else changed.push(p);
+    }
+  }
+  const newUsers = (next.msg.UserProfiles ?? []).filter((u) => !view.users.has(u.ID));
+  if (removed.length) msg.PeersRemoved = removed;
+  if (changed.length) msg.PeersChanged = changed;
+  if (patches.length) msg.PeersChangedPatch = patches;
+  if (newUsers.length) msg.UserProfiles = newUsers;
+  if (Object.keys(msg).length === 0) return null;
+  return { msg: { ControlTime: formatGoTime(now), ...msg }, view: { ...next.view, users: new Set([...view.users, ...next.view.users]) } };
+}
