@@ -4,12 +4,12 @@
  * A file that fails to parse is an error, never silently replaced: losing the machine key would make
  * headscale see a new device.
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { MeshError } from '../../../src-shared/errors.ts';
+import { ensurePrivateDir, writeFileAtomic } from '../io/atomic-file.ts';
 
 export const PersistedState = z.object({
   version: z.literal(1),
@@ -34,31 +34,13 @@ export const STATUS_SOCKET = 'weft.sock';
 
 export async function ensureStateDir(dir: string): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const st = await stat(dir);
-    if ((st.mode & 0o077) !== 0) await chmod(dir, 0o700);
+    await ensurePrivateDir(dir);
   } catch (e) {
     throw new MeshError('state', `cannot use state directory ${dir}: ${(e as Error).message}`, false, { cause: e });
   }
 }
 
-/** Writes `data` to `file` atomically with mode 0600. */
-export async function writeFileAtomic(file: string, data: string): Promise<void> {
-  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, file);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-}
+export { writeFileAtomic };
 
 export async function loadState(dir: string): Promise<PersistedState | null> {
   let text: string;

@@ -4,35 +4,16 @@
  * must survive restarts: it is written once, atomically (temp file, fsync, rename) with mode 0600 in a 0700
  * directory, and a file that does not parse is an error, never silently replaced.
  */
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ensurePrivateDir, writeFileAtomic } from '../../engine/io/atomic-file.ts';
 import { generateKeyPair, keyText, parseKeyText } from '../../protocol/crypto/keys.ts';
 
 export const NOISE_KEY_FILE = 'noise_private.key';
 
-/** Creates `dir` (0700) if needed and tightens its mode if others can read it. */
+/** The data directory: created if needed, 0700 (tightened if others can read it). */
 export async function ensureDataDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const st = await stat(dir);
-  if ((st.mode & 0o077) !== 0) await chmod(dir, 0o700);
-}
-
-async function writeAtomic(file: string, data: string): Promise<void> {
-  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'wx', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, file);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
+  await ensurePrivateDir(dir);
 }
 
 /** Loads the server's Noise private key from `dataDir`, creating it on first start. */
@@ -53,6 +34,6 @@ export async function loadOrCreateNoiseKey(dataDir: string): Promise<Uint8Array>
     return k;
   }
   const kp = generateKeyPair();
-  await writeAtomic(file, `${keyText('privkey', kp.priv)}\n`);
+  await writeFileAtomic(file, `${keyText('privkey', kp.priv)}\n`);
   return kp.priv;
 }

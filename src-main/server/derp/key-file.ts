@@ -5,9 +5,10 @@
  * Written as headscale writes its derp_server_private.key: one line `privkey:<64 hex>`, mode 0600. Read back
  * also from a derper config file (`{"PrivateKey":"privkey:<hex>"}`), so an existing derper key can be reused.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { generateKeyPair, keyText, parseKeyText } from '../../protocol/crypto/keys.ts';
+import { ensurePrivateDir, writeFileAtomic } from '../../engine/io/atomic-file.ts';
 
 /** Parses a key file's text (headscale's text form or derper's JSON); null when it holds no private key. */
 export function parseServerKeyFile(text: string): Uint8Array | null {
@@ -41,9 +42,7 @@ export async function loadOrCreateDerpServerKey(path: string): Promise<Uint8Arra
     return key;
   }
   const { priv } = generateKeyPair();
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, `${keyText('privkey', priv)}\n`, { mode: 0o600 });
-  await rename(tmp, path);
+  await ensurePrivateDir(dirname(path));
+  await writeFileAtomic(path, `${keyText('privkey', priv)}\n`);
   return priv;
 }
