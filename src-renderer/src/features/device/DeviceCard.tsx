@@ -4,6 +4,7 @@
  */
 import { useState } from 'react';
 import type { IpcError } from '../../../../src-shared/ipc/contract.ts';
+import { AddressList } from '../../components/AddressList.tsx';
 import { Facts, yesNo } from '../../components/Facts.tsx';
 import { useClient } from '../../app-context.ts';
 import { errorWords } from '../../lib/error-text.ts';
@@ -45,15 +46,7 @@ export function DeviceCard() {
     <section className="device" data-testid="device-card" aria-label="This device">
       <div className="card">
         <h2>{self?.name ?? 'This device'}</h2>
-        <ul className="addr-list">
-          {(self?.addresses ?? []).map((a, i) => (
-            <li key={`${i}:${a}`}>
-              <button type="button" className="ip" title="Copy" onClick={() => copy(a)}>
-                {a}
-              </button>
-            </li>
-          ))}
-        </ul>
+        <AddressList addresses={self?.addresses ?? []} copy={copy} />
         <Facts
           items={[
             { label: 'Network', value: control?.url ?? '—' },

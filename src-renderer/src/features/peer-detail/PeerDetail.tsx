@@ -4,6 +4,7 @@
  */
 import { useMemo } from 'react';
 import type { LinkExplanation, ReasonSide } from '../../../../src-shared/explain/why-relayed.ts';
+import { AddressList } from '../../components/AddressList.tsx';
 import { Facts, yesNo } from '../../components/Facts.tsx';
 import { PathBadge } from '../../components/PathBadge.tsx';
 import { Sparkline } from '../../components/Sparkline.tsx';
@@ -83,15 +84,7 @@ export function PeerDetail({ id }: { id: string }) {
 
       <section>
         <h3>Addresses</h3>
-        <ul className="addr-list">
-          {peer.addresses.map((a, i) => (
-            <li key={`${i}:${a}`}>
-              <button type="button" className="ip" title="Copy" onClick={() => copy(a)}>
-                {a}
-              </button>
-            </li>
-          ))}
-        </ul>
+        <AddressList addresses={peer.addresses} copy={copy} />
         <Facts
           items={[
             { label: 'OS', value: peer.os ?? 'Unknown' },
