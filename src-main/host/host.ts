@@ -21,7 +21,7 @@
  */
 import { join } from 'node:path';
 import { MeshError } from '../../src-shared/errors.ts';
-import type { EventName, EventPayload, JoinProgress, LogLevel, Profile, Settings } from '../../src-shared/ipc/contract.ts';
+import type { EventName, EventPayload, JoinProgress, JoinRequest, LogLevel, Profile, Settings } from '../../src-shared/ipc/contract.ts';
 import { EVENT_NAMES, parseEvent } from '../../src-shared/ipc/contract.ts';
 import type { MeshSnapshot, PeerStats } from '../../src-shared/model/mesh.ts';
 import type { NetcheckReport } from '../../src-shared/model/netcheck.ts';
@@ -35,6 +35,7 @@ import type { Logf } from '../engine/sys/log.ts';
 import type { WgInterface } from '../engine/wg/iface.ts';
 import { startWireguardGo } from '../engine/wg/wireguard-go.ts';
 import { HostError, toIpcError, type Handlers } from './dispatch.ts';
+import { joinQrText, qrSvg, startLocalServer, type LocalServer, type LocalServerDeps, type LocalServerOptions } from './local-network.ts';
 import { LogBuffer, engineLineLevel } from './log-buffer.ts';
 import { INITIAL_NOTICE_STATE, noticesFor, type Notice, type NoticeState } from './notifications.ts';
 import { createSettingsStore, SETTINGS_FILE, type SettingsStore } from './settings.ts';
@@ -95,7 +96,14 @@ export interface HostInit {
   timing?: Partial<HostTiming>;
   /** @default 2000 */
   logCapacity?: number;
+  /** "Create a network on this computer": what the embedded server uses (tests inject an in-memory store). */
+  localServer?: LocalServerDeps;
+  /** @default startLocalServer (local-network.ts) */
+  startLocalServer?: (o: LocalServerOptions) => Promise<LocalServer>;
 }
+
+/** The saved network's name for "Create a network on this computer". */
+export const LOCAL_PROFILE_NAME = 'Network on this computer';
 
 export interface Host {
   /** One handler per contract method; wrap with createDispatcher (dispatch.ts) for untrusted input. */
@@ -122,6 +130,17 @@ export interface Host {
 /** createInterface for a root process: wireguard-go started directly, no helper (as `weft up` does). */
 export function wireguardGoInterfaces(logf?: Logf): (name: string) => Promise<WgInterface> {
   return (name) => startWireguardGo({ name }, logf ? { logf } : {});
+}
+
+/** "HOST:PORT" (IPv4, as the contract's CreateLocalNetworkRequest allows) as a listen address. */
+export function parseListen(text: string): { host: string; port: number } {
+  const i = text.lastIndexOf(':');
+  const host = text.slice(0, i);
+  const port = Number(text.slice(i + 1));
+  if (i < 0 || !host.split('.').every((o) => Number(o) <= 255) || !Number.isInteger(port) || port > 65535) {
+    throw new HostError('invalid-payload', `listen must be IPv4:PORT, got ${JSON.stringify(text.slice(0, 60))}`, false);
+  }
+  return { host, port };
 }
 
 /** A profile id from the server's host name, unique among `taken`. */
@@ -164,6 +183,8 @@ export function createHost(init: HostInit): Host {
   const settingsListeners = new Set<(s: Settings) => void>();
 
   let run: Run | null = null;
+  /** The embedded server of "Create a network on this computer" (started once, stopped in stop()). */
+  let localServer: Promise<LocalServer> | null = null;
   let generation = 0;
   let failure: { url: string; message: string } | null = null;
   let netcheck: NetcheckReport | null = null;
@@ -447,6 +468,24 @@ export function createHost(init: HostInit): Host {
     if (next) void connect(next, {}).catch((e: unknown) => record('warn', `host: connecting ${next.name}: ${toIpcError(e).message}`));
   }
 
+  /** Saves the network as a profile (the active one) and connects with the request's key and hostname. */
+  async function joinNetwork(req: JoinRequest): Promise<void> {
+    const server = parseServerUrl(req.serverUrl);
+    const s = settings.get();
+    const existing = s.profiles.find((p) => {
+      try {
+        return new URL(p.serverUrl).origin === server.origin;
+      } catch {
+        return false;
+      }
+    });
+    const profile: Profile = existing
+      ? { ...existing, serverUrl: req.serverUrl, ...(req.profileName ? { name: req.profileName } : {}) }
+      : { id: newProfileId(server, s.profiles.map((p) => p.id)), name: req.profileName ?? server.hostname.slice(0, 80), serverUrl: req.serverUrl };
+    await saveSettings({ profiles: [...s.profiles.filter((p) => p.id !== profile.id), profile], activeProfile: profile.id });
+    await connect(profile, { authKey: req.authKey, hostname: req.hostname });
+  }
+
   // --- handlers ------------------------------------------------------------------------------------------
 
   const done = { done: true } as const;
@@ -455,21 +494,33 @@ export function createHost(init: HostInit): Host {
     'mesh:snapshot': async () => current,
 
     'session:join': async (req) => {
-      const server = parseServerUrl(req.serverUrl);
-      const s = settings.get();
-      const existing = s.profiles.find((p) => {
-        try {
-          return new URL(p.serverUrl).origin === server.origin;
-        } catch {
-          return false;
-        }
-      });
-      const profile: Profile = existing
-        ? { ...existing, serverUrl: req.serverUrl, ...(req.profileName ? { name: req.profileName } : {}) }
-        : { id: newProfileId(server, s.profiles.map((p) => p.id)), name: req.profileName ?? server.hostname.slice(0, 80), serverUrl: req.serverUrl };
-      await saveSettings({ profiles: [...s.profiles.filter((p) => p.id !== profile.id), profile], activeProfile: profile.id });
-      await connect(profile, { authKey: req.authKey, hostname: req.hostname });
+      await joinNetwork(req);
       return done;
+    },
+
+    'network:create-local': async (req) => {
+      const listen = req.listen ? parseListen(req.listen) : undefined;
+      if (!localServer) {
+        const start = init.startLocalServer ?? startLocalServer;
+        localServer = start({ ...init.localServer, dataDir: init.dataDir, ...(listen ? { listen } : {}), logf: (l) => record('info', l) });
+        localServer.catch(() => {
+          localServer = null;
+        });
+      }
+      let ls: LocalServer;
+      try {
+        ls = await localServer;
+      } catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        record('error', `host: cannot start the network on this computer: ${why}`);
+        throw new HostError('internal', `cannot start the network on this computer: ${why}`, true, { cause: e });
+      }
+      const serverUrl = ls.url.origin;
+      // This device joins with a single-use key of its own (unless it already runs on this network).
+      if (run?.server.origin !== serverUrl) await joinNetwork({ serverUrl, authKey: ls.newKey({ reusable: false }), profileName: LOCAL_PROFILE_NAME });
+      const authKey = ls.newKey({ reusable: true });
+      const qrText = joinQrText(serverUrl, authKey);
+      return { serverUrl, authKey, qrText, qrSvg: await qrSvg(qrText) };
     },
 
     'session:connect': async () => {
@@ -566,6 +617,9 @@ export function createHost(init: HostInit): Host {
     },
     async stop() {
       await disconnect();
+      const ls = localServer;
+      localServer = null;
+      if (ls) await ls.then((l) => l.close()).catch(() => undefined);
       stopped = true;
       if (refreshTimer) clock.clearTimeout(refreshTimer);
       if (statsTimer) clock.clearTimeout(statsTimer);

@@ -62,6 +62,23 @@ export const JoinRequest = z.object({
 });
 export type JoinRequest = z.infer<typeof JoinRequest>;
 
+/** Where the embedded server listens: "HOST:PORT" with an IPv4 host (default 0.0.0.0:8080, any free port if busy). */
+export const CreateLocalNetworkRequest = z
+  .object({ listen: z.string().regex(/^(\d{1,3}\.){3}\d{1,3}:\d{1,5}$/).optional() })
+  .strict();
+export type CreateLocalNetworkRequest = z.infer<typeof CreateLocalNetworkRequest>;
+
+export const LocalNetwork = z.object({
+  /** The URL other devices use as their login server. */
+  serverUrl: z.string().url(),
+  /** A reusable pre-auth key for other devices (shown once; stored hashed by the server). */
+  authKey: z.string().min(1).max(512),
+  /** The join details as a QR code: a standalone SVG document (rendered as an <img>, never inlined). */
+  qrSvg: z.string().startsWith('<svg').max(200_000),
+  /** The text the QR code holds. */
+  qrText: z.string(),
+});
+export type LocalNetwork = z.infer<typeof LocalNetwork>;
 
 export const JoinProgress = z.object({
   stage: JoinStage,
@@ -100,6 +117,12 @@ export const methods = {
   'settings:set': { request: Settings.partial().strict(), response: Settings },
   'profiles:switch': { request: z.object({ id: z.string() }).strict(), response: Ok },
   'profiles:remove': { request: z.object({ id: z.string() }).strict(), response: Settings },
+  /**
+   * "Create a network on this computer": start the embedded control server (with its DERP relay) in the main
+   * process, join this device to it, and answer how other devices join (the URL, a reusable pre-auth key, and both
+   * as a QR code in SVG). Calling it again while the server runs answers the same URL with a fresh key.
+   */
+  'network:create-local': { request: CreateLocalNetworkRequest, response: LocalNetwork },
   /** The most recent log lines at or above `level` (at most `limit`, default 500). */
   'logs:get': { request: z.object({ level: LogLevel.optional(), limit: z.number().int().positive().max(5000).optional() }).strict(), response: z.array(LogEntry) },
 } as const;

@@ -26,6 +26,8 @@ const PACKAGES: Record<string, 'isomorphic' | 'node' | 'electron' | 'dom'> = {
   // weft server's database (server/store/sqlite.ts) and the admin CLI that shares it.
   'better-sqlite3': 'node',
   vite: 'node',
+  // The QR code of "Create a network on this computer" (host/local-network.ts), as an SVG string.
+  qrcode: 'isomorphic',
   '@vitejs/plugin-react': 'node',
 };
 
@@ -121,7 +123,9 @@ function violation(e: Edge): string | null {
   }
   if (f.startsWith('src-main/host/')) {
     if (cls === 'electron' || cls === 'dom') return `the host is Electron-free and never imports ${t}`;
-    if (e.kind === 'local' && /^src-main\/(app|preload|cli|server|devbridge)\//.test(t)) return `the host never imports ${t}`;
+    // "Create a network on this computer": one host file composes the embedded server, as `weft server` does.
+    const composesServer = f === 'src-main/host/local-network.ts' && t.startsWith('src-main/server/');
+    if (e.kind === 'local' && !composesServer && /^src-main\/(app|preload|cli|server|devbridge)\//.test(t)) return `the host never imports ${t}`;
     if (e.kind === 'local' && t.startsWith('src-renderer/')) return 'the host never imports the renderer';
   }
   if (f.startsWith('src-main/app/')) {
@@ -163,6 +167,7 @@ describe('dependency direction', () => {
     [{ from: 'src-main/host/privileged.ts', spec: '../engine/wg/helper.ts', target: 'src-main/engine/wg/helper.ts', kind: 'local' }],
     [{ from: 'src-main/host/privileged.ts', spec: 'sudo-prompt', target: 'sudo-prompt', kind: 'package' }],
     [{ from: 'src-main/server/store/sqlite.ts', spec: 'better-sqlite3', target: 'better-sqlite3', kind: 'package' }],
+    [{ from: 'src-main/host/local-network.ts', spec: '../server/server.ts', target: 'src-main/server/server.ts', kind: 'local' }],
     [{ from: 'src-main/cli/commands/server-admin.ts', spec: '../../server/store/sqlite.ts', target: 'src-main/server/store/sqlite.ts', kind: 'local' }],
   ] as const)('allows %o', (edge) => {
     expect(violation(edge)).toBeNull();
@@ -180,6 +185,7 @@ describe('dependency direction', () => {
     [{ from: 'src-main/engine/x.ts', spec: 'left-pad', target: 'left-pad', kind: 'package' }, /unclassified/],
     [{ from: 'src-main/host/host.ts', spec: 'electron', target: 'electron', kind: 'package' }, /host is Electron-free/],
     [{ from: 'src-main/host/host.ts', spec: '../app/tray.ts', target: 'src-main/app/tray.ts', kind: 'local' }, /host never imports/],
+    [{ from: 'src-main/host/host.ts', spec: '../server/server.ts', target: 'src-main/server/server.ts', kind: 'local' }, /host never imports/],
     [{ from: 'src-main/engine/engine.ts', spec: '../host/host.ts', target: 'src-main/host/host.ts', kind: 'local' }, /engine never imports/],
     [{ from: 'src-main/app/main.ts', spec: '../engine/engine.ts', target: 'src-main/engine/engine.ts', kind: 'local' }, /only through src-main\/host/],
     [{ from: 'src-main/app/security.ts', spec: 'electron', target: 'electron', kind: 'package' }, /must stay Electron-free/],

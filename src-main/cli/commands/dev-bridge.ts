@@ -2,7 +2,8 @@
  * `weft dev-bridge`: the desktop app's host (src-main/host) without Electron, with the IPC contract served over a
  * WebSocket on 127.0.0.1 (src-main/devbridge/server.ts) and the renderer served by Vite's dev server
  * (src-main/devbridge/renderer.ts), so the UI runs in any browser against a real engine. The engine is not joined
- * at start: the page joins through `session:join`. Runs until SIGINT/SIGTERM, then stops the engine cleanly.
+ * at start: the page joins through `session:join`, or, with `--login-server` (and `--auth-key`), the bridge joins
+ * through the same dispatcher right away (`npm run demo`). Runs until SIGINT/SIGTERM, then stops the engine cleanly.
  *
  * Prints one line with the page to open:
  *   weft dev bridge: http://127.0.0.1:PORT/?bridge=ws://127.0.0.1:PORT2
@@ -19,6 +20,7 @@ import { startRendererServer, type RendererServer } from '../../devbridge/render
 const DEFAULT_DIR = join(defaultStateDir(), 'dev-bridge');
 
 const usage = `usage: weft dev-bridge [--state-dir DIR] [--iface NAME] [--port N] [--listen 127.0.0.1:PORT] [--ui-port N] [--no-ui] [--no-hmr] [--vite-cache DIR]
+                       [--login-server URL [--auth-key KEY] [--hostname NAME]]
 
   --state-dir DIR     the app's data: settings, saved networks, their keys (default: ${DEFAULT_DIR})
   --iface NAME        WireGuard interface name, weft + 1-10 of [0-9a-z] (default: weft0)
@@ -27,7 +29,11 @@ const usage = `usage: weft dev-bridge [--state-dir DIR] [--iface NAME] [--port N
   --ui-port N         the Vite dev server's port on 127.0.0.1 (default: 0 = any free port)
   --no-ui             serve only the bridge (point a renderer elsewhere at it with ?bridge=ws://...)
   --no-hmr            no hot module replacement (no second WebSocket to Vite)
-  --vite-cache DIR    Vite's dependency cache (default: node_modules/.vite/weft-dev-bridge)`;
+  --vite-cache DIR    Vite's dependency cache (default: node_modules/.vite/weft-dev-bridge)
+  --login-server URL  join this network at start (session:join through the host's dispatcher, as the page would);
+                      prints "weft dev bridge: joined" or "weft dev bridge: join failed: ..."
+  --auth-key KEY      pre-auth key for --login-server (without it the login URL is in the page and the log)
+  --hostname NAME     the name to register with --login-server (default: the OS hostname)`;
 
 const stamp = (): string => new Date().toISOString();
 
@@ -60,6 +66,9 @@ export const devBridgeCommand: Command = {
         'no-ui': { type: 'boolean' },
         'no-hmr': { type: 'boolean' },
         'vite-cache': { type: 'string' },
+        'login-server': { type: 'string' },
+        'auth-key': { type: 'string' },
+        hostname: { type: 'string' },
         help: { type: 'boolean' },
       },
       usage,
@@ -74,12 +83,27 @@ export const devBridgeCommand: Command = {
     const udpPort = parsePort('port', values.port, 41641);
     const uiPort = parsePort('ui-port', values['ui-port'], 0);
     const listen = parseListen(values.listen ?? '127.0.0.1:0');
+    if ((values['auth-key'] !== undefined || values.hostname !== undefined) && values['login-server'] === undefined) {
+      throw new CliError('--auth-key and --hostname need --login-server');
+    }
     const log = (l: string): void => void process.stderr.write(`${stamp()} ${l}\n`);
 
     const signal = untilSignal();
     const backend = await createHostBackend({ stateDir, iface, udpPort, logf: log }).catch((e: unknown) => {
       throw new CliError(`cannot start the host: ${(e as Error).message}`, 1);
     });
+    // Auto-join: through the validated dispatcher, exactly as the page's session:join (bad input is a clear error).
+    let joining: Promise<void> = Promise.resolve();
+    if (values['login-server'] !== undefined) {
+      const req = {
+        serverUrl: values['login-server'],
+        ...(values['auth-key'] !== undefined ? { authKey: values['auth-key'] } : {}),
+        ...(values.hostname !== undefined ? { hostname: values.hostname } : {}),
+      };
+      joining = backend.dispatch('session:join', req).then((r) => {
+        process.stdout.write(r.ok ? `weft dev bridge: joined ${req.serverUrl}\n` : `weft dev bridge: join failed: ${r.error.code}: ${r.error.message}\n`);
+      });
+    }
     let ui: RendererServer | null = null;
     const origins = new Set<string>();
     const bridge = await startDevBridge({
@@ -109,6 +133,7 @@ export const devBridgeCommand: Command = {
 
     await signal;
     log('shutting down');
+    await Promise.race([joining, new Promise((r) => setTimeout(r, 2000))]);
     await ui?.close().catch((e: unknown) => log(`vite close: ${(e as Error).message}`));
     await bridge.close();
     await backend.close();

@@ -23,6 +23,7 @@ function handlers(over: Partial<Handlers> = {}): { h: Handlers; calls: string[] 
     'settings:set': async (p) => ({ ...SETTINGS, ...p }),
     'profiles:switch': async () => done,
     'profiles:remove': async () => SETTINGS,
+    'network:create-local': async () => ({ serverUrl: 'http://192.168.1.5:8080', authKey: 'k'.repeat(48), qrSvg: '<svg/>', qrText: 'x' }),
     'logs:get': async () => [],
     ...over,
   };
@@ -47,6 +48,8 @@ describe('createDispatcher', () => {
     ['settings:set', { unknownKey: true }, /settings:set request/],
     ['logs:get', { limit: 100000 }, /limit/],
     ['profiles:switch', { id: 42 }, /id/],
+    ['network:create-local', { listen: 'everywhere' }, /listen/],
+    ['network:create-local', { port: 8080 }, /network:create-local request/],
   ])('rejects a bad %s payload %j with a typed invalid-payload error and never calls the handler', async (method, payload, where) => {
     const { h, calls } = handlers();
     const r = await createDispatcher(h)(method, payload);

@@ -8,6 +8,7 @@ import { useClient } from '../../app-context.ts';
 import { errorWords } from '../../lib/error-text.ts';
 import { rememberServerUrl } from '../../lib/remember.ts';
 import { actions, useWeft } from '../../store/use-weft.ts';
+import { LocalNetworkPanel } from './LocalNetworkPanel.tsx';
 import { inProgress, serverUrlProblem, STAGE_ORDER, STAGE_STEP, STAGE_TEXT } from './stages.ts';
 
 /** How long "Connected" stays on screen before the mesh view takes over. */
@@ -20,6 +21,7 @@ export function JoinScreen() {
   const join = useWeft((s) => s.join);
   const canGoBack = useWeft((s) => s.joinRequested && s.everConnected);
   const ipcError = useWeft((s) => s.ipcError);
+  const local = useWeft((s) => s.localNetwork);
   const [serverUrl, setServerUrl] = useState(storedUrl);
   const [authKey, setAuthKey] = useState('');
   const [problem, setProblem] = useState<string | null>(null);
@@ -33,13 +35,15 @@ export function JoinScreen() {
   // Connected (by progress or by control state, whichever comes first): show it briefly, then hand over.
   const done = join.active && (join.stage === 'connected' || (controlConnected && sawDown));
   const stage = done ? 'connected' : join.stage;
-  const busy = inProgress(stage) && join.active;
+  const creating = local.status === 'creating';
+  const busy = (inProgress(stage) && join.active) || creating;
 
   useEffect(() => {
-    if (!done) return;
+    // "Create a network on this computer" holds the screen until its details were seen (LocalNetworkPanel).
+    if (!done || local.status !== 'idle') return;
     const t = setTimeout(() => actions().finishJoin(), CONNECTED_HOLD_MS);
     return () => clearTimeout(t);
-  }, [done]);
+  }, [done, local.status]);
 
   // The remembered URL may arrive after mount (settings load); fill it in unless the user typed something.
   useEffect(() => {
@@ -76,6 +80,14 @@ export function JoinScreen() {
   };
 
   const err = join.error ? errorWords(join.error) : null;
+
+  if (local.status === 'ready') {
+    return (
+      <main className="join" data-testid="join-screen">
+        <LocalNetworkPanel network={local.network} />
+      </main>
+    );
+  }
 
   return (
     <main className="join" data-testid="join-screen">
@@ -161,6 +173,15 @@ export function JoinScreen() {
             </button>
           ) : null}
         </div>
+
+        {!busy ? (
+          <div className="create-network">
+            <button type="button" data-testid="create-network" onClick={() => void actions().createLocalNetwork(client)}>
+              Create a network on this computer
+            </button>
+            <p className="muted small">No server yet? This computer can run one: other devices join it with a key or a QR code.</p>
+          </div>
+        ) : null}
 
         {stage ? <Progress stage={stage} /> : null}
 

@@ -1,0 +1,171 @@
+/**
+ * "Create a network on this computer": the embedded control server (src-main/server, the same composition as
+ * `weft server --derp --stun`) started inside the app's main process, with its database in the app's data
+ * directory. The host (host.ts) starts it once, joins this device to it like `session:join`, and hands out a
+ * reusable pre-auth key and a QR code for other devices.
+ *
+ *   0.0.0.0:8080 (TCP)   control plane (TS2021) and the DERP relay on /derp; any free port when 8080 is taken
+ *   0.0.0.0:<same>/udp   STUN (best effort: the server runs without it when the port cannot be bound)
+ *   URL                  http://<this machine's LAN IPv4>:<port>, what other devices use as login server
+ *
+ * This is the one host file that may import the server (test/arch/deps.test.ts); SQLite (a native module) is
+ * loaded only when a network is created.
+ */
+import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
+import { join } from 'node:path';
+import QRCode from 'qrcode';
+import type { Logf } from '../engine/sys/log.ts';
+import { keyText } from '../protocol/crypto/keys.ts';
+import { embeddedDerpMap } from '../server/control/derp-map.ts';
+import { ensureDataDir } from '../server/control/noise-key.ts';
+import { createDerpServer, DERP_PATH, loadOrCreateDerpServerKey } from '../server/derp/index.ts';
+import { createServer, type WeftServer } from '../server/server.ts';
+import { serverDbPath } from '../server/store/paths.ts';
+import type { ServerStore } from '../server/store/types.ts';
+import { startStunServer, type StunServer } from '../server/stun/server.ts';
+
+/** The embedded server's data (database, Noise and DERP keys) under the app's data directory. */
+export const LOCAL_SERVER_DIR = 'server';
+export const DEFAULT_LOCAL_PORT = 8080;
+/** The user that owns this computer's network (nodes and keys). */
+export const LOCAL_USER = 'local';
+/** How long a key handed out for other devices stays valid (a device keeps its node key once joined). */
+export const LOCAL_KEY_TTL_MS = 24 * 3600 * 1000;
+
+export interface LocalServerDeps {
+  /** @default the SQLite store at `${dataDir}/weft.db` (loaded lazily) */
+  openStore?: (dataDir: string) => Promise<ServerStore>;
+  /** This machine's address for the URL. @default lanIPv4() (127.0.0.1 when there is none) */
+  lanAddress?: () => string | null;
+  /** @default true */
+  stun?: boolean;
+  /** Unix ms. @default Date.now */
+  now?: () => number;
+}
+
+export interface LocalServerOptions extends LocalServerDeps {
+  /** The app's data directory; the server keeps its files in `${dataDir}/server`. */
+  dataDir: string;
+  /** Where to listen; without it 0.0.0.0:8080, or any free port when 8080 is taken. */
+  listen?: { host: string; port: number };
+  logf?: Logf;
+}
+
+export interface LocalServer {
+  /** What devices use as login server. */
+  readonly url: URL;
+  /** A new pre-auth key (for `reusable` keys: many devices, valid LOCAL_KEY_TTL_MS). */
+  newKey(o: { reusable: boolean }): string;
+  close(): Promise<void>;
+}
+
+/** The first non-internal IPv4 address, preferring private (RFC 1918) ones; null when there is none. */
+export function lanIPv4(ifaces: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces()): string | null {
+  const all = Object.values(ifaces)
+    .flatMap((l) => l ?? [])
+    .filter((a) => a.family === 'IPv4' && !a.internal && !a.address.startsWith('169.254.'))
+    .map((a) => a.address);
+  const isPrivate = (ip: string): boolean => /^(10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.)/.test(ip);
+  // Weft's own tunnel addresses (100.64.0.0/10) are not how another device first reaches this one.
+  const tunnel = (ip: string): boolean => /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./.test(ip);
+  return all.find(isPrivate) ?? all.find((ip) => !tunnel(ip)) ?? null;
+}
+
+/** What the QR code holds: the login server and the key, as the command that joins with them. */
+export function joinQrText(serverUrl: string, authKey: string): string {
+  return `tailscale up --login-server=${serverUrl} --auth-key=${authKey}`;
+}
+
+/** A standalone SVG document (no scripts) for <img src="data:image/svg+xml,…">. */
+export function qrSvg(text: string): Promise<string> {
+  return QRCode.toString(text, { type: 'svg', margin: 2, errorCorrectionLevel: 'M' });
+}
+
+async function openSqlite(dataDir: string): Promise<ServerStore> {
+  const { openSqliteStore } = await import('../server/store/sqlite.ts');
+  return openSqliteStore(serverDbPath(dataDir));
+}
+
+const isAddrInUse = (e: unknown): boolean => (e as NodeJS.ErrnoException | null)?.code === 'EADDRINUSE';
+
+export async function startLocalServer(o: LocalServerOptions): Promise<LocalServer> {
+  const logf: Logf = (l) => o.logf?.(`local network: ${l}`);
+  const now = o.now ?? Date.now;
+  const dir = join(o.dataDir, LOCAL_SERVER_DIR);
+  await ensureDataDir(dir);
+  const store = await (o.openStore ?? openSqlite)(dir);
+  const closers: (() => Promise<void>)[] = [async () => store.close()];
+  const closeAll = async (): Promise<void> => {
+    for (const c of closers.splice(0)) await c().catch((e: unknown) => logf(`close failed: ${(e as Error).message}`));
+  };
+  try {
+    const host = o.listen?.host ?? '0.0.0.0';
+    const lan = (o.lanAddress ?? lanIPv4)() ?? '127.0.0.1';
+    const urlFor = (port: number): URL => new URL(`http://${host === '0.0.0.0' ? lan : host}:${port}`);
+    const start = async (port: number): Promise<WeftServer> => {
+      // The control plane takes its URL (with the port) at start, so "any free port" is picked beforehand.
+      const bound = port === 0 ? await freePort(host) : port;
+      return createServer({ listen: { host, port: bound }, serverUrl: urlFor(bound), store, dataDir: dir, logf });
+    };
+    let server: WeftServer;
+    if (o.listen) server = await start(o.listen.port);
+    else {
+      server = await start(DEFAULT_LOCAL_PORT).catch(async (e: unknown) => {
+        if (!isAddrInUse(e)) throw e;
+        logf(`port ${DEFAULT_LOCAL_PORT} is taken, using any free port`);
+        return start(0);
+      });
+    }
+    closers.unshift(() => server.close());
+
+    const derp = createDerpServer({
+      privateKey: await loadOrCreateDerpServerKey(join(dir, 'derp_server.key')),
+      verifyClient: (pub) => {
+        const n = store.nodeByNodeKey(keyText('nodekey', pub));
+        return n !== null && (n.expiresAt === null || n.expiresAt > now());
+      },
+      logf,
+    });
+    server.attachUpgrade(DERP_PATH, (req, socket, head) => derp.handleUpgrade(req, socket, head));
+    server.attachHandler((req, res) => derp.handleRequest(req, res));
+    closers.unshift(() => derp.close());
+
+    let stun: StunServer | null = null;
+    if (o.stun ?? true) {
+      try {
+        stun = await startStunServer({ primary: { ip: host, port: server.address.port }, logf });
+        const s = stun;
+        closers.unshift(() => s.close());
+      } catch (e) {
+        logf(`no STUN on udp ${server.address.port}: ${(e as Error).message}`);
+      }
+    }
+    server.control.setDerpMap(embeddedDerpMap({ serverUrl: server.url, derp: true, stunPort: stun ? stun.addrs.primary.port : null }));
+
+    const user = store.userByName(LOCAL_USER) ?? store.createUser(LOCAL_USER, now());
+    logf(`serving ${server.url.origin} (listening on ${host}:${server.address.port})`);
+    return {
+      url: server.url,
+      newKey: ({ reusable }) =>
+        store.createPreAuthKey({ userId: user.id, reusable, ephemeral: false, expiresAt: now() + LOCAL_KEY_TTL_MS }, now()).key,
+      close: closeAll,
+    };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}
+
+/** A TCP port free on `host` right now (bound and released). */
+async function freePort(host: string): Promise<number> {
+  const { createServer: createNetServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}

@@ -1,0 +1,83 @@
+/**
+ * The browser half of test/lab/create-network.test.ts: runs in the app node's lab namespace (the dev bridge listens
+ * on that namespace's loopback), opens the join screen in Chromium, clicks "Create a network on this computer",
+ * waits for the panel with the URL, key and QR code, and screenshots it. Prints one line `E2E {json}` (the
+ * result) and exits 0 when it worked. Every wait is bounded; Chromium carries `marker` on its command line.
+ *
+ *   node --import tsx test/lab/e2e/create-network-drive.ts '{"url":…,"outDir":…,"marker":…,"chromium":…,"homeDir":…}'
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+
+export interface CreateNetworkConfig {
+  url: string;
+  outDir: string;
+  marker: string;
+  chromium: string;
+  homeDir: string;
+}
+
+export interface CreateNetworkResult {
+  ok: boolean;
+  error: string | null;
+  serverUrl: string | null;
+  authKey: string | null;
+  /** The QR image's natural width (0 when it did not load). */
+  qrWidth: number;
+  screenshots: string[];
+  consoleErrors: string[];
+}
+
+const T = (id: string): string => `[data-testid="${id}"]`;
+
+async function main(): Promise<number> {
+  const cfg = JSON.parse(process.argv[2] ?? '') as CreateNetworkConfig;
+  mkdirSync(cfg.outDir, { recursive: true });
+  const r: CreateNetworkResult = { ok: false, error: null, serverUrl: null, authKey: null, qrWidth: 0, screenshots: [], consoleErrors: [] };
+  let browser: Browser | null = null;
+  try {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+    Object.assign(env, { HOME: cfg.homeDir, XDG_CONFIG_HOME: join(cfg.homeDir, '.config'), XDG_CACHE_HOME: join(cfg.homeDir, '.cache'), TMPDIR: cfg.homeDir });
+    browser = await chromium.launch({
+      executablePath: cfg.chromium,
+      headless: true,
+      timeout: 30_000,
+      env,
+      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-crash-reporter', cfg.marker],
+    });
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+    page.setDefaultTimeout(15_000);
+    page.on('console', (m) => {
+      if (m.type() === 'error') r.consoleErrors.push(m.text());
+    });
+    page.on('pageerror', (e) => r.consoleErrors.push(`pageerror: ${e.message}`));
+    await page.goto(cfg.url, { waitUntil: 'load', timeout: 30_000 });
+    await page.locator(T('create-network')).waitFor({ state: 'visible', timeout: 30_000 });
+    const joinShot = join(cfg.outDir, 'join-screen.png');
+    await page.screenshot({ path: joinShot, fullPage: true });
+    r.screenshots.push(joinShot);
+    await page.locator(T('create-network')).click();
+    await page.locator(T('local-network')).waitFor({ state: 'visible', timeout: 60_000 });
+    r.serverUrl = (await page.locator(T('local-network-url')).innerText()).trim();
+    r.authKey = (await page.locator(T('local-network-key')).innerText()).trim();
+    const qr = page.locator(T('join-qr'));
+    await qr.waitFor({ state: 'visible' });
+    r.qrWidth = await qr.evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth);
+    const shot = join(cfg.outDir, 'local-network.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    r.screenshots.push(shot);
+    await page.locator(T('local-network-done')).click();
+    await page.locator(T('mesh-view')).waitFor({ state: 'visible', timeout: 15_000 });
+    r.ok = true;
+  } catch (e) {
+    r.error = e instanceof Error ? e.message : String(e);
+  } finally {
+    await browser?.close().catch(() => undefined);
+  }
+  process.stdout.write(`E2E ${JSON.stringify(r)}\n`);
+  return r.ok ? 0 : 1;
+}
+
+process.exitCode = await main();
