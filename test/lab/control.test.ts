@@ -1,12 +1,15 @@
 /**
- * Acceptance for the control client against real headscale (each pinned version), in the NAT lab:
- * two Weft nodes join with pre-auth keys and see each other; interactive login; deltas for a joining and a
- * deleted node; restart keeps the node; headscale down for 30 s; a wrong key; a server that is not headscale.
+ * Acceptance for the control client against real headscale (each pinned version) and against `weft server`, in the
+ * NAT lab: two Weft nodes join with pre-auth keys and see each other; interactive login; deltas for a joining and a
+ * deleted node; restart keeps the node; the server down for 30 s; a wrong key; a server that is not headscale.
+ * Every server is driven through the ControlServer interface (control-server.ts), so the cases are the same.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StatusReport } from '../../src-shared/model/status.ts';
 import { createLab, type HostName, type Lab, type LabProcess } from './lab.ts';
-import { HEADSCALE_VERSIONS, startHeadscale, type Headscale, type HsUser } from './headscale.ts';
+import type { ControlServer, ControlUser } from './control-server.ts';
+import { HEADSCALE_VERSIONS, startHeadscale } from './headscale.ts';
+import { startWeftServer } from './weft-server.ts';
 
 const WEFT = ['node', 'src-main/cli/bin.mjs'];
 const CGNAT_V4 = /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.\d+\.\d+$/;
@@ -36,9 +39,17 @@ async function eventually<T>(what: string, ms: number, fn: () => Promise<T | und
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
 }
 
-describe.each(HEADSCALE_VERSIONS)('weft against headscale %s', (version) => {
-  let hs: Headscale;
-  let user: HsUser;
+/** The servers every case runs against: [label, a slug for per-run paths, how to start it on an srv address]. */
+type ServerEntry = [label: string, slug: string, start: (lab: Lab, listenIp?: string) => Promise<ControlServer>];
+const SERVERS: readonly ServerEntry[] = [
+  ...HEADSCALE_VERSIONS.map((v): ServerEntry => [`headscale ${v}`, `hs${v}`, (l, listenIp) => startHeadscale(l, v, listenIp ? { listenIp } : {})]),
+  // With its embedded DERP and STUN, as `weft server` is meant to run.
+  ['weft server', 'weftsrv', (l: Lab, listenIp?: string) => startWeftServer(l, listenIp ? { listenIp } : {})],
+];
+
+describe.each(SERVERS)('weft against %s', (_label, slug, startServer) => {
+  let hs: ControlServer;
+  let user: ControlUser;
   let key: string;
   const nodes = new Map<string, { host: HostName; dir: string; proc: LabProcess }>();
 
@@ -50,7 +61,7 @@ describe.each(HEADSCALE_VERSIONS)('weft against headscale %s', (version) => {
   };
 
   const up = (name: string, host: HostName, extra: string[] = ['--auth-key', key]): LabProcess => {
-    const dir = `${lab.tmpDir}/weft-${version}-${name}`;
+    const dir = `${lab.tmpDir}/weft-${slug}-${name}`;
     const proc = lab.spawn(host, [...WEFT, 'up', '--login-server', hs.url, '--hostname', name, '--state-dir', dir, ...extra]);
     nodes.set(name, { host, dir, proc });
     return proc;
@@ -59,7 +70,7 @@ describe.each(HEADSCALE_VERSIONS)('weft against headscale %s', (version) => {
   const peerNames = async (name: string): Promise<string[]> => (await status(name)).peers.map((p) => p.name).sort();
 
   beforeAll(async () => {
-    hs = await startHeadscale(lab, version);
+    hs = await startServer(lab);
     user = await hs.createUser('weft');
     key = await hs.createPreauthKey(user, { reusable: true, expiration: '1h' });
   });
@@ -71,7 +82,7 @@ describe.each(HEADSCALE_VERSIONS)('weft against headscale %s', (version) => {
 
   it('two nodes behind different NATs join with pre-auth keys and see each other', async () => {
     await Promise.all([up('alpha', 'a1').waitForOutput(/weft: connected as/, 30_000), up('beta', 'b1').waitForOutput(/weft: connected as/, 30_000)]);
-    const listed = await eventually('both nodes online in headscale', 15_000, async () => {
+    const listed = await eventually('both nodes online in the server', 15_000, async () => {
       const l = await hs.listNodes();
       const mine = l.filter((n) => n.name === 'alpha' || n.name === 'beta');
       return mine.length === 2 && mine.every((n) => n.online) ? mine : undefined;
@@ -140,7 +151,7 @@ describe.each(HEADSCALE_VERSIONS)('weft against headscale %s', (version) => {
     expect(after[0]!.machineKey).toBe(before[0]!.machineKey);
   });
 
-  it('keeps running while headscale is down for 30 s, shows connecting, and reconnects by itself', async () => {
+  it('keeps running while the server is down for 30 s, shows connecting, and reconnects by itself', async () => {
     await hs.stop();
     await eventually('alpha notices the outage', 20_000, async () => ((await status('alpha')).control.state === 'connecting' ? true : undefined));
     await new Promise((r) => setTimeout(r, 30_000 - 5_000));
@@ -151,12 +162,12 @@ describe.each(HEADSCALE_VERSIONS)('weft against headscale %s', (version) => {
     expect(await peerNames('alpha')).toContain('beta');
   }, 120_000);
 
-  it('weft logout expires the node in headscale and stops weft up', async () => {
+  it('weft logout expires the node in the server and stops weft up', async () => {
     const n = nodes.get('gamma')!;
     const r = await lab.exec(n.host, [...WEFT, 'logout', '--state-dir', n.dir], { timeoutMs: 20_000 });
     expect(r.code, r.stderr).toBe(0);
     expect(await n.proc.exited).toBe(0);
-    const g = await eventually('gamma expired in headscale', 10_000, async () => {
+    const g = await eventually('gamma expired in the server', 10_000, async () => {
       const node = (await hs.listNodes()).find((x) => x.name === 'gamma');
       return node?.expiry && Date.parse(node.expiry) <= Date.now() ? node : undefined;
     });
@@ -169,19 +180,19 @@ describe.each(HEADSCALE_VERSIONS)('weft against headscale %s', (version) => {
   });
 
   it('a wrong auth key gives a clear error and a non-zero exit', async () => {
-    const r = await lab.exec('b1', [...WEFT, 'up', '--login-server', hs.url, '--auth-key', 'not-a-real-key-0123456789', '--hostname', 'bad', '--state-dir', `${lab.tmpDir}/bad-${version}`], { timeoutMs: 30_000 });
+    const r = await lab.exec('b1', [...WEFT, 'up', '--login-server', hs.url, '--auth-key', 'not-a-real-key-0123456789', '--hostname', 'bad', '--state-dir', `${lab.tmpDir}/bad-${slug}`], { timeoutMs: 30_000 });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/refused registration: .*(invalid|not found|expired|authkey|auth key|pre ?auth)/i);
   });
 });
 
-describe('map-stream watchdog', () => {
+describe.each([SERVERS[0]!, SERVERS[SERVERS.length - 1]!])('map-stream watchdog against %s', (_label, slug, startServer) => {
   it('a silent control server (frozen with SIGSTOP) is detected and the client reconnects when it thaws', async () => {
-    const hs = await startHeadscale(lab, '0.29.2', { listenIp: '203.0.113.13' });
+    const hs = await startServer(lab, '203.0.113.13');
     try {
       const user = await hs.createUser('wd');
       const key = await hs.createPreauthKey(user, { reusable: true, expiration: '1h' });
-      const dir = `${lab.tmpDir}/weft-watchdog`;
+      const dir = `${lab.tmpDir}/weft-watchdog-${slug}`;
       const proc = lab.spawn('a1', [...WEFT, 'up', '--login-server', hs.url, '--auth-key', key, '--hostname', 'wd', '--state-dir', dir], {
         env: { WEFT_DEBUG_MAP_WATCHDOG_MS: '4000' },
       });

@@ -5,58 +5,30 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import type { ControlNode, ControlUser, ControlServer } from './control-server.ts';
 import type { ExecResult, HostName, Lab, LabProcess } from './lab.ts';
 
 export type HeadscaleVersion = '0.29.2' | '0.26.1';
 export const HEADSCALE_VERSIONS: readonly HeadscaleVersion[] = ['0.29.2', '0.26.1'];
 
-export interface HsUser {
-  id: number;
-  name: string;
-}
+/** A user from `headscale users list -o json`. */
+export type HsUser = ControlUser;
 
 /** A node from `headscale nodes list -o json`, with the field names of both pinned versions normalised. */
-export interface HsNode {
-  id: number;
-  name: string;
-  givenName: string;
-  online: boolean;
-  ipAddresses: string[];
-  /** "mkey:<hex>" */
-  machineKey: string;
-  /** "nodekey:<hex>" */
-  nodeKey: string;
-  /** The owning user's name ("" when the node has none, e.g. tagged-only). */
-  user: string;
-  /** ISO 8601; absent when the node never expires. */
-  expiry?: string;
-}
+export type HsNode = ControlNode;
 
-export interface Headscale {
+/** headscale as a ControlServer; `cli` is `headscale -c CONFIG ...args` (over its unix socket in the temp dir). */
+export interface Headscale extends ControlServer {
+  readonly kind: 'headscale';
   version: HeadscaleVersion;
-  /** Plain-HTTP control URL, e.g. http://203.0.113.10:8080 */
-  url: string;
   configPath: string;
-  /** The running `headscale serve` (replaced by start()). */
-  readonly proc: LabProcess;
-  /** `headscale -c CONFIG ...args` in srv (talks to the server over its unix socket in the temp dir). */
-  cli(args: string[], opts?: { timeoutMs?: number }): Promise<ExecResult>;
-  createUser(name: string): Promise<HsUser>;
-  listUsers(): Promise<HsUser[]>;
-  createPreauthKey(user: HsUser, opts?: { reusable?: boolean; ephemeral?: boolean; expiration?: string }): Promise<string>;
-  listNodes(): Promise<HsNode[]>;
   /** Approves an interactive registration: `auth register --auth-id` (0.29+) or `nodes register --key` (<= 0.28). */
   registerNode(user: HsUser, authIdOrKey: string): Promise<void>;
-  deleteNode(id: number): Promise<void>;
   /**
    * `debug create-node`: puts a fake node (random keys) into the pending-registration cache under a fresh auth id,
    * as an interactive login would, and returns that id for registerNode(). For tests without a real client.
    */
   debugCreateNode(user: HsUser, name: string): Promise<string>;
-  /** Stops the server (SIGTERM by default; SIGKILL for a crash). Config, keys and database stay. */
-  stop(opts?: { signal?: NodeJS.Signals }): Promise<void>;
-  /** Starts the server again on the same config and database, and waits until it answers. No-op while running. */
-  start(): Promise<void>;
 }
 
 export interface StartHeadscaleOptions {
@@ -465,6 +437,8 @@ export async function startHeadscale(
   };
 
   const hs: Headscale = {
+    kind: 'headscale',
+    label: `headscale ${version}`,
     version,
     url,
     configPath,
@@ -504,6 +478,9 @@ export async function startHeadscale(
     },
     async deleteNode(id) {
       await cliJson(['nodes', 'delete', '--identifier', String(id), '--force']);
+    },
+    async expireNode(id) {
+      await cliJson(['nodes', 'expire', '--identifier', String(id)]);
     },
     stop,
     start,

@@ -70,6 +70,7 @@ export function nodeView(n: NodeRecord, user: string | null, now: number) {
     homeDerp: n.homeDerp,
     ephemeral: n.ephemeral,
     expired: nodeExpired(n, now),
+    online: n.online,
     createdAt: iso(n.createdAt),
     expiresAt: iso(n.expiresAt),
     lastSeen: iso(n.lastSeen),

@@ -8,7 +8,7 @@
  * SQLite module, and a build without them still serves a clear message instead of a crash.
  */
 import { join } from 'node:path';
-import { keyText } from '../../protocol/crypto/keys.ts';
+import { keyText, parseKeyText } from '../../protocol/crypto/keys.ts';
 import { parseHostPort } from '../../protocol/wire/addr.ts';
 import { embeddedDerpMap } from '../../server/control/derp-map.ts';
 import { ensureDataDir } from '../../server/control/noise-key.ts';
@@ -127,7 +127,19 @@ export const serverCommand: Command = {
         });
         server.attachUpgrade(derp.DERP_PATH, (req, socket, head) => d.handleUpgrade(req, socket, head));
         server.attachHandler((req, res) => d.handleRequest(req, res));
-        closers.unshift(() => d.close());
+        // verifyClient admits a key once, at connect; a node deleted or expired later (here or with the admin CLI)
+        // must lose the relay too, so its connections are dropped as soon as the control plane notices.
+        const unsubscribe = server.control.onNodeKeysRevoked((keys) => {
+          for (const k of keys) {
+            const pub = parseKeyText('nodekey', k);
+            const n = pub ? d.disconnect(pub) : 0;
+            if (n > 0) log(`server: dropped ${n} DERP connection(s) of ${k.slice(0, 20)}…: the node is no longer admitted`);
+          }
+        });
+        closers.unshift(async () => {
+          unsubscribe();
+          await d.close();
+        });
       }
       server.control.setDerpMap(embeddedDerpMap({ serverUrl: server.url, derp: values.derp === true, stunPort: stun ? stun.addrs.primary.port : null }));
       process.stdout.write(`weft server: ready on ${server.address.host}:${server.address.port} (clients use ${server.url.origin})\n`);

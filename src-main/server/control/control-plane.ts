@@ -12,6 +12,9 @@
  * Local writes (a registration, a lite map update) call `changed()`, which coalesces into one refresh on the
  * next turn of the event loop, so a burst of updates becomes one delta per client.
  *
+ * Every refresh also works out which node keys stopped being admitted (node deleted, expired, or its key rotated)
+ * and tells the `onNodeKeysRevoked` listeners, so the embedded DERP server can drop their connections.
+ *
  * Lifecycle: construct, then start() before serving; stop() ends streams, connections and timers (the store is
  * the caller's to close).
  */
@@ -101,6 +104,9 @@ export class ControlPlane {
   #derpMap: DerpMap;
   readonly #baseDomain: string | null;
   readonly #waiters = new Map<string, Set<Waiter>>();
+  readonly #revokedListeners = new Set<(nodeKeys: string[]) => void>();
+  /** Node keys of the nodes that exist and have not expired, as of the last refresh. */
+  #admitted = new Set<string>();
   #tick: TimerHandle | null = null;
   #refreshQueued = false;
   #lastCounter = -1;
@@ -167,7 +173,44 @@ export class ControlPlane {
     this.#streams.broadcast({ ControlTime: formatGoTime(this.#now()), DERPMap: m });
   }
 
+  /**
+   * Calls `listener` with the node keys ("nodekey:…") that stopped being admitted since the last refresh: the node
+   * was deleted or expired (here or with the admin CLI), or rotated its key. Returns an unsubscribe function.
+   */
+  onNodeKeysRevoked(listener: (nodeKeys: string[]) => void): () => void {
+    this.#revokedListeners.add(listener);
+    return () => void this.#revokedListeners.delete(listener);
+  }
+
+  /** The node keys admitted now: registered nodes whose key has not expired. */
+  #admittedKeys(now: number): Set<string> {
+    return new Set(
+      this.#store
+        .listNodes()
+        .filter((n) => n.expiresAt === null || n.expiresAt > now)
+        .map((n) => n.nodeKey),
+    );
+  }
+
+  #checkRevoked(): void {
+    const now = this.#admittedKeys(this.#now());
+    const gone = [...this.#admitted].filter((k) => !now.has(k));
+    this.#admitted = now;
+    if (gone.length === 0) return;
+    this.#logf(`control: ${gone.length} node key(s) no longer admitted (deleted, expired or rotated)`);
+    for (const l of [...this.#revokedListeners]) {
+      try {
+        l(gone);
+      } catch (e) {
+        this.#logf(`control: a node-key revocation listener failed: ${(e as Error).message}`);
+      }
+    }
+  }
+
   start(): void {
+    // Presence left behind by a previous process that did not stop cleanly (a crash, SIGKILL): nobody is connected yet.
+    for (const n of this.#store.listNodes()) if (n.online) this.#store.updateNode(n.id, { online: false });
+    this.#admitted = this.#admittedKeys(this.#now());
     this.#lastCounter = this.#store.changeCounter();
     this.#lastTickAt = this.#now();
     this.#streams.sweepEphemeral();
@@ -192,7 +235,7 @@ export class ControlPlane {
       this.#lastCounter = counter;
       dirty = true;
     }
-    if (!dirty && this.#streams.sessionCount > 0) {
+    if (!dirty && (this.#streams.sessionCount > 0 || this.#revokedListeners.size > 0)) {
       dirty = this.#store.listNodes().some((n) => n.expiresAt !== null && n.expiresAt > this.#lastTickAt && n.expiresAt <= now);
     }
     this.#lastTickAt = now;
@@ -213,6 +256,7 @@ export class ControlPlane {
   #refresh(): void {
     this.#lastCounter = this.#store.changeCounter();
     this.#streams.refresh();
+    this.#checkRevoked();
     this.#checkWaiters();
   }
 

@@ -9,7 +9,8 @@
  * A session whose node was deleted, or whose node key was rotated or taken over, is ended.
  *
  * Presence: a node is online while it has a stream, and for a short grace after its last one ends (a quick
- * reconnect is not an offline/online flap). When the grace runs out LastSeen is stored; an ephemeral node is
+ * reconnect is not an offline/online flap). The node record's `online` follows it (for `weft server nodes list`,
+ * which reads the database in another process). When the grace runs out LastSeen is stored; an ephemeral node is
  * deleted after a further timeout unless it comes back.
  *
  * Frames are `u32 LE length | body` (protocol/control/stream-framing.ts); the body is JSON, wrapped in a stored
@@ -167,8 +168,18 @@ export class MapStreams {
     this.#markMaybeOffline(s.nodeId);
   }
 
+  /** Writes the node's presence for the admin CLI; a failed write (e.g. the database busy) only costs accuracy. */
+  #storePresence(nodeId: number, patch: { online: boolean; lastSeen?: number }): void {
+    try {
+      this.#i.store.updateNode(nodeId, patch);
+    } catch (e) {
+      this.#i.logf(`map: could not store the presence of node ${nodeId}: ${(e as Error).message}`);
+    }
+  }
+
   #markOnline(nodeId: number): void {
     const { clock } = this.#i;
+    if (!this.isOnline(nodeId)) this.#storePresence(nodeId, { online: true });
     this.#count.set(nodeId, (this.#count.get(nodeId) ?? 0) + 1);
     const g = this.#grace.get(nodeId);
     if (g) clock.clearTimeout(g);
@@ -190,7 +201,7 @@ export class MapStreams {
       nodeId,
       clock.setTimeout(() => {
         this.#grace.delete(nodeId);
-        const rec = this.#i.store.updateNode(nodeId, { lastSeen: this.#i.now() });
+        const rec = this.#i.store.updateNode(nodeId, { lastSeen: this.#i.now(), online: false });
         if (rec?.ephemeral) this.#scheduleEphemeralRemoval(nodeId);
         this.#i.onStoreChanged();
       }, this.#i.offlineGraceMs),
@@ -212,9 +223,11 @@ export class MapStreams {
     );
   }
 
-  /** Ends every stream and cancels every timer (server shutdown). Presence is not written back. */
+  /** Ends every stream and cancels every timer (server shutdown); the nodes that were online are stored offline. */
   stop(): void {
     const { clock } = this.#i;
+    const now = this.#i.now();
+    for (const id of new Set([...this.#count.keys(), ...this.#grace.keys()])) this.#storePresence(id, { online: false, lastSeen: now });
     for (const s of [...this.#sessions]) {
       s.closed = true;
       if (s.keepAlive) clock.clearTimeout(s.keepAlive);

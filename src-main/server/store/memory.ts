@@ -183,6 +183,7 @@ export class MemoryStore implements ServerStore {
       createdAt: now,
       expiresAt: n.expiresAt,
       lastSeen: null,
+      online: false,
       authKeyId: n.authKeyId,
     };
     this.#nodes.set(rec.id, rec);

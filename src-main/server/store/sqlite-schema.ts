@@ -79,6 +79,13 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX pending_registrations_created_at ON pending_registrations(created_at);
     `,
   },
+  {
+    version: 3,
+    name: 'node presence written by the running server, for the admin CLI',
+    sql: `
+      ALTER TABLE nodes ADD COLUMN online INTEGER NOT NULL DEFAULT 0 CHECK (online IN (0, 1));
+    `,
+  },
 ];
 
 /** The schema version this code writes. */

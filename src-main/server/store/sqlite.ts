@@ -78,6 +78,7 @@ interface NodeRow {
   created_at: number;
   expires_at: number | null;
   last_seen: number | null;
+  online: number;
   auth_key_id: number | null;
 }
 
@@ -103,6 +104,7 @@ function patchColumns(p: NodePatch): [column: string, value: string | number | n
   if (p.homeDerp !== undefined) out.push(['home_derp', p.homeDerp]);
   if (p.expiresAt !== undefined) out.push(['expires_at', p.expiresAt]);
   if (p.lastSeen !== undefined) out.push(['last_seen', p.lastSeen]);
+  if (p.online !== undefined) out.push(['online', p.online ? 1 : 0]);
   return out;
 }
 
@@ -191,6 +193,7 @@ const nodeRecord = (r: NodeRow): NodeRecord => ({
   createdAt: r.created_at,
   expiresAt: r.expires_at,
   lastSeen: r.last_seen,
+  online: r.online === 1,
   authKeyId: r.auth_key_id,
 });
 

@@ -54,6 +54,11 @@ export interface NodeRecord {
   /** Node key expiry; null = no expiry. A past value means expired (logged out or `nodes expire`). */
   expiresAt: number | null;
   lastSeen: number | null;
+  /**
+   * Connected to the running server (a map stream open, or within the short grace after the last one ended), as
+   * that server last wrote it; `weft server nodes list` shows it. A server clears it for every node on start and stop.
+   */
+  online: boolean;
   /** The pre-auth key it registered with, null for interactive registration. */
   authKeyId: number | null;
 }
@@ -92,6 +97,7 @@ export interface NodePatch {
   homeDerp?: number;
   expiresAt?: number | null;
   lastSeen?: number | null;
+  online?: boolean;
 }
 
 export interface ServerStore {

@@ -235,6 +235,7 @@ describe('weft server nodes', () => {
       'homeDerp',
       'ephemeral',
       'expired',
+      'online',
       'createdAt',
       'expiresAt',
       'lastSeen',

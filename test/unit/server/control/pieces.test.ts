@@ -69,6 +69,7 @@ function rec(id: number, extra: Partial<NodeRecord> = {}): NodeRecord {
     createdAt: 0,
     expiresAt: null,
     lastSeen: null,
+    online: false,
     authKeyId: null,
     ...extra,
   };

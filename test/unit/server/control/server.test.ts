@@ -207,6 +207,46 @@ describe('weft server: registration and maps', () => {
   }, 20_000);
 });
 
+describe('weft server: presence in the store, and node keys that stop being admitted', () => {
+  it('stores a node online while it has a stream, offline after the grace, and clears stale presence on start', async () => {
+    h = new Harness();
+    await h.start();
+    const a = await h.join('alpha', '192.0.2.1:1');
+    const id = h.store.nodeByNodeKey(keyText('nodekey', a.nodePublic))!.id;
+    await eventually('alpha stored online', () => (h.store.nodeById(id)?.online ? true : undefined));
+    await a.stop();
+    const off = await eventually('alpha stored offline', () => {
+      const n = h.store.nodeById(id);
+      return n && !n.online ? n : undefined;
+    });
+    expect(off.lastSeen).not.toBeNull();
+    // A previous process that crashed left a node marked online; a new server starts with nobody online.
+    await h.server.close();
+    h.store.updateNode(id, { online: true });
+    await h.start();
+    expect(h.store.nodeById(id)!.online).toBe(false);
+  });
+
+  it('tells onNodeKeysRevoked listeners about deleted and expired nodes (as the admin CLI makes them)', async () => {
+    h = new Harness();
+    await h.start();
+    const revoked: string[] = [];
+    h.server.control.onNodeKeysRevoked((keys) => revoked.push(...keys));
+    const a = await h.join('alpha', '192.0.2.1:1');
+    const b = await h.join('beta', '192.0.2.2:2');
+    const c = await h.join('gamma', '192.0.2.3:3');
+    await eventually('alpha sees both', () => (peerNames(a).length === 2 ? true : undefined));
+    const keyOf = (x: ControlClient): string => keyText('nodekey', x.nodePublic);
+    h.store.deleteNode(h.store.nodeByNodeKey(keyOf(b))!.id);
+    await eventually('beta revoked', () => (revoked.includes(keyOf(b)) ? true : undefined));
+    // An expiry that passes by itself (no store write) is noticed by the periodic tick.
+    h.store.updateNode(h.store.nodeByNodeKey(keyOf(c))!.id, { expiresAt: Date.now() + 300 });
+    await eventually('gamma revoked once its expiry passed', () => (revoked.includes(keyOf(c)) ? true : undefined), 3000);
+    expect(revoked).not.toContain(keyOf(a));
+    expect(new Set(revoked).size).toBe(revoked.length); // each key once
+  });
+});
+
 describe('weft server: on SQLite, with the admin writing through another connection', () => {
   it('pushes a deletion and completes an interactive registration made by "another process"', async () => {
     h = new Harness();
