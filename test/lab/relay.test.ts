@@ -91,7 +91,10 @@ describe.each(['weft', 'tailscaled'] as const)('Weft ↔ %s through the derper',
     const b = await kit.up(otherKind, 'b1');
     try {
       await kit.settle(a, b);
-      const [okA, okB] = await kit.tunnelPing(a, b, 10);
+      // 10 s of pings, and a second round if a side's first replies have not come yet (the peer's disco key can
+      // reach a side's netmap a few seconds after it joined; seen once in CI under load).
+      let [okA, okB] = await kit.tunnelPing(a, b);
+      if (!(okA && okB)) [okA, okB] = await kit.tunnelPing(a, b);
       expect(okA && okB, `ping over the tunnel in both directions\n${kit.logs(a, b)}`).toBe(true);
       const [la, lb] = await kit.waitLinks(a, b, 'relay', 5);
       expect(la).toEqual({ kind: 'relay', region: 'lab901' });
@@ -113,7 +116,8 @@ describe.each(['weft', 'tailscaled'] as const)('Weft ↔ %s: moving between rela
     const b = await kit.up(otherKind, 'b1');
     try {
       await kit.settle(a, b);
-      const [okA, okB] = await kit.tunnelPing(a, b, 10);
+      let [okA, okB] = await kit.tunnelPing(a, b);
+      if (!(okA && okB)) [okA, okB] = await kit.tunnelPing(a, b);
       expect(okA && okB, kit.logs(a, b)).toBe(true);
       expect(relayed(await a.linkTo(b)), 'starts on the relay').toBe(true);
       const f = flow(b, a, 20);

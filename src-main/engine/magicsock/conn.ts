@@ -229,7 +229,15 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
       if (p) this.emit('path', p.key, this.pathOf(p.key));
     });
     c.on('connected', () => {
-      for (const p of this.peers.values()) if (p.spec.homeRegion === region) this.emit('path', p.key, this.pathOf(p.key));
+      for (const p of this.peers.values()) {
+        if ((p.spec.homeRegion ?? this.homeRegion) !== region) continue;
+        // Packets that found neither a direct path nor this connection up (a WireGuard handshake, typically) go
+        // now, instead of waiting for WireGuard's 5 s retry.
+        const fresh = p.pending.filter((x) => this.init.clock.now() - x.at <= PENDING_MAX_AGE_MS);
+        p.pending = [];
+        for (const x of fresh) if (c.send(p.spec.nodeKey, x.data)) this.counters.wgOut++;
+        this.emit('path', p.key, this.pathOf(p.key));
+      }
     });
     this.derp.set(region, c);
     c.start();
