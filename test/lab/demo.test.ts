@@ -10,7 +10,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from './e2e/browser.ts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { killMatching, pidsMatching, runMatcher } from './e2e/procs.ts';
 import { listNamespaces, pidAlive, REPO_ROOT, sweepStale } from './lab.ts';
@@ -110,16 +111,7 @@ describe('npm run demo', () => {
 
     // Chromium here, in this machine's namespace: the URL is on this loopback.
     home = mkdtempSync(join(tmpdir(), 'weft-demo-chromium-'));
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-    Object.assign(env, { HOME: home, XDG_CONFIG_HOME: join(home, '.config'), XDG_CACHE_HOME: join(home, '.cache'), TMPDIR: home });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      timeout: 30_000,
-      env,
-      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-crash-reporter', marker],
-    });
+    browser = await launchChromium({ executablePath: CHROMIUM, homeDir: home, marker });
     const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
     const consoleErrors: string[] = [];
     page.on('console', (msg) => {

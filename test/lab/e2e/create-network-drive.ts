@@ -8,7 +8,8 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from './browser.ts';
 
 export interface CreateNetworkConfig {
   url: string;
@@ -37,16 +38,7 @@ async function main(): Promise<number> {
   const r: CreateNetworkResult = { ok: false, error: null, serverUrl: null, authKey: null, qrWidth: 0, screenshots: [], consoleErrors: [] };
   let browser: Browser | null = null;
   try {
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-    Object.assign(env, { HOME: cfg.homeDir, XDG_CONFIG_HOME: join(cfg.homeDir, '.config'), XDG_CACHE_HOME: join(cfg.homeDir, '.cache'), TMPDIR: cfg.homeDir });
-    browser = await chromium.launch({
-      executablePath: cfg.chromium,
-      headless: true,
-      timeout: 30_000,
-      env,
-      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-crash-reporter', cfg.marker],
-    });
+    browser = await launchChromium({ executablePath: cfg.chromium, homeDir: cfg.homeDir, marker: cfg.marker });
     const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
     page.setDefaultTimeout(15_000);
     page.on('console', (m) => {

@@ -14,7 +14,8 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from './browser.ts';
 import { bridgeCall } from './bridge-client.ts';
 import type { MeshSnapshot } from '../../../src-shared/model/mesh.ts';
 import type { NetcheckReport } from '../../../src-shared/model/netcheck.ts';
@@ -225,16 +226,7 @@ async function main(): Promise<number> {
   let browser: Browser | null = null;
   let page: Page | null = null;
   try {
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-    Object.assign(env, { HOME: cfg.homeDir, XDG_CONFIG_HOME: join(cfg.homeDir, '.config'), XDG_CACHE_HOME: join(cfg.homeDir, '.cache'), TMPDIR: cfg.homeDir });
-    browser = await chromium.launch({
-      executablePath: cfg.chromium,
-      headless: true,
-      timeout: 30_000,
-      env,
-      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-dev-shm-usage', '--disable-background-networking', '--disable-crash-reporter', cfg.marker],
-    });
+    browser = await launchChromium({ executablePath: cfg.chromium, homeDir: cfg.homeDir, marker: cfg.marker });
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     page = await context.newPage();
     page.setDefaultTimeout(15_000);
