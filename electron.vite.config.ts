@@ -11,8 +11,9 @@ export default defineConfig({
   main: {
     build: {
       outDir: 'out/main',
-      // helper.js: `weft helper` for the privileged helper, run as root with ELECTRON_RUN_AS_NODE=1 (host/privileged.ts).
-      rollupOptions: { input: { main: resolve(__dirname, 'src-main/app/main.ts'), helper: resolve(__dirname, 'src-main/app/helper-main.ts') } },
+      // weft.js: the `weft` command, bundled (weftd runs it as `weft daemon` with ELECTRON_RUN_AS_NODE=1 from
+      // /usr/bin/weft, resources/linux/weft; `npm run build:cli` makes the same bundle for plain Node).
+      rollupOptions: { input: { main: resolve(__dirname, 'src-main/app/main.ts'), weft: resolve(__dirname, 'src-main/app/weft-main.ts') } },
     },
   },
   preload: {

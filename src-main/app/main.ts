@@ -1,20 +1,27 @@
 /**
- * Electron main process entry: the thin shell around the host (src-main/host, Electron-free).
+ * Electron main process entry: the thin shell around the remote host (src-main/host/remote-host.ts, Electron-free),
+ * which talks to weftd, the service that owns the engine.
  *
- *   single-instance lock ─▶ app:// scheme + session hardening ─▶ host (engine, settings, IPC handlers)
+ *   single-instance lock ─▶ app:// scheme + session hardening ─▶ remote host ─▶ weftd's local API
  *     ├─ ipc-server: window ⇄ dispatcher/events          ├─ tray: state icon + menu
  *     ├─ notifications: host notices → desktop             └─ login item from settings
  *
- * Closing the window hides it (the tray keeps Weft running); Quit stops the engine (its interface is removed)
- * before the process exits. A second launch shows the existing window.
+ * The app never needs root. When weftd is missing (a dev checkout, a binary copied by hand), it says so and runs the
+ * one-time set-up (host/service.ts) behind one password prompt. Closing the window hides it; Quit closes only the
+ * app: the tunnel stays up in weftd, as with Tailscale and NetBird. A second launch shows the existing window.
  */
+import { existsSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { app, BrowserWindow, session, shell } from 'electron';
+import sudoPrompt from 'sudo-prompt';
 import type { Settings } from '../../src-shared/ipc/contract.ts';
+import { connectDaemon, DaemonUnavailable } from '../daemon/api-client.ts';
+import { DEFAULT_RUN_DIR } from '../daemon/api-server.ts';
 import { setLinuxAutostart } from '../host/autostart.ts';
-import { createDispatcher, HostError } from '../host/dispatch.ts';
-import { createHost, wireguardGoInterfaces, type Host } from '../host/host.ts';
-import { PrivilegedHelper } from '../host/privileged.ts';
+import { createRemoteHost } from '../host/remote-host.ts';
+import { operatorDropIn, serviceSetupScript, weftdUnit, WEFTD_UNIT } from '../host/service.ts';
 import type { TrayAction } from '../host/tray-state.ts';
 import { serveIpc } from './ipc-server.ts';
 import { showNotices } from './notifications.ts';
@@ -36,10 +43,29 @@ if (!app.requestSingleInstanceLock()) {
   });
 }
 
+/** Installs (when needed) and starts weftd behind one password prompt; resolves with what went wrong, or null. */
+async function setUpService(log: (line: string) => void): Promise<string | null> {
+  const installed = ['/lib/systemd/system', '/usr/lib/systemd/system', '/etc/systemd/system'].some((d) => existsSync(join(d, WEFTD_UNIT)));
+  const dir = await mkdtemp(join(tmpdir(), 'weft-setup-'));
+  const user = userInfo().username;
+  const dropInFile = join(dir, 'operators.conf');
+  await writeFile(dropInFile, operatorDropIn(user), { mode: 0o600 });
+  let unitFile: string | undefined;
+  if (!installed) {
+    // A dev checkout or an unpacked build: the service runs this Electron binary as Node on the bundled CLI.
+    unitFile = join(dir, WEFTD_UNIT);
+    await writeFile(unitFile, weftdUnit([process.execPath, join(here, 'weft.js')], { ELECTRON_RUN_AS_NODE: '1' }), { mode: 0o600 });
+  }
+  const script = serviceSetupScript({ installed, user, dropInFile, ...(unitFile ? { unitFile } : {}) });
+  log(`weftd is not running: ${installed ? 'starting' : 'installing and starting'} it (one password prompt)`);
+  return new Promise((resolve) => {
+    sudoPrompt.exec(script, { name: 'Weft' }, (error) => resolve(error ? error.message : null));
+  });
+}
+
 async function main(): Promise<void> {
   let win: BrowserWindow | null = null;
   let quitting = false;
-  let host: Host | null = null;
   let res = '';
 
   const showWindow = (): void => {
@@ -73,29 +99,15 @@ async function main(): Promise<void> {
   serveRenderer(join(here, '../renderer'));
 
   const log = (line: string): void => {
-    if (host) host.log('info', line);
     if (!app.isPackaged) process.stderr.write(`${line}\n`);
   };
-  const uid = process.getuid?.() ?? null;
-  const priv =
-    uid !== null && uid !== 0
-      ? new PrivilegedHelper({ helperArgv: ['/usr/bin/env', 'ELECTRON_RUN_AS_NODE=1', process.execPath, join(here, 'helper.js')], uid, appName: 'Weft' }, { logf: log })
-      : null;
-  const createInterface = priv
-    ? (name: string) => priv.createInterface(name)
-    : uid === 0
-      ? wireguardGoInterfaces(log)
-      : () => Promise.reject(new HostError('internal', 'creating the WireGuard interface is not supported on this platform yet', false));
-
-  const h = createHost({
-    dataDir: app.getPath('userData'),
-    createInterface,
-    ...(priv ? { prepareInterface: () => priv.ensureRunning() } : {}),
+  const runDir = process.env['WEFT_RUN_DIR'] ?? DEFAULT_RUN_DIR;
+  const h = createRemoteHost({
+    connect: () => connectDaemon(runDir),
     openExternal: (url) => shell.openExternal(url),
-    ...(app.isPackaged ? {} : { logf: (l: string) => void process.stderr.write(`${l}\n`) }),
+    logf: log,
   });
-  host = h;
-  const dispatch = createDispatcher(h.handlers, { logf: (l) => h.log('error', l) });
+  const dispatch = h.dispatch;
   const stopIpc = serveIpc({ dispatch, host: h, window: () => win, devUrl, logf: (l) => h.log('warn', l) });
 
   const call = async (method: 'session:connect' | 'session:disconnect'): Promise<void> => {
@@ -146,7 +158,6 @@ async function main(): Promise<void> {
 
   const tray = createTray({ host: h, resourcesDir: res, onAction });
   const stopNotices = showNotices(h, { icon: join(res, 'icon.png'), onClick: showWindow });
-  h.onSettings(applySettings);
 
   let stopping: Promise<void> | null = null;
   let stopped = false;
@@ -154,6 +165,7 @@ async function main(): Promise<void> {
     quitting = true;
     if (stopped) return;
     e.preventDefault();
+    // Only the link to weftd closes: the tunnel stays up with the app closed.
     stopping ??= h
       .stop()
       .catch((err: unknown) => log(`stopping: ${err instanceof Error ? err.message : String(err)}`))
@@ -167,6 +179,17 @@ async function main(): Promise<void> {
   });
 
   await h.start();
+  if (!h.link().connected) {
+    const probe = await connectDaemon(runDir).then(
+      (c) => (c.close(), null),
+      (e: unknown) => e,
+    );
+    if (probe instanceof DaemonUnavailable && process.platform === 'linux') {
+      const failed = await setUpService(log);
+      if (failed) log(`weftd set-up failed: ${failed}`);
+    }
+  }
+  h.onSettings(applySettings);
   applySettings(h.settings());
   if (!h.settings().startMinimised) showWindow();
 }

@@ -3,7 +3,7 @@
  * Each command returns its exit code: 0 success, 1 failure at run time, 2 bad usage.
  */
 import { netcheckCommand } from './commands/netcheck.ts';
-import { helperCommand } from './commands/helper.ts';
+import { daemonCommand } from './commands/daemon.ts';
 import { logoutCommand } from './commands/logout.ts';
 import { pingCommand } from './commands/ping.ts';
 import { portmapCommand } from './commands/portmap.ts';
@@ -17,7 +17,7 @@ const commands: Record<string, Command> = {
   status: statusCommand,
   logout: logoutCommand,
   ping: pingCommand,
-  helper: helperCommand,
+  daemon: daemonCommand,
   netcheck: netcheckCommand,
   portmap: portmapCommand,
   'stun-server': stunServerCommand,
@@ -29,10 +29,10 @@ const usage = `usage: weft <command> [flags]
 
 commands:
   up            join the tailnet (headscale) and stay connected until interrupted
-  status        show the connection and peers of the running weft up
+  daemon        weftd, the service that owns the engine (the app, the CLI and the dev bridge are its clients)
+  status        show the connection and peers (of weftd, or of a foreground weft up)
   logout        log this device out
   ping          disco-ping a peer and show the path (direct address and latency)
-  helper        the privileged helper (root): manages only Weft's own WireGuard interfaces
   netcheck      probe the NAT: mapping, filtering, hairpinning, port mapping, DERP latency
   portmap       forward a public UDP port to this host (NAT-PMP / PCP) until interrupted
   stun-server   run a STUN server (RFC 5389, RFC 5780 with --alt, Tailscale-compatible)

@@ -7,18 +7,24 @@
  *   bridge → client  { id, result }            result: the backend's IpcResult (id null when the request had none)
  *   bridge → client  { event, payload }        every backend event, to every client
  *
- * Guards: only loopback listening; the Host header must name the bridge (DNS rebinding); a browser's Origin must
- * be allowed (the Vite dev server's origin), a client without Origin (Node tests) is allowed; at most
+ * Guards: only loopback listening; the connection URL must carry the bridge's random per-run token
+ * (`ws://127.0.0.1:PORT/?token=…`, printed once by `weft dev-bridge`), whatever the client, Origin or not, so another
+ * local process or user cannot drive the engine through it; the Host header must name the bridge (DNS rebinding); a
+ * browser's Origin must be allowed (the Vite dev server's origin); at most
  * `maxConnections` clients and `maxInFlight` unanswered requests per client; frames over `maxMessageBytes` get an
  * 'invalid-payload' reply (far larger ones close the socket, enforced by ws's maxPayload); binary frames, bad
  * JSON and malformed requests get 'invalid-payload'; a backend that throws or answers garbage gets 'internal'.
  * Nothing a client sends can crash the process.
  */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { isEventName, isMethodName, type EventName, type IpcError, type IpcResult } from '../../src-shared/ipc/contract.ts';
+import { isEventName, type EventName, type IpcResult } from '../../src-shared/ipc/contract.ts';
+import { checkBackendResult, parseClientFrame, type RequestId } from '../host/frames.ts';
+
+export { checkBackendResult, parseClientFrame, type ClientFrame, type RequestId } from '../host/frames.ts';
 
 /** What the bridge needs from the host: the validated dispatcher and its event stream. */
 export interface BridgeBackend {
@@ -30,6 +36,8 @@ export interface BridgeBackend {
 
 export interface DevBridgeOptions {
   backend: BridgeBackend;
+  /** The per-run secret every connection must present as `?token=`. At least 16 characters. */
+  token: string;
   /** Loopback address to listen on. @default '127.0.0.1' */
   host?: string;
   /** TCP port; 0 picks a free one. @default 0 */
@@ -52,34 +60,15 @@ export interface DevBridgeOptions {
 
 export interface DevBridge {
   readonly port: number;
-  /** ws://127.0.0.1:PORT */
+  /** ws://127.0.0.1:PORT/?token=TOKEN: what a page needs to connect. */
   readonly url: string;
   readonly clientCount: number;
   close(): Promise<void>;
 }
 
-export type RequestId = number | string;
-
-/** A parsed client frame: a request to dispatch, or an error to answer right away. */
-export type ClientFrame =
-  | { kind: 'request'; id: RequestId; method: string; payload: unknown }
-  | { kind: 'reject'; id: RequestId | null; error: IpcError };
-
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
 /** A client this far behind on reading its events is dropped rather than buffered without limit. */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
-
-function invalid(message: string): IpcError {
-  return { code: 'invalid-payload', message, retryable: false };
-}
-
-function isRecord(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
-
-function validId(x: unknown): x is RequestId {
-  return (typeof x === 'number' && Number.isSafeInteger(x)) || (typeof x === 'string' && x.length > 0 && x.length <= 64);
-}
 
 function rawBytes(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
@@ -87,40 +76,23 @@ function rawBytes(data: RawData): Buffer {
   return Buffer.from(data);
 }
 
-/**
- * Parses one client frame (pure). Never throws: anything that is not `{id, method: string, payload}` in a text
- * frame within `maxBytes` becomes a reject with 'invalid-payload' (or 'unknown-method' for a name outside the
- * contract), keeping the id when one could be read.
- */
-export function parseClientFrame(data: Buffer | string, isBinary: boolean, maxBytes: number): ClientFrame {
-  const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
-  if (isBinary) return { kind: 'reject', id: null, error: invalid('binary frames are not accepted; send JSON text') };
-  if (size > maxBytes) return { kind: 'reject', id: null, error: invalid(`message of ${size} bytes exceeds the limit of ${maxBytes}`) };
-  let msg: unknown;
-  try {
-    msg = JSON.parse(typeof data === 'string' ? data : data.toString('utf8'));
-  } catch {
-    return { kind: 'reject', id: null, error: invalid('message is not JSON') };
-  }
-  if (!isRecord(msg)) return { kind: 'reject', id: null, error: invalid('message is not a JSON object') };
-  const id = validId(msg['id']) ? msg['id'] : null;
-  if (id === null) return { kind: 'reject', id: null, error: invalid('message needs an id (a safe integer or a short string)') };
-  const method = msg['method'];
-  if (typeof method !== 'string') return { kind: 'reject', id, error: invalid('message needs a method name') };
-  if (!isMethodName(method)) return { kind: 'reject', id, error: { code: 'unknown-method', message: `unknown method ${method.slice(0, 80)}`, retryable: false } };
-  return { kind: 'request', id, method, payload: msg['payload'] };
+/** A fresh per-run token: 32 random bytes, base64url (URL-safe, no padding). */
+export function newBridgeToken(): string {
+  return randomBytes(32).toString('base64url');
 }
 
-/** Checks that the backend answered an IpcResult; anything else becomes 'internal'. */
-export function checkBackendResult(r: unknown): IpcResult<unknown> {
-  if (isRecord(r) && r['ok'] === true && 'value' in r) return { ok: true, value: r['value'] };
-  if (isRecord(r) && r['ok'] === false && isRecord(r['error'])) {
-    const e = r['error'];
-    if (typeof e['code'] === 'string' && typeof e['message'] === 'string' && typeof e['retryable'] === 'boolean') {
-      return { ok: false, error: r['error'] as IpcError };
-    }
+/** Whether the request URL's `token` parameter is the bridge's token (compared in constant time). */
+export function tokenOk(url: string | undefined, token: string): boolean {
+  let given: string | null;
+  try {
+    given = new URL(url ?? '/', 'http://bridge.invalid').searchParams.get('token');
+  } catch {
+    return false;
   }
-  return { ok: false, error: { code: 'internal', message: 'the host answered something that is not an IpcResult', retryable: false } };
+  if (given === null) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /** Whether the Host header names this server on loopback (a DNS-rebinding guard). */
@@ -151,6 +123,7 @@ interface Client {
 export async function startDevBridge(o: DevBridgeOptions): Promise<DevBridge> {
   const host = o.host ?? '127.0.0.1';
   if (!LOOPBACK.has(host)) throw new Error(`dev bridge: refusing to listen on ${host}; only loopback is allowed`);
+  if (o.token.length < 16) throw new Error('dev bridge: the token must be at least 16 characters');
   const maxBytes = o.maxMessageBytes ?? 64 * 1024;
   const maxConnections = o.maxConnections ?? 8;
   const maxInFlight = o.maxInFlight ?? 32;
@@ -172,6 +145,10 @@ export async function startDevBridge(o: DevBridgeOptions): Promise<DevBridge> {
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => undefined);
     if (stopping) return refuse(socket, 503, 'Closing');
+    if (!tokenOk(req.url, o.token)) {
+      logf('dev bridge: refused a connection without the right token');
+      return refuse(socket, 403, 'Forbidden: the bridge URL printed at start (with its token) is needed');
+    }
     if (!hostHeaderOk(req.headers.host, port)) return refuse(socket, 403, 'Forbidden host');
     const origin = req.headers.origin;
     if (origin !== undefined && !allowOrigin(origin)) {
@@ -276,7 +253,7 @@ export async function startDevBridge(o: DevBridgeOptions): Promise<DevBridge> {
   let closing: Promise<void> | undefined;
   return {
     port,
-    url: `ws://${urlHost}:${port}`,
+    url: `ws://${urlHost}:${port}/?token=${encodeURIComponent(o.token)}`,
     get clientCount() {
       return clients.size;
     },

@@ -25,13 +25,16 @@ import { buildStatus } from './control/status.ts';
 import { bindUdp } from './io/udp.ts';
 import { derpTargets, stunTargets } from './relay/targets.ts';
 import { EndpointType, localEndpoints, mergeEndpoints, sameEndpointSet, type Endpoint } from './magicsock/endpoints.ts';
-import { MagicConn } from './magicsock/conn.ts';
+import { MagicConn, type MagicPeerSpec } from './magicsock/conn.ts';
 import { PortMapKeeper } from './portmap/keeper.ts';
 import { netcheckTargetsFromMap, runNetcheck } from './netcheck/prober.ts';
 import { portMappingProbe } from './netcheck/portmap-report.ts';
 import { realClock, type Clock, type TimerHandle } from './sys/clock.ts';
 import { discardLogf, type Logf } from './sys/log.ts';
+import { applyDataPlane, ifaceRetryDelayMs, type DataPlaneTarget } from './wg/apply.ts';
+import type { WgConfig } from './wg/config.ts';
 import type { WgInterface } from './wg/iface.ts';
+import { routeRefusal } from './wg/validate.ts';
 
 export interface EngineInit extends ControlClientInit {
   /** UDP port of the shared socket; 0 = any. @default 41641 */
@@ -64,6 +67,12 @@ export class Engine extends EventEmitter<EngineEvents> {
   private lastNetcheck: NetcheckReport | null = null;
   private portmap: PortMapKeeper | null = null;
   private applying: Promise<void> = Promise.resolve();
+  /** What the last netmap that applied in full put in place (restored when a later one fails halfway). */
+  private applied: DataPlaneTarget<MagicPeerSpec> | null = null;
+  /** Why the data plane is not in step with the netmap (null when it is). */
+  private applyError: string | null = null;
+  private ifaceFailures = 0;
+  private ifaceRetry: TimerHandle | null = null;
   private stopped = false;
   /** False once the interface refused IPv6 (IPv6 disabled): then only IPv4 addresses and routes are used. */
   private ipv6 = true;
@@ -88,9 +97,67 @@ export class Engine extends EventEmitter<EngineEvents> {
     await this.applying;
   }
 
-  /** Creates the data plane on the first netmap, then keeps it in step with each new one. */
+  /**
+   * Creates the data plane on the first netmap, then keeps it in step with each new one. Interface creation that
+   * fails is retried with backoff (ifaceRetryDelayMs) against the latest netmap, so one failure never wedges the
+   * engine; each netmap is applied as one transaction (wg/apply.ts): on failure the previous state stays and the
+   * next netmap tries again.
+   */
   private async applyNetmap(nm: NetMap): Promise<void> {
     if (this.stopped || !nm.self) return;
+    if (!(await this.ensureDataPlane(nm))) return;
+    const magic = this.magic!;
+    const wg = this.wg!;
+    // A prefix Weft will not route (a /0 exit route, a capture-all pair, garbage) is left out of the routes and of
+    // the peer's AllowedIPs (WireGuard's inbound source check), so it can neither capture nor admit traffic; the
+    // rest of the netmap still applies.
+    const refused: string[] = [];
+    const peers = [...nm.peers.values()]
+      .filter((p) => !p.Expired)
+      .map((p) => {
+        const ok = p.AllowedIPs.filter((a) => {
+          const why = routeRefusal(a);
+          if (why) refused.push(`${p.Name.split('.')[0] ?? p.ID}: ${why}`);
+          return why === null;
+        });
+        return ok.length === p.AllowedIPs.length ? p : { ...p, AllowedIPs: ok };
+      });
+    if (refused.length > 0) this.logf(`engine: left out ${refused.length} prefix(es): ${refused.slice(0, 3).join('; ')}${refused.length > 3 ? '; …' : ''}`);
+    const wgConfig = (): WgConfig => ({
+      privateKey: this.control.nodePrivate,
+      listenPort: this.wgPort,
+      peers: peers.flatMap((p) => {
+        const endpoint = magic.proxyEndpoint(p.Key.slice('nodekey:'.length));
+        return endpoint ? [{ publicKey: fromHex(p.Key.slice('nodekey:'.length)), endpoint, allowedIPs: [...p.AllowedIPs], persistentKeepalive: 0 }] : [];
+      }),
+    });
+    const target: DataPlaneTarget<MagicPeerSpec> = {
+        peers: peers.map((p) => ({
+          nodeKey: fromHex(p.Key.slice('nodekey:'.length)),
+          discoKey: fromHex(p.DiscoKey.slice('discokey:'.length)),
+          endpoints: p.Endpoints.map((e) => parseHostPort(e)).flatMap((hp) => (hp ? [{ ip: hp.host, port: hp.port }] : [])),
+          name: p.Name.split('.')[0] || `node-${p.ID}`,
+          homeRegion: p.HomeDERP > 0 ? p.HomeDERP : null,
+        })),
+        // Built after setPeers: a new peer's loopback proxy endpoint exists only then.
+        wg: wgConfig,
+        routes: [...new Set(peers.flatMap((p) => p.AllowedIPs))].filter((r) => this.ipv6 || !r.includes(':')),
+    };
+    const outcome = await applyDataPlane({ setPeers: (ps) => magic.setPeers(ps), setWg: (cfg) => wg.set(cfg), setRoutes: (rs) => wg.routes(rs) }, this.applied, target);
+    if (!outcome.ok) {
+      this.applyError = outcome.error;
+      this.logf(
+        `engine: applying the netmap failed: ${outcome.error}; ${outcome.restored ? 'the previous WireGuard peers and routes stay in place' : outcome.restoreError ? `restoring the previous state failed too: ${outcome.restoreError}` : 'nothing was applied before'}; the next netmap retries`,
+      );
+      return;
+    }
+    this.applyError = null;
+    this.applied = target;
+    this.emit('netmap:updated');
+  }
+
+  /** The shared socket, then the interface (retried with backoff); true once both exist. */
+  private async ensureDataPlane(nm: NetMap): Promise<boolean> {
     if (!this.magic) {
       const magic = new MagicConn({
         nodePriv: this.control.nodePrivate,
@@ -107,54 +174,56 @@ export class Engine extends EventEmitter<EngineEvents> {
       this.magic = magic;
       this.wgPort = await freeLoopbackPort();
       magic.setWireGuardPort(this.wgPort);
-      const wg = await this.init.createInterface();
-      this.wg = wg;
+    }
+    if (this.wg) return true;
+    if (this.ifaceRetry) return false; // a retry is scheduled; it applies the latest netmap
+    const magic = this.magic;
+    let wg: WgInterface | null = null;
+    try {
+      wg = await this.init.createInterface();
       try {
-        await wg.up({ addresses: [...nm.self.Addresses], mtu: WG_TUN_MTU });
+        await wg.up({ addresses: [...nm.self!.Addresses], mtu: WG_TUN_MTU });
       } catch (e) {
         // A host (or namespace) with IPv6 disabled refuses the fd7a:: address: run IPv4-only rather than not at all.
-        const v4 = nm.self.Addresses.filter((a) => !a.includes(':'));
-        if (v4.length === nm.self.Addresses.length) throw e;
+        const v4 = nm.self!.Addresses.filter((a) => !a.includes(':'));
+        if (v4.length === nm.self!.Addresses.length) throw e;
         this.logf(`engine: IPv6 unavailable (${(e as Error).message}); running IPv4-only`);
         this.ipv6 = false;
         await wg.up({ addresses: v4, mtu: WG_TUN_MTU });
       }
-      this.logf(`engine: ${wg.name} up with ${nm.self.Addresses.join(' ')}, UDP ${magic.localPort}`);
-      void this.restun(nm);
-      if (this.init.portMapping !== false) {
-        const keeper = new PortMapKeeper({ internalPort: magic.localPort, clock: this.clock, logf: this.logf, excludeIfaces: [wg.name] });
-        keeper.on('changed', (a) => {
-          this.logf(`engine: port mapping ${a ? formatAddr(a) : 'none'}`);
-          this.netInfo = { ...this.netInfo, HavePortMap: a !== null };
-          this.control.setNetInfo(this.netInfo);
-          void this.publishEndpoints(true);
-        });
-        this.portmap = keeper;
-        keeper.start();
-      }
+    } catch (e) {
+      await wg?.close().catch(() => undefined);
+      this.ifaceFailures++;
+      const delay = ifaceRetryDelayMs(this.ifaceFailures);
+      this.applyError = `creating the WireGuard interface failed: ${(e as Error).message}`;
+      this.logf(`engine: ${this.applyError}; retry ${this.ifaceFailures} in ${delay / 1000} s`);
+      this.ifaceRetry = this.clock.setTimeout(() => {
+        this.ifaceRetry = null;
+        if (this.stopped) return;
+        this.applying = this.applying.then(() => this.applyNetmap(this.control.netmap)).catch((err: unknown) => this.logf(`engine: applying the netmap failed: ${(err as Error).message}`));
+      }, delay);
+      return false;
     }
-    const magic = this.magic;
-    const wg = this.wg!;
-    const peers = [...nm.peers.values()].filter((p) => !p.Expired);
-    await magic.setPeers(
-      peers.map((p) => ({
-        nodeKey: fromHex(p.Key.slice('nodekey:'.length)),
-        discoKey: fromHex(p.DiscoKey.slice('discokey:'.length)),
-        endpoints: p.Endpoints.map((e) => parseHostPort(e)).flatMap((hp) => (hp ? [{ ip: hp.host, port: hp.port }] : [])),
-        name: p.Name.split('.')[0] || `node-${p.ID}`,
-        homeRegion: p.HomeDERP > 0 ? p.HomeDERP : null,
-      })),
-    );
-    await wg.set({
-      privateKey: this.control.nodePrivate,
-      listenPort: this.wgPort,
-      peers: peers.flatMap((p) => {
-        const endpoint = magic.proxyEndpoint(p.Key.slice('nodekey:'.length));
-        return endpoint ? [{ publicKey: fromHex(p.Key.slice('nodekey:'.length)), endpoint, allowedIPs: [...p.AllowedIPs], persistentKeepalive: 0 }] : [];
-      }),
-    });
-    await wg.routes([...new Set(peers.flatMap((p) => p.AllowedIPs))].filter((r) => this.ipv6 || !r.includes(':')));
-    this.emit('netmap:updated');
+    if (this.stopped) {
+      await wg.close().catch(() => undefined);
+      return false;
+    }
+    this.wg = wg;
+    this.ifaceFailures = 0;
+    this.logf(`engine: ${wg.name} up with ${nm.self!.Addresses.join(' ')}, UDP ${magic.localPort}`);
+    void this.restun(nm);
+    if (this.init.portMapping !== false) {
+      const keeper = new PortMapKeeper({ internalPort: magic.localPort, clock: this.clock, logf: this.logf, excludeIfaces: [wg.name] });
+      keeper.on('changed', (a) => {
+        this.logf(`engine: port mapping ${a ? formatAddr(a) : 'none'}`);
+        this.netInfo = { ...this.netInfo, HavePortMap: a !== null };
+        this.control.setNetInfo(this.netInfo);
+        void this.publishEndpoints(true);
+      });
+      this.portmap = keeper;
+      keeper.start();
+    }
+    return true;
   }
 
   /**
@@ -324,6 +393,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.restunTimer) this.clock.clearTimeout(this.restunTimer);
+    if (this.ifaceRetry) this.clock.clearTimeout(this.ifaceRetry);
     await this.portmap?.stop();
     await this.control.stop();
     await this.applying.catch(() => {});

@@ -21,7 +21,8 @@
  */
 import { join } from 'node:path';
 import { MeshError } from '../../src-shared/errors.ts';
-import type { EventName, EventPayload, JoinProgress, JoinRequest, LogLevel, Profile, Settings } from '../../src-shared/ipc/contract.ts';
+import type { EventName, EventPayload, JoinProgress, JoinRequest, LogLevel, PingResult, Profile, Settings } from '../../src-shared/ipc/contract.ts';
+import type { DerpMap } from '../../src-shared/model/derp-map.ts';
 import { EVENT_NAMES, parseEvent } from '../../src-shared/ipc/contract.ts';
 import type { MeshSnapshot, PeerStats } from '../../src-shared/model/mesh.ts';
 import type { NetcheckReport } from '../../src-shared/model/netcheck.ts';
@@ -48,6 +49,8 @@ export interface HostedEngine {
   stop(): Promise<void>;
   status(): Promise<StatusReport>;
   netcheck(): Promise<NetcheckReport>;
+  ping(target: string, timeoutMs: number): Promise<PingResult>;
+  readonly derpMap: DerpMap | null;
   on<E extends keyof EngineEvents>(event: E, listener: (...args: EngineEvents[E]) => void): unknown;
 }
 
@@ -77,6 +80,8 @@ export interface HostInit {
   udpPort?: number;
   /** @default true (engine default) */
   portMapping?: boolean;
+  /** Map-stream watchdog (a debug knob for tests). @default the engine's (Tailscale's 120 s) */
+  mapWatchdogMs?: number;
   /** A profile's engine state directory. @default `${dataDir}/profiles/${profile.id}` */
   stateDirFor?: (profile: Profile) => string;
   /** Opens an http(s) URL in the system browser; without it `session:open-auth-url` fails. */
@@ -383,6 +388,7 @@ export function createHost(init: HostInit): Host {
       ...(hostname ? { hostname } : {}),
       ...(init.udpPort !== undefined ? { udpPort: init.udpPort } : {}),
       ...(init.portMapping !== undefined ? { portMapping: init.portMapping } : {}),
+      ...(init.mapWatchdogMs !== undefined ? { mapWatchdogMs: init.mapWatchdogMs } : {}),
       createInterface: () => init.createInterface(init.iface ?? 'weft0'),
       logf: engineLogf,
     });
@@ -602,6 +608,25 @@ export function createHost(init: HostInit): Host {
     },
 
     'logs:get': async ({ level, limit }) => logs.recent(level ?? 'debug', limit ?? 500),
+
+    'engine:status': async () => {
+      const r = run;
+      if (!r) throw new MeshError('state', 'not connected to any network: join one, or connect the saved one', true);
+      return r.engine.status();
+    },
+
+    'engine:ping': async ({ peer, timeoutMs }) => {
+      const r = run;
+      if (!r) throw new MeshError('state', 'not connected to any network', true);
+      try {
+        return await r.engine.ping(peer, timeoutMs ?? 5000);
+      } catch (e) {
+        if (e instanceof MeshError) throw e;
+        throw new MeshError('state', e instanceof Error ? e.message : String(e), true);
+      }
+    },
+
+    'engine:derp-map': async () => run?.engine.derpMap ?? null,
   };
 
   return {

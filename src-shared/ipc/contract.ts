@@ -9,7 +9,8 @@
 import { z } from 'zod';
 import { MeshDelta, MeshSnapshot, PeerStats } from '../model/mesh.ts';
 import { NetcheckReport } from '../model/netcheck.ts';
-import { JoinStage } from '../model/status.ts';
+import { DerpMap } from '../model/derp-map.ts';
+import { JoinStage, StatusReport } from '../model/status.ts';
 
 export { JoinStage };
 
@@ -29,6 +30,10 @@ export const ErrorCodeSchema = z.enum([
   'unknown-method',
   'helper-denied',
   'internal',
+  // weftd's local API: a write from a client that is neither root nor an operator
+  'permission-denied',
+  // weftd is not running (the app offers to install and start it)
+  'daemon-unavailable',
 ]);
 export type IpcErrorCode = z.infer<typeof ErrorCodeSchema>;
 
@@ -59,7 +64,7 @@ export const JoinRequest = z.object({
   hostname: z.string().regex(/^[A-Za-z0-9-]{1,63}$/).optional(),
   /** Save as a profile with this name (default: the server's host name). */
   profileName: z.string().min(1).max(80).optional(),
-});
+}).strict();
 export type JoinRequest = z.infer<typeof JoinRequest>;
 
 /** Where the embedded server listens: "HOST:PORT" with an IPv4 host (default 0.0.0.0:8080, any free port if busy). */
@@ -95,6 +100,13 @@ export const LogEntry = z.object({ at: z.string(), level: LogLevel, message: z.s
 export type LogEntry = z.infer<typeof LogEntry>;
 
 const Empty = z.object({}).strict();
+
+export const PingResult = z.object({
+  peer: z.string(),
+  /** The pong's source (a direct endpoint, or the DERP pseudo-address) and its latency; null when none came. */
+  reply: z.object({ from: z.string(), latencyMs: z.number() }).nullable(),
+});
+export type PingResult = z.infer<typeof PingResult>;
 const Ok = z.object({ done: z.literal(true) });
 
 /** Request/response methods the UI may call. */
@@ -125,7 +137,32 @@ export const methods = {
   'network:create-local': { request: CreateLocalNetworkRequest, response: LocalNetwork },
   /** The most recent log lines at or above `level` (at most `limit`, default 500). */
   'logs:get': { request: z.object({ level: LogLevel.optional(), limit: z.number().int().positive().max(5000).optional() }).strict(), response: z.array(LogEntry) },
+  /** What `weft status --json` prints: control state, this node, each peer's path and counters. */
+  'engine:status': { request: Empty, response: StatusReport },
+  /** A disco ping to a peer (name, 100.x address or node key), as `tailscale ping` does. */
+  'engine:ping': { request: z.object({ peer: z.string().min(1).max(256), timeoutMs: z.number().int().positive().max(30_000).optional() }).strict(), response: PingResult },
+  /** The control server's DERP map (null before the first netmap); `weft netcheck` probes its STUN servers. */
+  'engine:derp-map': { request: Empty, response: DerpMap.nullable() },
 } as const;
+
+/**
+ * Methods that change what weftd does. On its local API only root and operators (the `weft` group) may call
+ * them; everyone else gets 'permission-denied'. Every other method is a read, open to any local user.
+ */
+export const WRITE_METHODS: ReadonlySet<MethodName> = new Set<MethodName>([
+  'session:join',
+  'session:connect',
+  'session:disconnect',
+  'session:logout',
+  'session:open-auth-url',
+  'settings:set',
+  'profiles:switch',
+  'profiles:remove',
+  'network:create-local',
+]);
+
+/** The version of weftd's local API; a client that gets another one in the hello frame refuses to talk. */
+export const DAEMON_API_VERSION = 1;
 
 /** Events the main process pushes to the UI. */
 export const events = {

@@ -20,7 +20,7 @@ const PACKAGES: Record<string, 'isomorphic' | 'node' | 'electron' | 'dom'> = {
   'react-dom': 'dom',
   zustand: 'dom',
   'd3-force': 'isomorphic',
-  // Starts the privileged helper with a graphical password prompt (host/privileged.ts).
+  // The app's one-time weftd set-up behind a graphical password prompt (app/main.ts, host/service.ts).
   'sudo-prompt': 'node',
   ws: 'node',
   // weft server's database (server/store/sqlite.ts) and the admin CLI that shares it.
@@ -32,14 +32,18 @@ const PACKAGES: Record<string, 'isomorphic' | 'node' | 'electron' | 'dom'> = {
 };
 
 /** Files of the Electron shell that tests import, so they must not import electron (not even indirectly). */
-const APP_ELECTRON_FREE = [/^src-main\/app\/(security|renderer-files|resources|helper-main)\.ts$/];
+const APP_ELECTRON_FREE = [/^src-main\/app\/(security|renderer-files|resources|weft-main)\.ts$/];
 
-/** What src-main/app may import from the project besides itself: the host, src-shared, the IPC channel names. */
+/**
+ * What src-main/app may import from the project besides itself: the host, src-shared, the IPC channel names, and
+ * weftd's API client (the app is a client of the service).
+ */
 function appMayImport(from: string, target: string): boolean {
   if (/^src-main\/(app|host)\//.test(target) || target.startsWith('src-shared/')) return true;
   if (target === 'src-main/preload/channels.ts') return true;
-  // The helper entry (out/main/helper.js) runs `weft helper` itself.
-  return from === 'src-main/app/helper-main.ts' && /^src-main\/cli\/(command|commands\/helper)\.ts$/.test(target);
+  if (/^src-main\/daemon\/api-(client|server)\.ts$/.test(target)) return true;
+  // The CLI entry of the build (out/main/weft.js) runs the `weft` command itself.
+  return from === 'src-main/app/weft-main.ts' && target === 'src-main/cli/main.ts';
 }
 
 /** Engine files allowed to touch node:* I/O modules; everything else under engine/ must stay pure. */
@@ -133,6 +137,12 @@ function violation(e: Edge): string | null {
     if (cls === 'electron' && APP_ELECTRON_FREE.some((r) => r.test(f))) return `${f} must stay Electron-free (tests import it)`;
     if (e.kind === 'local' && !appMayImport(f, t)) return `the Electron shell reaches the engine only through src-main/host, not ${t}`;
   }
+  if (f.startsWith('src-main/daemon/')) {
+    if (cls === 'electron' || cls === 'dom') return `weftd never imports ${t}`;
+    if (e.kind === 'local' && /^src-main\/(app|preload|cli|devbridge|server)\//.test(t)) return `weftd never imports ${t}`;
+    if (e.kind === 'local' && t.startsWith('src-renderer/')) return 'weftd never imports the renderer';
+  }
+  if (f.startsWith('src-main/host/') && e.kind === 'local' && t.startsWith('src-main/daemon/')) return 'the host is composed by weftd and never imports it (the app passes a DaemonLink)';
   if (f.startsWith('src-main/cli/') && (cls === 'electron' || cls === 'dom' || /^src-main\/(app|preload)\//.test(t))) return 'the CLI runs without Electron';
   if (f.startsWith('src-main/preload/')) {
     if (e.kind === 'node') return 'the sandboxed preload cannot use node:*';
@@ -163,9 +173,11 @@ describe('dependency direction', () => {
   it.each([
     [{ from: 'src-main/app/main.ts', spec: '../host/host.ts', target: 'src-main/host/host.ts', kind: 'local' }],
     [{ from: 'src-main/app/ipc-server.ts', spec: '../preload/channels.ts', target: 'src-main/preload/channels.ts', kind: 'local' }],
-    [{ from: 'src-main/app/helper-main.ts', spec: '../cli/commands/helper.ts', target: 'src-main/cli/commands/helper.ts', kind: 'local' }],
-    [{ from: 'src-main/host/privileged.ts', spec: '../engine/wg/helper.ts', target: 'src-main/engine/wg/helper.ts', kind: 'local' }],
-    [{ from: 'src-main/host/privileged.ts', spec: 'sudo-prompt', target: 'sudo-prompt', kind: 'package' }],
+    [{ from: 'src-main/app/weft-main.ts', spec: '../cli/main.ts', target: 'src-main/cli/main.ts', kind: 'local' }],
+    [{ from: 'src-main/app/main.ts', spec: 'sudo-prompt', target: 'sudo-prompt', kind: 'package' }],
+    [{ from: 'src-main/app/main.ts', spec: '../daemon/api-client.ts', target: 'src-main/daemon/api-client.ts', kind: 'local' }],
+    [{ from: 'src-main/daemon/weftd.ts', spec: '../host/host.ts', target: 'src-main/host/host.ts', kind: 'local' }],
+    [{ from: 'src-main/devbridge/daemon-backend.ts', spec: '../daemon/api-client.ts', target: 'src-main/daemon/api-client.ts', kind: 'local' }],
     [{ from: 'src-main/server/store/sqlite.ts', spec: 'better-sqlite3', target: 'better-sqlite3', kind: 'package' }],
     [{ from: 'src-main/host/local-network.ts', spec: '../server/server.ts', target: 'src-main/server/server.ts', kind: 'local' }],
     [{ from: 'src-main/cli/commands/server-admin.ts', spec: '../../server/store/sqlite.ts', target: 'src-main/server/store/sqlite.ts', kind: 'local' }],
@@ -190,7 +202,11 @@ describe('dependency direction', () => {
     [{ from: 'src-main/app/main.ts', spec: '../engine/engine.ts', target: 'src-main/engine/engine.ts', kind: 'local' }, /only through src-main\/host/],
     [{ from: 'src-main/app/security.ts', spec: 'electron', target: 'electron', kind: 'package' }, /must stay Electron-free/],
     [{ from: 'src-main/app/tray.ts', spec: 'react', target: 'react', kind: 'package' }, /never imports react/],
-    [{ from: 'src-main/app/main.ts', spec: '../cli/commands/helper.ts', target: 'src-main/cli/commands/helper.ts', kind: 'local' }, /only through src-main\/host/],
+    [{ from: 'src-main/app/main.ts', spec: '../cli/main.ts', target: 'src-main/cli/main.ts', kind: 'local' }, /only through src-main\/host/],
+    [{ from: 'src-main/app/main.ts', spec: '../daemon/weftd.ts', target: 'src-main/daemon/weftd.ts', kind: 'local' }, /only through src-main\/host/],
+    [{ from: 'src-main/daemon/weftd.ts', spec: 'electron', target: 'electron', kind: 'package' }, /weftd never imports electron/],
+    [{ from: 'src-main/daemon/weftd.ts', spec: '../cli/main.ts', target: 'src-main/cli/main.ts', kind: 'local' }, /weftd never imports/],
+    [{ from: 'src-main/host/host.ts', spec: '../daemon/api-client.ts', target: 'src-main/daemon/api-client.ts', kind: 'local' }, /never imports it/],
     [{ from: 'src-main/preload/index.ts', spec: '../host/host.ts', target: 'src-main/host/host.ts', kind: 'local' }, /preload imports only/],
   ] as const)('rejects %o', (edge, why) => {
     expect(violation(edge)).toMatch(why);

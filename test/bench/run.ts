@@ -29,8 +29,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { StatusReport, type PeerPath } from '../../src-shared/model/status.ts';
-import { callLocalApi } from '../../src-main/engine/io/local-api.ts';
-import { STATUS_SOCKET } from '../../src-main/engine/state/store.ts';
+import { connectDaemon } from '../../src-main/daemon/api-client.ts';
 import { createLab, REPO_ROOT, type HostName, type Lab, type LabProcess, type RouterProfile } from '../lab/lab.ts';
 import { startDerper } from '../lab/derper.ts';
 import { derpMapYaml, peersDir, startHeadscale, type Headscale } from '../lab/headscale.ts';
@@ -236,7 +235,14 @@ function weftIfaceName(lab: Lab, n: number): string {
 
 async function weftStatus(dir: string): Promise<StatusReport> {
   // What `weft status --json --state-dir DIR` asks, without paying for a node + tsx start per poll.
-  return StatusReport.parse(await callLocalApi(join(dir, STATUS_SOCKET), { cmd: 'status' }, 5_000));
+  const c = await connectDaemon(dir);
+  try {
+    const r = await c.invoke('engine:status', {}, 5_000);
+    if (!r.ok) throw new Error(`status: ${r.error.message}`);
+    return StatusReport.parse(r.value);
+  } finally {
+    c.close();
+  }
 }
 
 function describePath(p: PeerPath | undefined): string {

@@ -1,5 +1,5 @@
 // A real Tailscale DERP relay (tailscale.com/cmd/derper, pinned v1.100.0) inside the NAT lab (see
-// /work/shared/reference/real-peers.md, derper section). The binary is built by test/setup/ensure-peers.sh next to
+// the team reference real-peers.md, derper section). The binary is built by test/setup/ensure-peers.sh next to
 // tailscaled. derper runs in the lab's `srv` namespace on one srv address:
 //  - DERP over HTTPS on IP:443 with a self-signed certificate for the IP (made with openssl, `-certmode manual`);
 //    DERP map entries for it say `insecurefortests: true`, so Tailscale clients skip verification for this node only;

@@ -1,4 +1,4 @@
-// Real headscale inside the NAT lab (see /work/shared/reference/real-peers.md, headscale section). The pinned
+// Real headscale inside the NAT lab (see the team reference real-peers.md, headscale section). The pinned
 // binaries are built by test/setup/ensure-peers.sh. headscale runs in the lab's `srv` namespace with a config that
 // turns off every outside fetch (DERP map download, update check, logtail); its state lives in lab.tmpDir.
 import { randomBytes } from 'node:crypto';

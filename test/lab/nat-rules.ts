@@ -1,4 +1,4 @@
-// Pure generator of one nftables ruleset per lab router (see /work/shared/reference/natlab.md §3).
+// Pure generator of one nftables ruleset per lab router (see the team reference natlab.md §3).
 // No I/O here: lab.ts applies the text with `nft -f` inside the router's namespace.
 
 /** eim = masquerade (port-preserving EIM); eim-range = masquerade to :20000-29999 (EIM, ports not preserved);

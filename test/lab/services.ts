@@ -1,5 +1,5 @@
 // Real third-party services inside the lab: coturn (RFC 5780 STUN), turnutils_natdiscovery, miniupnpd (NAT-PMP,
-// PCP, UPnP-IGD). See /work/shared/reference/natlab.md §2, §3, §6.
+// PCP, UPnP-IGD). See the team reference natlab.md §2, §3, §6.
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,5 +1,5 @@
 // The official Tailscale client (tailscaled + tailscale CLI, pinned v1.100.0) inside the NAT lab, as a real peer for
-// Weft (see /work/shared/reference/real-peers.md, tailscaled section). The binaries are built by
+// Weft (see the team reference real-peers.md, tailscaled section). The binaries are built by
 // test/setup/ensure-peers.sh. Each instance runs in one lab namespace with a kernel TUN of a lab-unique name, and
 // keeps every file (state, socket, log-policy config) in its own directory under lab.tmpDir. Log upload is off
 // (--no-logs-no-support), DNS management is off (`up --accept-dns=false`), and so is netfilter (`--netfilter-mode=off`).

@@ -1,20 +1,16 @@
-// Lab driver for WireGuard interfaces: runs inside a lab namespace (lab.spawn) and drives WgInterfaces through
-// the helper API, because a device is created in the namespace of the process that spawns wireguard-go.
+// Lab driver for WireGuard interfaces: runs inside a lab namespace (lab.spawn) and drives the engine's
+// wireguard-go WgInterface, because a device is created in the namespace of the process that spawns wireguard-go.
 //
-//   node --import tsx test/lab/wg-driver.ts local                   in-process helper (createLocalHelper)
-//   node --import tsx test/lab/wg-driver.ts client SOCKET           HelperClient to a `weft helper` server
-//   node --import tsx test/lab/wg-driver.ts helper-server SOCKET UID   runs the `weft helper` command itself
+//   node --import tsx test/lab/wg-driver.ts local
 //
 // Commands arrive on stdin as JSON lines {id, cmd, ...}; each gets one stdout line {id, ok, result|error}.
 // Keys travel as hex. The first stdout line is {"ready":true,"pid":N}.
 import { createInterface } from 'node:readline';
-import { helperCommand } from '../../src-main/cli/commands/helper.ts';
 import { fromHex, toHex } from '../../src-main/protocol/wire/hex.ts';
 import type { WgConfig } from '../../src-main/engine/wg/config.ts';
-import { createLocalHelper, HelperClient } from '../../src-main/engine/wg/helper.ts';
-import type { Helper } from '../../src-main/engine/wg/helper-ops.ts';
-import { HelperWgInterface } from '../../src-main/engine/wg/helper-iface.ts';
 import type { WgInterface } from '../../src-main/engine/wg/iface.ts';
+import { cleanupStaleInterfaces } from '../../src-main/engine/wg/stale.ts';
+import { startWireguardGo } from '../../src-main/engine/wg/wireguard-go.ts';
 
 export type DriverCommand =
   | { id: number; cmd: 'create'; name: string }
@@ -24,7 +20,6 @@ export type DriverCommand =
   | { id: number; cmd: 'stats'; name: string }
   | { id: number; cmd: 'close'; name: string }
   | { id: number; cmd: 'cleanup'; prefix: string }
-  | { id: number; cmd: 'raw'; request: unknown }
   | { id: number; cmd: 'exit' };
 
 export interface WireConfig {
@@ -43,7 +38,7 @@ function toConfig(w: WireConfig): WgConfig {
   };
 }
 
-async function serve(helper: Helper): Promise<void> {
+async function serve(): Promise<void> {
   const ifaces = new Map<string, WgInterface>();
   const get = (name: string): WgInterface => {
     const i = ifaces.get(name);
@@ -56,7 +51,7 @@ async function serve(helper: Helper): Promise<void> {
   const handle = async (c: DriverCommand): Promise<unknown> => {
     switch (c.cmd) {
       case 'create':
-        ifaces.set(c.name, await HelperWgInterface.create(helper, c.name));
+        ifaces.set(c.name, await startWireguardGo({ name: c.name }));
         return {};
       case 'up':
         await get(c.name).up({ addresses: c.addresses, ...(c.mtu !== undefined ? { mtu: c.mtu } : {}) });
@@ -74,12 +69,9 @@ async function serve(helper: Helper): Promise<void> {
         ifaces.delete(c.name);
         return {};
       case 'cleanup':
-        return helper.call({ op: 'cleanup-stale', prefix: c.prefix });
-      case 'raw':
-        // Sends an arbitrary (possibly invalid) request straight to the helper, to check its refusals.
-        return helper.call(c.request as Parameters<Helper['call']>[0]);
+        return cleanupStaleInterfaces(c.prefix);
       case 'exit':
-        await helper.close();
+        for (const i of ifaces.values()) await i.close();
         process.stdout.write(`${JSON.stringify({ id: c.id, ok: true, result: {} })}\n`);
         process.exit(0);
     }
@@ -99,17 +91,13 @@ async function serve(helper: Helper): Promise<void> {
     });
   }
   await chain;
-  await helper.close();
+  for (const i of ifaces.values()) await i.close();
 }
 
-const [mode, socket, uid] = process.argv.slice(2);
+const [mode] = process.argv.slice(2);
 if (mode === 'local') {
-  await serve(createLocalHelper());
-} else if (mode === 'client' && socket) {
-  await serve(await HelperClient.connect(socket));
-} else if (mode === 'helper-server' && socket && uid) {
-  process.exitCode = await helperCommand.run(['--socket', socket, '--uid', uid, '--verbose']);
+  await serve();
 } else {
-  process.stderr.write('usage: wg-driver.ts local | client SOCKET | helper-server SOCKET UID\n');
+  process.stderr.write('usage: wg-driver.ts local\n');
   process.exitCode = 2;
 }

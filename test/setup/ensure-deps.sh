@@ -7,6 +7,9 @@ set -euo pipefail
 # command -> Debian package
 declare -A need=(
   [ip]=iproute2
+  [systemd-analyze]=systemd # checks weftd.service (test/unit/host/service.test.ts)
+  [runuser]=util-linux # the local API as an unprivileged user (test/lab/weftd.test.ts)
+  [getent]=libc-bin
   [nft]=nftables
   [conntrack]=conntrack
   [iptables]=iptables

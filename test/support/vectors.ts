@@ -1,5 +1,5 @@
 /**
- * Loads the known-answer vectors in ../shared/vectors (one `name=hex` per line, `#` comments).
+ * Loads the known-answer vectors in test/fixtures/vectors (one `name=hex` per line, `#` comments).
  * The vectors were produced by Tailscale's own code; tests must reproduce them byte for byte.
  */
 import { readFileSync } from 'node:fs';
@@ -7,10 +7,10 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export const sharedDir = resolve(repoRoot, '../shared');
+export const vectorsDir = resolve(repoRoot, 'test/fixtures/vectors');
 
 export function loadVectors(file: string): Map<string, string> {
-  const text = readFileSync(resolve(sharedDir, 'vectors', file), 'utf8');
+  const text = readFileSync(resolve(vectorsDir, file), 'utf8');
   const out = new Map<string, string>();
   for (const line of text.split('\n')) {
     const t = line.trim();

@@ -1,36 +1,31 @@
 /**
- * `weft dev-bridge`: the desktop app's host (src-main/host) without Electron, with the IPC contract served over a
- * WebSocket on 127.0.0.1 (src-main/devbridge/server.ts) and the renderer served by Vite's dev server
- * (src-main/devbridge/renderer.ts), so the UI runs in any browser against a real engine. The engine is not joined
- * at start: the page joins through `session:join`, or, with `--login-server` (and `--auth-key`), the bridge joins
- * through the same dispatcher right away (`npm run demo`). Runs until SIGINT/SIGTERM, then stops the engine cleanly.
+ * `weft dev-bridge`: the IPC contract of the desktop app served over a WebSocket on 127.0.0.1
+ * (src-main/devbridge/server.ts), with the renderer served by Vite's dev server (src-main/devbridge/renderer.ts), so
+ * the UI runs in any browser against a real engine. The bridge is a client of weftd (or of a foreground `weft up`)
+ * like the app: it holds no engine, and a page may do exactly what the bridge's user may do on weftd's local API.
+ * A page connects only with the random per-run token in the printed URL.
  *
- * Prints one line with the page to open:
- *   weft dev bridge: http://127.0.0.1:PORT/?bridge=ws://127.0.0.1:PORT2
+ * With `--login-server` (and `--auth-key`), the bridge joins through weftd right away (`npm run demo`).
+ * Runs until SIGINT/SIGTERM. Prints one line with the page to open:
+ *   weft dev bridge: http://127.0.0.1:PORT/?bridge=ws://127.0.0.1:PORT2/?token=TOKEN
  */
-import { join } from 'node:path';
 import { CliError, parseFlags, untilSignal, type Command } from '../command.ts';
-import { defaultStateDir } from '../../engine/state/store.ts';
-import { isWeftInterfaceName } from '../../engine/wg/iface.ts';
-import { createHostBackend } from '../../devbridge/host-backend.ts';
-import { startDevBridge } from '../../devbridge/server.ts';
+import { RUN_DIR_FLAGS, RUN_DIR_USAGE, runDirOf } from '../daemon-call.ts';
+import { createDaemonBackend, type DaemonBackend } from '../../devbridge/daemon-backend.ts';
+import { newBridgeToken, startDevBridge } from '../../devbridge/server.ts';
 import { startRendererServer, type RendererServer } from '../../devbridge/renderer.ts';
+import { DaemonUnavailable } from '../../daemon/api-client.ts';
 
-/** Apart from `weft up`'s state: the host keeps settings.json and one state directory per saved network. */
-const DEFAULT_DIR = join(defaultStateDir(), 'dev-bridge');
-
-const usage = `usage: weft dev-bridge [--state-dir DIR] [--iface NAME] [--port N] [--listen 127.0.0.1:PORT] [--ui-port N] [--no-ui] [--no-hmr] [--vite-cache DIR]
+const usage = `usage: weft dev-bridge [--socket-dir DIR | --state-dir DIR] [--listen 127.0.0.1:PORT] [--ui-port N] [--no-ui] [--no-hmr] [--vite-cache DIR]
                        [--login-server URL [--auth-key KEY] [--hostname NAME]]
 
-  --state-dir DIR     the app's data: settings, saved networks, their keys (default: ${DEFAULT_DIR})
-  --iface NAME        WireGuard interface name, weft + 1-10 of [0-9a-z] (default: weft0)
-  --port N            UDP port for WireGuard, disco and STUN (default: 41641; 0 = any)
+${RUN_DIR_USAGE}
   --listen ADDR:PORT  the bridge's WebSocket, 127.0.0.1 only (default: 127.0.0.1:0 = any free port)
   --ui-port N         the Vite dev server's port on 127.0.0.1 (default: 0 = any free port)
   --no-ui             serve only the bridge (point a renderer elsewhere at it with ?bridge=ws://...)
   --no-hmr            no hot module replacement (no second WebSocket to Vite)
   --vite-cache DIR    Vite's dependency cache (default: node_modules/.vite/weft-dev-bridge)
-  --login-server URL  join this network at start (session:join through the host's dispatcher, as the page would);
+  --login-server URL  join this network at start (session:join on weftd, as the page would);
                       prints "weft dev bridge: joined" or "weft dev bridge: join failed: ..."
   --auth-key KEY      pre-auth key for --login-server (without it the login URL is in the page and the log)
   --hostname NAME     the name to register with --login-server (default: the OS hostname)`;
@@ -58,9 +53,7 @@ export const devBridgeCommand: Command = {
     const { values } = parseFlags(
       argv,
       {
-        'state-dir': { type: 'string' },
-        iface: { type: 'string' },
-        port: { type: 'string' },
+        ...RUN_DIR_FLAGS,
         listen: { type: 'string' },
         'ui-port': { type: 'string' },
         'no-ui': { type: 'boolean' },
@@ -77,10 +70,6 @@ export const devBridgeCommand: Command = {
       process.stdout.write(`${usage}\n`);
       return 0;
     }
-    const stateDir = values['state-dir'] ?? DEFAULT_DIR;
-    const iface = values.iface ?? 'weft0';
-    if (!isWeftInterfaceName(iface)) throw new CliError(`--iface must be "weft" followed by 1-10 of [0-9a-z], got "${iface}"`);
-    const udpPort = parsePort('port', values.port, 41641);
     const uiPort = parsePort('ui-port', values['ui-port'], 0);
     const listen = parseListen(values.listen ?? '127.0.0.1:0');
     if ((values['auth-key'] !== undefined || values.hostname !== undefined) && values['login-server'] === undefined) {
@@ -89,10 +78,15 @@ export const devBridgeCommand: Command = {
     const log = (l: string): void => void process.stderr.write(`${stamp()} ${l}\n`);
 
     const signal = untilSignal();
-    const backend = await createHostBackend({ stateDir, iface, udpPort, logf: log }).catch((e: unknown) => {
-      throw new CliError(`cannot start the host: ${(e as Error).message}`, 1);
-    });
-    // Auto-join: through the validated dispatcher, exactly as the page's session:join (bad input is a clear error).
+    let backend: DaemonBackend;
+    try {
+      backend = await createDaemonBackend(runDirOf(values), log);
+    } catch (e) {
+      if (e instanceof DaemonUnavailable) throw new CliError(`${e.message}: start weftd (weft daemon) or weft up first`, 1);
+      throw new CliError(`cannot reach weftd: ${(e as Error).message}`, 1);
+    }
+    log(`dev bridge: connected to weftd with ${backend.access === 'write' ? 'operator (read and write)' : 'read-only'} access`);
+    // Auto-join: through weftd's validated dispatcher, exactly as the page's session:join (bad input is a clear error).
     let joining: Promise<void> = Promise.resolve();
     if (values['login-server'] !== undefined) {
       const req = {
@@ -108,12 +102,13 @@ export const devBridgeCommand: Command = {
     const origins = new Set<string>();
     const bridge = await startDevBridge({
       backend,
+      token: newBridgeToken(),
       host: listen.host,
       port: listen.port,
       allowOrigin: (o) => origins.has(o),
       logf: log,
     }).catch(async (e: unknown) => {
-      await backend.close();
+      backend.close();
       throw new CliError(`cannot start the bridge on ${values.listen ?? '127.0.0.1:0'}: ${(e as Error).message}`, 1);
     });
     try {
@@ -127,7 +122,7 @@ export const devBridgeCommand: Command = {
       }
     } catch (e) {
       await bridge.close();
-      await backend.close();
+      backend.close();
       throw new CliError(`cannot start the renderer's dev server: ${(e as Error).message}`, 1);
     }
 
@@ -136,7 +131,7 @@ export const devBridgeCommand: Command = {
     await Promise.race([joining, new Promise((r) => setTimeout(r, 2000))]);
     await ui?.close().catch((e: unknown) => log(`vite close: ${(e as Error).message}`));
     await bridge.close();
-    await backend.close();
+    backend.close();
     return 0;
   },
 };

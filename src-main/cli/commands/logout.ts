@@ -1,33 +1,42 @@
 /**
- * `weft logout [--state-dir DIR]`: expires this node's key on the server. If `weft up` is running it does it
- * and exits; otherwise the stored keys are used directly.
+ * `weft logout [--socket-dir DIR | --state-dir DIR]`: expires this node's key on the server. When an engine runs
+ * (weftd, or `weft up`, which then exits) it does it; otherwise, with --state-dir, the stored keys are used directly.
  */
-import { join } from 'node:path';
 import { MeshError } from '../../../src-shared/errors.ts';
+import { connectDaemon, DaemonUnavailable } from '../../daemon/api-client.ts';
 import { ControlClient } from '../../engine/control/client.ts';
 import { parseServerUrl } from '../../engine/control/transport.ts';
-import { STATUS_SOCKET, defaultStateDir, loadState } from '../../engine/state/store.ts';
-import { callLocalApi } from '../../engine/io/local-api.ts';
+import { defaultStateDir, loadState } from '../../engine/state/store.ts';
 import { CliError, parseFlags, type Command } from '../command.ts';
+import { RUN_DIR_FLAGS, RUN_DIR_USAGE, runDirOf } from '../daemon-call.ts';
 
-const usage = `usage: weft logout [--state-dir DIR]`;
+const usage = `usage: weft logout [--socket-dir DIR | --state-dir DIR]
+
+${RUN_DIR_USAGE}`;
 
 export const logoutCommand: Command = {
   summary: 'log this device out',
   async run(argv) {
-    const { values } = parseFlags(argv, { 'state-dir': { type: 'string' }, help: { type: 'boolean' } }, usage);
+    const { values } = parseFlags(argv, { ...RUN_DIR_FLAGS, help: { type: 'boolean' } }, usage);
     if (values.help) {
       process.stdout.write(`${usage}\n`);
       return 0;
     }
-    const stateDir = values['state-dir'] ?? defaultStateDir();
-    const running = await callLocalApi(join(stateDir, STATUS_SOCKET), { cmd: 'logout' }).catch(() => null);
-    if (running !== null) {
-      const err = (running as { error?: string }).error;
-      if (err) throw new CliError(`logout failed: ${err}`, 1);
+    const daemon = await connectDaemon(runDirOf(values)).catch((e: unknown) => {
+      if (e instanceof DaemonUnavailable) return null;
+      throw new CliError((e as Error).message, 1);
+    });
+    if (daemon) {
+      try {
+        const r = await daemon.invoke('session:logout', {}, 30_000);
+        if (!r.ok) throw new CliError(`logout failed: ${r.error.message}`, 1);
+      } finally {
+        daemon.close();
+      }
       process.stdout.write('logged out\n');
       return 0;
     }
+    const stateDir = values['state-dir'] ?? defaultStateDir();
     const st = await loadState(stateDir).catch((e: unknown) => {
       throw new CliError((e as Error).message, 1);
     });

@@ -2,27 +2,27 @@
  * `weft netcheck [--json] [--stun HOST:PORT]... [--derp-map FILE] [--state-dir DIR]`: probe the NAT and print
  * the report. STUN servers come from --stun (in order; the first RFC 5780 one drives the behaviour tests) and
  * from the DERP map's nodes (which also give region latencies and the preferred region): a file, or, when
- * neither option is given, the control server's map from the running `weft up`.
+ * neither option is given, the control server's map from the running engine.
  */
 import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { join } from 'node:path';
 import { DerpMap } from '../../../src-shared/model/derp-map.ts';
 import { NetcheckReport } from '../../../src-shared/model/netcheck.ts';
 import { netcheckTargetsFromMap, runNetcheck, type NetcheckTarget } from '../../engine/netcheck/prober.ts';
-import { callLocalApi } from '../../engine/io/local-api.ts';
-import { STATUS_SOCKET, defaultStateDir } from '../../engine/state/store.ts';
+import { connectDaemon } from '../../daemon/api-client.ts';
 import { explain } from '../../engine/netcheck/report.ts';
 import { parseHostPort } from '../../protocol/wire/addr.ts';
 import { CliError, parseFlags, type Command } from '../command.ts';
+import { RUN_DIR_FLAGS, runDirOf } from '../daemon-call.ts';
 import { portMappingProbe } from '../../engine/netcheck/portmap-report.ts';
 
-const usage = `usage: weft netcheck [--json] [--stun HOST:PORT]... [--derp-map FILE] [--state-dir DIR] [--no-portmap] [--port N]
+const usage = `usage: weft netcheck [--json] [--stun HOST:PORT]... [--derp-map FILE] [--socket-dir DIR | --state-dir DIR] [--no-portmap] [--port N]
 
   --stun HOST:PORT   a STUN server (repeatable); RFC 5780 servers give mapping and filtering
   --derp-map FILE    a DERP map (tailcfg JSON); its STUN nodes are probed for region latency
-  --state-dir DIR    without --stun and --derp-map: use the DERP map of the weft up running there
+  --socket-dir DIR   without --stun and --derp-map: use the DERP map of the engine running there (weftd)
+  --state-dir DIR    the same, for a foreground weft up with that state directory
   --no-portmap       skip the NAT-PMP / PCP / UPnP probe
   --port N           local UDP port for the main probe socket (default: any)
   --json             print one JSON object instead of the human report`;
@@ -50,16 +50,16 @@ export async function derpTargets(file: string): Promise<NetcheckTarget[]> {
 }
 
 /** The DERP map of the running `weft up` (the control server's), or null when no node is running there. */
-async function runningDerpMap(stateDir: string): Promise<DerpMap | null> {
-  let raw: unknown;
+async function runningDerpMap(runDir: string): Promise<DerpMap | null> {
+  const daemon = await connectDaemon(runDir).catch(() => null);
+  if (!daemon) return null;
   try {
-    raw = await callLocalApi(join(stateDir, STATUS_SOCKET), { cmd: 'derp-map' });
-  } catch {
-    return null;
+    const r = await daemon.invoke('engine:derp-map', {});
+    if (!r.ok) throw new CliError(`the running weft: ${r.error.message}`, 1);
+    return r.value;
+  } finally {
+    daemon.close();
   }
-  const parsed = DerpMap.nullable().safeParse(raw);
-  if (!parsed.success) throw new CliError('the running weft sent an unexpected DERP map', 1);
-  return parsed.data;
 }
 
 export const netcheckCommand: Command = {
@@ -73,7 +73,7 @@ export const netcheckCommand: Command = {
         'derp-map': { type: 'string' },
         'no-portmap': { type: 'boolean' },
         port: { type: 'string' },
-        'state-dir': { type: 'string' },
+        ...RUN_DIR_FLAGS,
         help: { type: 'boolean' },
       },
       usage,
@@ -91,7 +91,7 @@ export const netcheckCommand: Command = {
     if (values['derp-map']) targets.push(...(await derpTargets(values['derp-map'])));
     if (targets.length === 0) {
       // Neither given: use the control server's DERP map, from the running node.
-      const map = await runningDerpMap(values['state-dir'] ?? defaultStateDir());
+      const map = await runningDerpMap(runDirOf(values));
       if (map) targets.push(...(await netcheckTargetsFromMap(map, resolveHost)));
       if (targets.length === 0) {
         throw new CliError(`no STUN servers: give --stun HOST:PORT or --derp-map FILE, or run weft up so the control server's DERP map can be used\n\n${usage}`);

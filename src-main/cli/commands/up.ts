@@ -1,25 +1,28 @@
 /**
- * `weft up --login-server URL [--auth-key KEY] [--hostname NAME] [--state-dir DIR]`: runs the engine in the
- * foreground until SIGINT/SIGTERM. Prints the AuthURL when a browser login is needed. Serves `weft status`
- * on the state directory's socket. Exits non-zero with a clear message when the first connection fails.
+ * `weft up --login-server URL [--auth-key KEY|file:PATH|-] [--hostname NAME] [--state-dir DIR]`: joins and runs the
+ * engine in the foreground until SIGINT/SIGTERM, for servers and scripts. It is weftd (src-main/daemon/weftd.ts)
+ * with one network: the same engine, the same local API (status, ping, logout and the app talk to it as to the
+ * service), and the join made through the same validated dispatcher a client would use.
+ *
+ * Prints the AuthURL when a browser login is needed and "weft: connected as NAME [ADDRS]" once connected. Exits
+ * non-zero with a clear message when the first connection fails, and exits 0 after a logout or disconnect through
+ * the API, or on a signal.
  */
-import { join } from 'node:path';
-import { MeshError } from '../../../src-shared/errors.ts';
 import { parseServerUrl } from '../../engine/control/transport.ts';
-import { Engine } from '../../engine/engine.ts';
 import { isWeftInterfaceName } from '../../engine/wg/iface.ts';
-import { cleanupStaleInterfaces } from '../../engine/wg/stale.ts';
-import { startWireguardGo } from '../../engine/wg/wireguard-go.ts';
-import { serveLocalApi, type LocalApiServer } from '../../engine/io/local-api.ts';
-import { STATUS_SOCKET, defaultStateDir, ensureStateDir } from '../../engine/state/store.ts';
+import { defaultStateDir, ensureStateDir } from '../../engine/state/store.ts';
+import { startWeftd } from '../../daemon/weftd.ts';
+import { resolveAuthKey } from '../auth-key.ts';
 import { CliError, parseFlags, untilSignal, type Command } from '../command.ts';
 
-const usage = `usage: weft up --login-server URL [--auth-key KEY] [--hostname NAME] [--state-dir DIR] [--iface NAME] [--port N]
+const usage = `usage: weft up --login-server URL [--auth-key KEY] [--hostname NAME] [--state-dir DIR] [--socket-dir DIR] [--iface NAME] [--port N]
 
   --login-server URL   headscale (or weft server) URL, e.g. https://hs.example.com or http://10.0.0.1:8080
-  --auth-key KEY       pre-auth key; without it, weft prints a URL to approve this device
+  --auth-key KEY       pre-auth key; file:PATH reads it from a file, - from standard input (keeps it out of ps);
+                       without it, weft prints a URL to approve this device
   --hostname NAME      name to register (default: this machine's hostname)
-  --state-dir DIR      where keys and the status socket live (default: ${defaultStateDir()})
+  --state-dir DIR      where keys and settings live (default: ${defaultStateDir()})
+  --socket-dir DIR     where the local API's sockets go (default: the state directory)
   --iface NAME         WireGuard interface name, weft + 1-10 of [0-9a-z] (default: weft0)
   --port N             UDP port for WireGuard, disco and STUN (default: 41641; 0 = any)`;
 
@@ -35,6 +38,7 @@ export const upCommand: Command = {
         'auth-key': { type: 'string' },
         hostname: { type: 'string' },
         'state-dir': { type: 'string' },
+        'socket-dir': { type: 'string' },
         iface: { type: 'string' },
         port: { type: 'string' },
         help: { type: 'boolean' },
@@ -57,73 +61,70 @@ export const upCommand: Command = {
     if (!isWeftInterfaceName(iface)) throw new CliError(`--iface must be "weft" followed by 1-10 of [0-9a-z], got "${iface}"`);
     const udpPort = values.port === undefined ? 41641 : Number(values.port);
     if (!Number.isInteger(udpPort) || udpPort < 0 || udpPort > 65535) throw new CliError(`--port must be 0-65535, got "${values.port}"`);
+    if (values.hostname !== undefined && !/^[A-Za-z0-9-]{1,63}$/.test(values.hostname)) throw new CliError(`--hostname must be 1-63 of [A-Za-z0-9-], got "${values.hostname}"`);
+    const authKey = await resolveAuthKey(values['auth-key']);
     const log = (l: string): void => void process.stderr.write(`${stamp()} ${l}\n`);
-    // A crashed earlier run may have left its interface behind: remove Weft devices whose owner is gone.
-    await cleanupStaleInterfaces('weft', {}, { logf: log }).catch((e: unknown) => log(`stale cleanup failed: ${(e as Error).message}`));
-    const client = new Engine({
-      udpPort,
-      createInterface: () => startWireguardGo({ name: iface }, { logf: log }),
-      server,
-      stateDir,
-      ...(values['auth-key'] ? { authKey: values['auth-key'] } : {}),
-      ...(values.hostname ? { hostname: values.hostname } : {}),
-      logf: log,
-      // Debug knob for tests: a shorter map-stream watchdog than Tailscale's 120 s.
-      ...(process.env['WEFT_DEBUG_MAP_WATCHDOG_MS'] ? { mapWatchdogMs: Number(process.env['WEFT_DEBUG_MAP_WATCHDOG_MS']) } : {}),
-    });
-    let lastState = '';
-    client.control.on('status', (s) => {
-      if (s.state === 'needs-login' && s.authUrl) process.stdout.write(`\nTo authenticate, visit:\n\n\t${s.authUrl}\n\n`);
-      if (s.state !== lastState) log(`control: ${s.state}${s.error ? ` (${s.error.message})` : ''}`);
-      lastState = s.state;
-    });
+    const watchdog = Number(process.env['WEFT_DEBUG_MAP_WATCHDOG_MS'] ?? 0);
 
     await ensureStateDir(stateDir).catch((e: unknown) => {
       throw new CliError((e as Error).message, 1);
     });
-    let api: LocalApiServer;
+    const signal = untilSignal();
+    let weftd;
     try {
-      api = await serveLocalApi(join(stateDir, STATUS_SOCKET), async (req) => {
-        const cmd = (req as { cmd?: unknown }).cmd;
-        if (cmd === 'status') return client.status();
-        if (cmd === 'derp-map') return client.derpMap;
-        if (cmd === 'ping') {
-          const r = req as { peer?: unknown; timeoutMs?: unknown };
-          if (typeof r.peer !== 'string') return { error: 'ping needs a peer' };
-          const timeoutMs = typeof r.timeoutMs === 'number' && r.timeoutMs > 0 && r.timeoutMs <= 30_000 ? r.timeoutMs : 5000;
-          return client.ping(r.peer, timeoutMs);
-        }
-        if (cmd === 'logout') {
-          await client.control.logout();
-          setImmediate(() => process.kill(process.pid, 'SIGTERM'));
-          return { ok: true };
-        }
-        return { error: `unknown command ${String(cmd)}` };
+      weftd = await startWeftd({
+        dataDir: stateDir,
+        runDir: values['socket-dir'] ?? stateDir,
+        stateDirFor: () => stateDir,
+        iface,
+        udpPort,
+        autoConnect: false,
+        logf: log,
+        // Debug knob for tests: a shorter map-stream watchdog than Tailscale's 120 s.
+        ...(watchdog > 0 ? { mapWatchdogMs: watchdog } : {}),
       });
     } catch (e) {
       throw new CliError((e as Error).message, 1);
     }
-
-    const signal = untilSignal();
-    try {
-      const started = client.start();
-      const first = await Promise.race([started.then(() => 'started' as const), signal]);
-      if (first !== 'started') {
-        await client.stop();
-        return 0;
+    const { host } = weftd;
+    let shownAuthUrl = '';
+    let connected = false;
+    let left: () => void = () => undefined;
+    const leaving = new Promise<'left'>((resolve) => (left = () => resolve('left')));
+    host.on('session:progress', (p) => {
+      if (p.authUrl && p.authUrl !== shownAuthUrl) {
+        shownAuthUrl = p.authUrl;
+        process.stdout.write(`\nTo authenticate, visit:\n\n\t${p.authUrl}\n\n`);
       }
-    } catch (e) {
-      await client.stop();
-      await api.close();
-      const msg = e instanceof MeshError ? e.message : `unexpected error: ${(e as Error).stack ?? String(e)}`;
-      throw new CliError(msg, 1);
+      if (p.stage === 'connected' && !connected) {
+        connected = true;
+        void weftd.dispatch('engine:status', {}).then((r) => {
+          const self = r.ok && 'self' in (r.value as object) ? (r.value as { self: { name: string; addresses: string[] } | null }).self : null;
+          const addrs = (self?.addresses ?? []).map((a) => (a.includes(':') ? `${a}/128` : `${a}/32`));
+          process.stdout.write(`weft: connected as ${self?.name ?? '?'} ${JSON.stringify(addrs)}\n`);
+        });
+      }
+    });
+    // A logout or disconnect through the API ends a foreground run, as it did before weftd.
+    host.on('mesh:delta', (d) => {
+      if (connected && d.control === null) left();
+    });
+
+    const joined = await Promise.race([
+      weftd.dispatch('session:join', { serverUrl: server.href, ...(authKey ? { authKey } : {}), ...(values.hostname ? { hostname: values.hostname } : {}) }),
+      signal.then(() => null),
+    ]);
+    if (joined === null) {
+      await weftd.close();
+      return 0;
     }
-    const self = client.control.netmap.self;
-    process.stdout.write(`weft: connected as ${self?.Name ?? '?'} ${JSON.stringify(self?.Addresses ?? [])}\n`);
-    await signal;
-    log('shutting down');
-    await client.stop();
-    await api.close();
+    if (!joined.ok) {
+      await weftd.close();
+      throw new CliError(joined.error.message, 1);
+    }
+    const why = await Promise.race([signal, leaving]);
+    log(why === 'left' ? 'logged out or disconnected through the local API; shutting down' : 'shutting down');
+    await weftd.close();
     return 0;
   },
 };

@@ -317,14 +317,14 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
           for (const body of bodies) {
             const parsed = parseMapBody(body, MAP_COMPRESSION === 'zstd');
             if (parsed.kind !== 'ok') {
-              this.logf(`control: unreadable map message (${parsed.reason}); keeping the last good netmap`);
+              if (this.resyncAfterBadDelta(first, `unreadable map message (${parsed.reason})`)) return;
               continue;
             }
             const json = parsed.value;
             if (process.env['WEFT_DEBUG_MAP']) this.logf(`[v1] map message: keys=${Object.keys(json as object).join(",")} ${JSON.stringify(json).length}B`);
             const r = applyMapResponse(session, json);
             if (r.kind === 'error') {
-              this.logf(`control: bad map message (${r.reason}); keeping the last good netmap`);
+              if (this.resyncAfterBadDelta(first, `bad map message (${r.reason})`)) return;
               continue;
             }
             session = r.netmap;
@@ -344,23 +344,39 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     });
   }
 
+  /**
+   * A map message that cannot be applied. Before the first full map it is skipped (the stream is still young);
+   * after it, a delta we could not apply means our netmap may now miss a change, so, as Tailscale's controlclient
+   * does on a map-session error, the stream is dropped and a new one starts from a fresh full map. The last good
+   * netmap stays in force meanwhile. Returns true when the stream was dropped.
+   */
+  private resyncAfterBadDelta(first: boolean, why: string): boolean {
+    if (first) {
+      this.logf(`control: ${why}; keeping the last good netmap`);
+      return false;
+    }
+    this.logf(`control: ${why}; keeping the last good netmap and requesting a fresh full map`);
+    this.onConnectionLost(new Error(`${why}: resynchronising`), 0);
+    return true;
+  }
+
   private armWatchdog(): void {
     if (this.watchdog) this.clock.clearTimeout(this.watchdog);
     const ms = this.init.mapWatchdogMs ?? MAP_WATCHDOG_MS;
     this.watchdog = this.clock.setTimeout(() => this.onConnectionLost(new Error(`no map message for ${ms / 1000} s`)), ms);
   }
 
-  private onConnectionLost(err: Error): void {
+  private onConnectionLost(err: Error, delayMs?: number): void {
     if (this.stopped || !this.everConnected || this.retryTimer) return;
     this.logf(`control: connection lost: ${err.message}; reconnecting`);
     this.teardown();
     this.setStatus({ state: 'connecting', error: { code: 'unreachable', message: err.message, retryable: true } });
-    this.scheduleRetry();
+    this.scheduleRetry(delayMs);
   }
 
-  private scheduleRetry(): void {
+  private scheduleRetry(delayMs?: number): void {
     const base = Math.min(CONTROL_BACKOFF_MAX_MS, CONTROL_BACKOFF_MIN_MS * 2 ** this.failures);
-    const delay = Math.round(base * (0.5 + this.random() / 2));
+    const delay = delayMs ?? Math.round(base * (0.5 + this.random() / 2));
     this.failures++;
     this.retryTimer = this.clock.setTimeout(() => {
       this.retryTimer = null;

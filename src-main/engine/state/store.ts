@@ -30,7 +30,6 @@ export function defaultStateDir(): string {
 }
 
 export const STATE_FILE = 'state.json';
-export const STATUS_SOCKET = 'weft.sock';
 
 export async function ensureStateDir(dir: string): Promise<void> {
   try {

@@ -18,13 +18,28 @@ export function validateAddresses(addresses: readonly string[]): string[] {
   });
 }
 
-/** Validates route prefixes and refuses /0. Returns them canonical (host bits cleared), de-duplicated. */
+/**
+ * The shortest prefixes Weft installs as routes. Anything wider captures a large part of all traffic: /0 (a default
+ * route, which only an exit node the user selected may take) and pairs like 0.0.0.0/1 + 128.0.0.0/1 that add up to
+ * one. Such prefixes never come from a peer's own addresses or an ordinary subnet route.
+ */
+export const MIN_ROUTE_BITS = { 4: 8, 6: 16 } as const;
+
+/** Why Weft will not install `text` as a route, or null when it may. */
+export function routeRefusal(text: string): string | null {
+  const p = parseIpPrefix(text, { allowBare: true });
+  if (!p) return `not an IP prefix: ${JSON.stringify(text.slice(0, 64))}`;
+  if (p.bits === 0) return `refusing a default route (${text}): Weft routes only peers' own addresses and subnets`;
+  if (p.bits < MIN_ROUTE_BITS[p.family]) return `refusing ${text}: wider than /${MIN_ROUTE_BITS[p.family]}, it would capture this machine's traffic`;
+  return null;
+}
+
+/** Validates route prefixes (routeRefusal). Returns them canonical (host bits cleared), de-duplicated. */
 export function validateRoutes(prefixes: readonly string[]): string[] {
   const out = prefixes.map((s) => {
-    const p = parseIpPrefix(s, { allowBare: true });
-    if (!p) throw new WgError('invalid', `not an IP prefix: ${JSON.stringify(s)}`);
-    if (p.bits === 0) throw new WgError('refused', `refusing a default route (${s}): Weft routes only peers' AllowedIPs`);
-    return formatPrefix(maskPrefix(p));
+    const why = routeRefusal(s);
+    if (why) throw new WgError(why.startsWith('not an') ? 'invalid' : 'refused', why);
+    return formatPrefix(maskPrefix(parseIpPrefix(s, { allowBare: true })!));
   });
   return [...new Set(out)];
 }

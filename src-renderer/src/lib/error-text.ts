@@ -19,6 +19,8 @@ export const ERROR_TEXT: Readonly<Record<IpcErrorCode, string>> = {
   'unknown-method': 'The Weft service does not support this action. The app and service versions may differ.',
   'helper-denied': 'Weft needs administrator permission to create its network interface, and it was refused.',
   internal: 'Something went wrong inside Weft.',
+  'permission-denied': 'Only an administrator or a member of the “weft” group can change the Weft service. Ask one to add you (usermod -aG weft YOUR-NAME).',
+  'daemon-unavailable': 'The Weft service is not running on this computer. Install or start it to connect.',
 };
 
 export interface ErrorWords {

@@ -4,7 +4,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { checkBackendResult, hostHeaderOk, parseClientFrame, startDevBridge, type DevBridge } from '../../../src-main/devbridge/server.ts';
+import { checkBackendResult, hostHeaderOk, newBridgeToken, parseClientFrame, startDevBridge, tokenOk, type DevBridge } from '../../../src-main/devbridge/server.ts';
 import { FakeBackend, snapshot, until } from './fixtures.ts';
 
 describe('parseClientFrame', () => {
@@ -45,6 +45,20 @@ describe('checkBackendResult', () => {
   });
 });
 
+const TOKEN = newBridgeToken();
+
+describe('tokenOk', () => {
+  it('accepts exactly the token, in the query', () => {
+    expect(tokenOk(`/?token=${TOKEN}`, TOKEN)).toBe(true);
+    expect(tokenOk(`/?x=1&token=${TOKEN}`, TOKEN)).toBe(true);
+    expect(tokenOk('/', TOKEN)).toBe(false);
+    expect(tokenOk(undefined, TOKEN)).toBe(false);
+    expect(tokenOk(`/?token=${TOKEN.slice(1)}`, TOKEN)).toBe(false);
+    expect(tokenOk(`/?token=${TOKEN}x`, TOKEN)).toBe(false);
+    expect(tokenOk('/?token=', TOKEN)).toBe(false);
+  });
+});
+
 describe('hostHeaderOk', () => {
   it('accepts loopback names on the bridge port only', () => {
     expect(hostHeaderOk('127.0.0.1:5000', 5000)).toBe(true);
@@ -66,7 +80,7 @@ describe('dev bridge server', () => {
   beforeEach(async () => {
     backend = new FakeBackend();
     backend.handlers.set('mesh:snapshot', () => ({ ok: true, value: snapshot() }));
-    bridge = await startDevBridge({ backend, allowOrigin: (o) => o === ORIGIN, maxMessageBytes: 4096, maxConnections: 3 });
+    bridge = await startDevBridge({ backend, token: TOKEN, allowOrigin: (o) => o === ORIGIN, maxMessageBytes: 4096, maxConnections: 3 });
   });
 
   afterEach(async () => {
@@ -75,8 +89,8 @@ describe('dev bridge server', () => {
   });
 
   /** Opens a client; resolves once open (or rejects with the HTTP status of a refused upgrade). */
-  function client(opts: { origin?: string; headers?: Record<string, string> } = {}): Promise<WebSocket> {
-    const ws = new WebSocket(bridge.url, { ...(opts.origin ? { origin: opts.origin } : {}), headers: opts.headers ?? {} });
+  function client(opts: { origin?: string; headers?: Record<string, string>; url?: string } = {}): Promise<WebSocket> {
+    const ws = new WebSocket(opts.url ?? bridge.url, { ...(opts.origin ? { origin: opts.origin } : {}), headers: opts.headers ?? {} });
     sockets.push(ws);
     return new Promise((res, rej) => {
       ws.once('open', () => res(ws));
@@ -93,8 +107,8 @@ describe('dev bridge server', () => {
   }
 
   it('listens on loopback only', async () => {
-    expect(bridge.url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
-    await expect(startDevBridge({ backend, host: '0.0.0.0' })).rejects.toThrow(/loopback/);
+    expect(bridge.url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+\/\?token=[\w-]{43}$/);
+    await expect(startDevBridge({ backend, token: TOKEN, host: '0.0.0.0' })).rejects.toThrow(/loopback/);
   });
 
   it('dispatches a request and answers {id, result}', async () => {
@@ -151,6 +165,15 @@ describe('dev bridge server', () => {
     await expect(client({ headers: { Host: `rebind.example:${bridge.port}` } })).rejects.toThrow(/403/);
   });
 
+  it('refuses every connection without the token, with or without an Origin', async () => {
+    const bare = `ws://127.0.0.1:${bridge.port}/`;
+    await expect(client({ url: bare })).rejects.toThrow(/403/);
+    await expect(client({ url: bare, origin: ORIGIN })).rejects.toThrow(/403/);
+    await expect(client({ url: `${bare}?token=${newBridgeToken()}` })).rejects.toThrow(/403/);
+    expect(backend.calls).toEqual([]);
+    expect(bridge.clientCount).toBe(0);
+  });
+
   it('limits the number of clients', async () => {
     await client();
     await client();
@@ -179,7 +202,7 @@ describe('dev bridge server', () => {
   });
 
   it('caps requests in flight per client', async () => {
-    const bridge2 = await startDevBridge({ backend, maxInFlight: 2 });
+    const bridge2 = await startDevBridge({ backend, token: TOKEN, maxInFlight: 2 });
     let release: () => void = () => undefined;
     const gate = new Promise<void>((r) => (release = r));
     backend.handlers.set('settings:get', async () => {

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { connectWsApi, type SocketLike, type WsWeftApi } from '../../../src-renderer/src/ipc/ws-api.ts';
-import { startDevBridge, type DevBridge } from '../../../src-main/devbridge/server.ts';
+import { newBridgeToken, startDevBridge, type DevBridge } from '../../../src-main/devbridge/server.ts';
 import type { EventPayload } from '../../../src-shared/ipc/contract.ts';
 import { FakeBackend, peer, snapshot, until } from './fixtures.ts';
 
@@ -20,10 +20,12 @@ describe('connectWsApi', () => {
     }
   });
 
+  const bridgeToken = newBridgeToken();
+
   async function setup(port = 0): Promise<{ backend: FakeBackend; bridge: DevBridge; api: WsWeftApi; warnings: string[] }> {
     const backend = new FakeBackend();
     backend.handlers.set('mesh:snapshot', () => ({ ok: true, value: snapshot([peer('1', 'b1')]) }));
-    const bridge = await startDevBridge({ backend, port });
+    const bridge = await startDevBridge({ backend, token: bridgeToken, port });
     const warnings: string[] = [];
     const api = connectWsApi(bridge.url, { createSocket: nodeSocket, minBackoffMs: 20, maxBackoffMs: 100, warn: (m) => warnings.push(m) });
     open.push({ api, bridge });
@@ -85,7 +87,8 @@ describe('connectWsApi', () => {
     // The bridge comes back on the same port with a different mesh: peer 2 gone, peer 3 new.
     const backend2 = new FakeBackend();
     backend2.handlers.set('mesh:snapshot', () => ({ ok: true, value: snapshot([peer('1', 'b1'), peer('3', 'd1')]) }));
-    const bridge2 = await startDevBridge({ backend: backend2, port });
+    // Same port and token: the page's URL stays valid across a bridge restart only if the token does.
+    const bridge2 = await startDevBridge({ backend: backend2, token: bridgeToken, port });
     open.push({ bridge: bridge2 });
     await until(() => deltas.length === 2, 5000);
     expect(deltas[1]!.removePeers).toEqual(['2']);

@@ -25,6 +25,9 @@ function handlers(over: Partial<Handlers> = {}): { h: Handlers; calls: string[] 
     'profiles:remove': async () => SETTINGS,
     'network:create-local': async () => ({ serverUrl: 'http://192.168.1.5:8080', authKey: 'k'.repeat(48), qrSvg: '<svg/>', qrText: 'x' }),
     'logs:get': async () => [],
+    'engine:status': async () => ({ control: { state: 'connected', url: 'https://hs.example.com', error: null, authUrl: null, stage: 'connected' }, self: null, peers: [] }),
+    'engine:ping': async (req) => ({ peer: req.peer, reply: null }),
+    'engine:derp-map': async () => null,
     ...over,
   };
   return { h, calls };

@@ -4,6 +4,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { NetcheckReport } from '../../../src-shared/model/netcheck.ts';
+import type { PingResult } from '../../../src-shared/ipc/contract.ts';
+import type { DerpMap } from '../../../src-shared/model/derp-map.ts';
 import type { PeerStatus, StatusReport } from '../../../src-shared/model/status.ts';
 import type { ControlStatus } from '../../../src-main/engine/control/client.ts';
 import { emptyNetMap, type NetMap } from '../../../src-main/engine/control/map-session.ts';
@@ -134,6 +136,17 @@ export class FakeEngine extends EventEmitter<EngineEvents> implements HostedEngi
 
   async netcheck(): Promise<NetcheckReport> {
     return NETCHECK;
+  }
+
+  /** Peers answer pings when they are in the report; anything else is unknown, as in the engine. */
+  async ping(target: string, _timeoutMs: number): Promise<PingResult> {
+    const p = this.report.peers.find((x) => x.name === target || x.addresses.includes(target));
+    if (!p) throw new Error(`no peer named ${target}`);
+    return { peer: p.name, reply: p.path.kind === 'direct' ? { from: p.path.endpoint, latencyMs: p.path.latencyMs } : null };
+  }
+
+  get derpMap(): DerpMap | null {
+    return this.c.nm.derpMap;
   }
 }
 

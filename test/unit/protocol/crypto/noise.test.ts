@@ -13,13 +13,13 @@ import {
   respond,
   type Session,
 } from '../../../../src-main/protocol/crypto/noise.ts';
-import { sharedDir } from '../../../support/vectors.ts';
+import { vectorsDir } from '../../../support/vectors.ts';
 
 /** The noise vector files carry `name=hex` lines plus `c2s[i] plaintext=… wire=…` lines. */
 function load(file: string) {
   const kv = new Map<string, string>();
   const frames: { dir: 'c2s' | 's2c'; i: number; plaintext: string; wire: string }[] = [];
-  for (const line of readFileSync(resolve(sharedDir, 'vectors', file), 'utf8').split('\n')) {
+  for (const line of readFileSync(resolve(vectorsDir, file), 'utf8').split('\n')) {
     const t = line.trim();
     if (!t || t.startsWith('#')) continue;
     const f = /^(c2s|s2c)\[(\d+)\] plaintext=([0-9a-f]*) wire=([0-9a-f]+)$/.exec(t);
