@@ -4,7 +4,8 @@
  * host with the dev bridge on the UI node, and prints the URL of the UI for a browser on this machine.
  *
  *   srv  203.0.113.10   weft server --derp --stun (control on :8080, DERP on /derp, STUN on :3478/udp)
- *   a1   behind na (EIM+APDF)                 the UI's node: `weft dev-bridge --login-server … --auth-key …`
+ *   a1   behind na (EIM+APDF)                 the UI's node: weftd, and `weft dev-bridge --login-server … --auth-key …`
+ *                                             as its client (the page gets in with the bridge's per-run token)
  *   b1   behind nb (EIM+APDF)                 `weft up`: a1 ↔ b1 goes direct (both NATs keep their mapping)
  *   c1   behind nc (EDM) behind cgn (EIM+APDF) `weft up`: a1 ↔ c1 is relayed (no hole through EIM+APDF ↔ EDM)
  *
@@ -18,7 +19,7 @@
  * machine's network, and only loopback listens here. The ports are the same on both sides, so the page's URL,
  * the bridge's Host check and its Origin check (src-main/devbridge/server.ts) hold unchanged.
  *
- * Prints step timings, then `weft demo: open http://127.0.0.1:P/?bridge=ws://127.0.0.1:P2`, then the paths as
+ * Prints step timings, then `weft demo: open http://127.0.0.1:P/?bridge=ws://127.0.0.1:P2/?token=T`, then the paths as
  * they form. Ctrl-C / SIGTERM: lab.destroy() stops every lab process by PID (SIGTERM, so the nodes remove their
  * interfaces; SIGKILL after 3 s) and deletes the namespaces; then whatever those processes started (wireguard-go,
  * Vite's esbuild) is waited for and, if still there after 5 s, killed by PID; the proxy closes and the demo exits 0.
@@ -29,6 +30,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { bridgeCall } from '../test/lab/e2e/bridge-client.ts';
+import { BRIDGE_LINE, startWeftd } from '../test/lab/weftd.ts';
 import { createLab, HOSTS, pidAlive, REPO_ROOT, type HostName, type Lab, type LabProcess } from '../test/lab/lab.ts';
 
 const WEFT = [process.execPath, join(REPO_ROOT, 'src-main', 'cli', 'bin.mjs')];
@@ -137,33 +139,34 @@ async function main(): Promise<void> {
   if (typeof authKey !== 'string') throw new Error(`preauthkeys create answered no key: ${keyJson}`);
   mark('server');
 
-  // The three nodes at once: two `weft up`, and the UI node (host + dev bridge + Vite), which joins by itself.
+  // The three nodes at once: two `weft up`, and the UI node (weftd, then the dev bridge + Vite as its client, which
+  // joins through weftd by itself).
   const iface = `weft${l.prefix.replace(/[^0-9a-z]/g, '').slice(-5)}ui`;
+  const daemon = await startWeftd(l, 'a1', { name: 'app-a1', iface, env: NODE_ENV });
   const ui = l.spawn(
     'a1',
     [
-      ...WEFT, 'dev-bridge', '--state-dir', join(l.tmpDir, 'app-a1'), '--iface', iface, '--vite-cache', join(l.tmpDir, 'vite-cache'),
+      ...WEFT, 'dev-bridge', '--socket-dir', daemon.runDir, '--vite-cache', join(l.tmpDir, 'vite-cache'),
       '--listen', `127.0.0.1:${bridgePort}`, '--ui-port', String(uiPort),
       '--login-server', SERVER_URL, '--auth-key', authKey, '--hostname', 'demo-ui',
     ],
     { env: NODE_ENV },
   );
   const forward = l.spawn('a1', [...TSX, join(REPO_ROOT, 'scripts', 'demo-forward.ts'), `${uiSock}=${uiPort}`, `${bridgeSock}=${bridgePort}`]);
-  const [direct, relayed, url] = await Promise.all([
+  const [direct, relayed, [url, bridgeUrl]] = await Promise.all([
     weftUp(l, 'b1', 'direct-b1', authKey, 1),
     weftUp(l, 'c1', 'relayed-c1', authKey, 2),
     (async () => {
-      const m = await ui.waitForOutput(/weft dev bridge: (http:\/\/127\.0\.0\.1:\d+\/\?bridge=ws:\/\/127\.0\.0\.1:\d+)/, 50_000);
+      const m = await ui.waitForOutput(BRIDGE_LINE, 50_000);
       const joined = await ui.waitForOutput(/weft dev bridge: (joined|join failed.*)/, 40_000);
       if (joined[1] !== 'joined') throw new Error(`the UI node did not join: ${joined[1]}`);
       await forward.waitForOutput(/demo-forward: ready/, 20_000);
-      return m[1]!;
+      return [m[1]!, m[2]!] as const;
     })(),
   ]);
   mark('nodes');
 
   // The UI node's tunnel address, through the UI path itself (which also proves the path works).
-  const bridgeUrl = `ws://127.0.0.1:${bridgePort}`;
   let selfIp: string | undefined;
   for (let i = 0; i < 40 && !selfIp; i++) {
     const s = await bridgeCall(bridgeUrl, 'mesh:snapshot', {}).catch(() => null);

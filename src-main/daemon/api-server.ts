@@ -182,13 +182,11 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       return write(c, { id: f.id, result: { ok: false, error: { code: 'internal', message: `more than ${MAX_IN_FLIGHT} requests in flight`, retryable: true } } });
     }
     c.inFlight++;
-    let result: IpcResult<unknown>;
     try {
-      result = await dispatchWithAccess(o.backend, c.access, group, f.method, f.payload);
+      reply(c, f.id, await dispatchWithAccess(o.backend, c.access, group, f.method, f.payload));
     } finally {
       c.inFlight--;
     }
-    reply(c, f.id, result);
   };
 
   const reply = (c: Conn, id: RequestId, result: IpcResult<unknown>): void => {
@@ -267,6 +265,10 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       closing ??= (async () => {
         unsubscribe();
         const done = Promise.all(servers.map((srv) => new Promise<void>((r) => srv.close(() => r()))));
+        // Requests being answered (a logout that ends a foreground run) get their answer out first, bounded.
+        for (let i = 0; i < 60 && [...conns].some((c) => c.inFlight > 0); i++) await new Promise((r) => setTimeout(r, 50));
+        for (const c of conns) c.sock.end();
+        await new Promise((r) => setTimeout(r, 20));
         for (const c of conns) c.sock.destroy();
         await done;
         await Promise.all(paths.map((p) => unlink(p).catch(() => undefined)));

@@ -45,6 +45,8 @@ export interface WeftdOptions {
    * creations fail, to show that the engine retries (tested in the lab).
    */
   createInterface?: (name: string) => Promise<WgInterface>;
+  /** Called after a method succeeded (e.g. `weft up` ends after session:logout or session:disconnect). */
+  afterCall?: (method: string) => void;
   logf: Logf;
 }
 
@@ -83,7 +85,12 @@ export async function startWeftd(o: WeftdOptions): Promise<Weftd> {
     ...(o.mapWatchdogMs ? { mapWatchdogMs: o.mapWatchdogMs } : {}),
   };
   const host = createHost(init);
-  const dispatch = createDispatcher(host.handlers, { logf: o.logf });
+  const validated = createDispatcher(host.handlers, { logf: o.logf });
+  const dispatch: Dispatch = async (method, payload) => {
+    const r = await validated(method, payload);
+    if (r.ok && typeof method === 'string') o.afterCall?.(method);
+    return r;
+  };
   const api = await startApiServer({
     runDir: o.runDir,
     ...(o.operatorGroup ? { operatorGroup: o.operatorGroup } : {}),

@@ -22,7 +22,8 @@ import type { DriveConfig, DriveResult } from './e2e/drive.ts';
 import { killMatching, pidsMatching, runMatcher } from './e2e/procs.ts';
 import { derpMapYaml, startHeadscale, type DerpNodeSpec, type Headscale } from './headscale.ts';
 import { createLab, REPO_ROOT, type Lab, type LabProcess, type RouterProfile } from './lab.ts';
-import { PeerKit, WEFT, type WeftPeer } from './peers.ts';
+import { PeerKit, type WeftPeer } from './peers.ts';
+import { startBridge, startWeftd } from './weftd.ts';
 import { startCoturn, STUN } from './services.ts';
 
 const EIM_APDF: RouterProfile = { mapping: 'eim', filtering: 'apdf' };
@@ -124,19 +125,23 @@ describe('End to end in Chromium', () => {
 
     const direct = await kit.upWeft('b1');
     const relayed = await kit.upWeft('c1');
-    const stateDir = join(l.tmpDir, 'app-a1');
     const iface = `weft${l.prefix.replace(/[^0-9a-z]/g, '').slice(-5)}ui`;
-    const bridge = l.spawn('a1', [...WEFT, 'dev-bridge', '--state-dir', stateDir, '--iface', iface, '--vite-cache', join(l.tmpDir, 'vite-cache')]);
+    // The app's engine is weftd; the page reaches it through the dev bridge, a client of weftd like the app.
+    const daemon = await startWeftd(l, 'a1', { name: 'app-a1', iface });
+    const b = await startBridge(l, 'a1', daemon, { viteCache: join(l.tmpDir, 'vite-cache') }).catch(async (e: unknown) => {
+      await daemon.proc.kill('SIGTERM');
+      throw e;
+    });
+    const bridge = b.proc;
     let driver: LabProcess | undefined;
     let flow: { stop: () => Promise<void> } | undefined;
     try {
-      const m = await bridge.waitForOutput(/weft dev bridge: (http:\/\/127\.0\.0\.1:\d+\/\?bridge=(ws:\/\/127\.0\.0\.1:\d+))/, 60_000);
       const home = join(l.tmpDir, 'chromium-home');
       mkdirSync(home, { recursive: true });
       chromiumHome = home;
       const cfg: DriveConfig = {
-        url: m[1]!,
-        bridgeUrl: m[2]!,
+        url: b.url,
+        bridgeUrl: b.bridgeUrl,
         serverUrl: hs.url,
         authKey,
         outDir: ARTIFACTS,
@@ -202,11 +207,13 @@ describe('End to end in Chromium', () => {
       await driver?.kill();
       killMatching(ours());
       await bridge.kill('SIGTERM');
+      await daemon.proc.kill('SIGTERM');
       await relayed.stop();
       await direct.stop();
     }
-    // The dev bridge shut its engine down cleanly: no interface left in a1.
+    // The bridge closed cleanly, and weftd took its interface down: none left in a1.
     expect(await bridge.exited).toBe(0);
+    expect(await daemon.proc.exited).toBe(0);
     const links = await l.exec('a1', ['ip', '-o', 'link', 'show']);
     expect(links.stdout).not.toContain(iface);
   }, 330_000);

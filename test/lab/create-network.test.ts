@@ -12,6 +12,7 @@ import type { CreateNetworkConfig, CreateNetworkResult } from './e2e/create-netw
 import { killMatching, runMatcher } from './e2e/procs.ts';
 import { createLab, REPO_ROOT, type Lab, type LabProcess } from './lab.ts';
 import { WEFT } from './peers.ts';
+import { startBridge, startWeftd } from './weftd.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(REPO_ROOT, 'test', 'artifacts', 'create-network');
@@ -38,16 +39,20 @@ describe('Create a network on this computer', () => {
     const l = lab!;
     mkdirSync(ARTIFACTS, { recursive: true });
     const tag = l.prefix.replace(/[^0-9a-z]/g, '').slice(-5);
-    const bridge = l.spawn('a1', [...WEFT, 'dev-bridge', '--state-dir', join(l.tmpDir, 'app-a1'), '--iface', `weft${tag}ui`, '--vite-cache', join(l.tmpDir, 'vite-cache')], { env: ENV });
+    const daemon = await startWeftd(l, 'a1', { name: 'app-a1', iface: `weft${tag}ui`, env: ENV });
+    const b = await startBridge(l, 'a1', daemon, { viteCache: join(l.tmpDir, 'vite-cache'), env: ENV }).catch(async (e: unknown) => {
+      await daemon.proc.kill('SIGTERM');
+      throw e;
+    });
+    const bridge = b.proc;
     let other: LabProcess | undefined;
     try {
-      const m = await bridge.waitForOutput(/weft dev bridge: (http:\/\/127\.0\.0\.1:\d+\/\?bridge=ws:\/\/127\.0\.0\.1:\d+)/, 60_000);
       home = join(l.tmpDir, 'chromium-home');
       mkdirSync(home, { recursive: true });
-      const cfg: CreateNetworkConfig = { url: m[1]!, outDir: ARTIFACTS, marker, chromium: CHROMIUM, homeDir: home };
+      const cfg: CreateNetworkConfig = { url: b.url, outDir: ARTIFACTS, marker, chromium: CHROMIUM, homeDir: home };
       const r = await l.exec('a1', [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'test', 'lab', 'e2e', 'create-network-drive.ts'), JSON.stringify(cfg)], { timeoutMs: 150_000 });
       const line = r.stdout.split('\n').find((x) => x.startsWith('E2E '));
-      const diag = `--- driver\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}\n--- dev bridge\n${bridge.output().slice(-5000)}`;
+      const diag = `--- driver\n${r.stdout.slice(-3000)}\n${r.stderr.slice(-3000)}\n--- dev bridge\n${bridge.output().slice(-3000)}\n--- weftd\n${daemon.proc.output().slice(-4000)}`;
       expect(line, diag).toBeDefined();
       const res = JSON.parse(line!.slice(4)) as CreateNetworkResult;
       console.log(`create-network: ${JSON.stringify({ ...res, authKey: res.authKey ? `${res.authKey.slice(0, 8)}…` : null })}`);
@@ -70,7 +75,9 @@ describe('Create a network on this computer', () => {
       await other?.kill('SIGTERM');
       killMatching(runMatcher(marker, home));
       await bridge.kill('SIGTERM');
+      await daemon.proc.kill('SIGTERM');
     }
     expect(await bridge.exited).toBe(0);
+    expect(await daemon.proc.exited).toBe(0);
   }, 240_000);
 });

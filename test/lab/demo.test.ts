@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { launchChromium } from './e2e/browser.ts';
+import { WebSocket } from 'ws';
 import { afterAll, describe, expect, it } from 'vitest';
 import { killMatching, pidsMatching, runMatcher } from './e2e/procs.ts';
 import { listNamespaces, pidAlive, REPO_ROOT, sweepStale } from './lab.ts';
@@ -102,7 +103,7 @@ describe('npm run demo', () => {
     child.stderr!.on('data', (d: Buffer) => void (output += d.toString('utf8')));
 
     const prefix = (await waitFor(/weft demo: lab prefix (\S+)/, 30_000))[1]!;
-    const m = await waitFor(/weft demo: open (http:\/\/127\.0\.0\.1:(\d+)\/\?bridge=ws:\/\/127\.0\.0\.1:(\d+))/, 90_000);
+    const m = await waitFor(/weft demo: open (http:\/\/127\.0\.0\.1:(\d+)\/\?bridge=ws:\/\/127\.0\.0\.1:(\d+)\/\?token=[\w-]{43})/, 90_000);
     const toUrl = Date.now() - t0;
     const url = m[1]!;
     const ports = [Number(m[2]), Number(m[3])];
@@ -118,6 +119,17 @@ describe('npm run demo', () => {
       if (msg.type() === 'error') consoleErrors.push(msg.text());
     });
     page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+    // Without the token the bridge refuses the page's WebSocket: only the printed URL gets in.
+    const bare = await new Promise<number | null>((resolve) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${ports[1]}/`, { headers: { Host: `127.0.0.1:${ports[1]}` } });
+      ws.once('unexpected-response', (_q, r) => resolve(r.statusCode ?? null));
+      ws.once('open', () => {
+        ws.terminate();
+        resolve(101);
+      });
+      ws.once('error', () => resolve(null));
+    });
+    expect(bare).toBe(403);
     await page.goto(url, { waitUntil: 'load', timeout: 30_000 });
     await page.locator(T('mesh-view')).waitFor({ state: 'visible', timeout: 30_000 });
 

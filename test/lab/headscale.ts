@@ -22,6 +22,8 @@ export interface Headscale extends ControlServer {
   readonly kind: 'headscale';
   version: HeadscaleVersion;
   configPath: string;
+  /** Approves a node's advertised routes (`nodes approve-routes`, 0.29; approving either /0 approves both). */
+  approveRoutes(nodeId: number, routes: string[]): Promise<void>;
   /** Approves an interactive registration: `auth register --auth-id` (0.29+) or `nodes register --key` (<= 0.28). */
   registerNode(user: HsUser, authIdOrKey: string): Promise<void>;
   /**
@@ -47,6 +49,11 @@ export interface StartHeadscaleOptions {
   derpMapPath?: string;
   /** Run headscale's embedded DERP server (STUN on listenIp:3478); default false. */
   embeddedDerp?: boolean;
+  /**
+   * A tailnet as people run one: MagicDNS on under `baseDomain` (headscale's default config) and this policy file
+   * (headscale's JSON policy format). Default: MagicDNS off and no policy (allow all).
+   */
+  tailnet?: { baseDomain: string; policy: unknown };
   /** Extra environment for `headscale serve`. */
   env?: Record<string, string>;
 }
@@ -139,6 +146,9 @@ interface ConfigParams {
   grpcPort: number;
   derpMapPath?: string;
   embeddedDerp: boolean;
+  /** MagicDNS on with this base domain. */
+  magicDnsBase?: string;
+  policyPath?: string;
 }
 
 const q = (s: string): string => JSON.stringify(s); // a JSON string is a valid YAML double-quoted scalar
@@ -188,9 +198,10 @@ export function headscaleConfig(p: ConfigParams): string {
     '  format: text',
     'policy:',
     '  mode: file',
-    '  path: ""',
+    `  path: ${q(p.policyPath ?? '')}`,
     'dns:',
-    '  magic_dns: false',
+    `  magic_dns: ${String(p.magicDnsBase !== undefined)}`,
+    ...(p.magicDnsBase !== undefined ? [`  base_domain: ${q(p.magicDnsBase)}`] : []),
     '  override_local_dns: false',
     '  nameservers:',
     '    global: []',
@@ -369,6 +380,11 @@ export async function startHeadscale(
     grpcPort: opts.grpcPort ?? DEFAULT_PORTS[version].grpc,
     embeddedDerp: opts.embeddedDerp ?? false,
   };
+  if (opts.tailnet) {
+    params.magicDnsBase = opts.tailnet.baseDomain;
+    params.policyPath = join(dir, 'policy.json');
+    writeFileSync(params.policyPath, JSON.stringify(opts.tailnet.policy, null, 2));
+  }
   if (opts.derpMapPath !== undefined) {
     params.derpMapPath = opts.derpMapPath;
   } else if (!params.embeddedDerp) {
@@ -459,6 +475,10 @@ export async function startHeadscale(
       const key = isObj(v) ? strField(v, 'key') : '';
       if (key === '') throw new Error(`headscale ${version}: preauthkeys create gave no key: ${JSON.stringify(v)}`);
       return key;
+    },
+    async approveRoutes(nodeId, routes) {
+      if (version === '0.26.1') throw new Error('approveRoutes: headscale 0.26.1 uses `routes enable`; not wired here');
+      await cliJson(['nodes', 'approve-routes', '--identifier', String(nodeId), '--routes', routes.join(',')]);
     },
     async listNodes() {
       const v = await cliJson(['nodes', 'list']);

@@ -70,6 +70,9 @@ export const upCommand: Command = {
       throw new CliError((e as Error).message, 1);
     });
     const signal = untilSignal();
+    // A logout or disconnect through the API ends a foreground run, as it did before weftd.
+    let left: () => void = () => undefined;
+    const leaving = new Promise<'left'>((resolve) => (left = () => resolve('left')));
     let weftd;
     try {
       weftd = await startWeftd({
@@ -79,6 +82,9 @@ export const upCommand: Command = {
         iface,
         udpPort,
         autoConnect: false,
+        afterCall: (m) => {
+          if (m === 'session:logout' || m === 'session:disconnect') left();
+        },
         logf: log,
         // Debug knob for tests: a shorter map-stream watchdog than Tailscale's 120 s.
         ...(watchdog > 0 ? { mapWatchdogMs: watchdog } : {}),
@@ -89,8 +95,6 @@ export const upCommand: Command = {
     const { host } = weftd;
     let shownAuthUrl = '';
     let connected = false;
-    let left: () => void = () => undefined;
-    const leaving = new Promise<'left'>((resolve) => (left = () => resolve('left')));
     host.on('session:progress', (p) => {
       if (p.authUrl && p.authUrl !== shownAuthUrl) {
         shownAuthUrl = p.authUrl;
@@ -104,10 +108,6 @@ export const upCommand: Command = {
           process.stdout.write(`weft: connected as ${self?.name ?? '?'} ${JSON.stringify(addrs)}\n`);
         });
       }
-    });
-    // A logout or disconnect through the API ends a foreground run, as it did before weftd.
-    host.on('mesh:delta', (d) => {
-      if (connected && d.control === null) left();
     });
 
     const joined = await Promise.race([

@@ -69,16 +69,16 @@ export class Harness {
   }
 
   /** A ControlClient that has not started yet. */
-  async client(hostname: string, o: { authKey?: string | null; stateDir?: string } = {}): Promise<ControlClient> {
+  async client(hostname: string, o: { authKey?: string | null; stateDir?: string; logf?: (line: string) => void } = {}): Promise<ControlClient> {
     const authKey = o.authKey === undefined ? this.key : o.authKey;
-    const c = new ControlClient({ server: this.url, stateDir: o.stateDir ?? (await this.stateDir()), hostname, ...(authKey ? { authKey } : {}) });
+    const c = new ControlClient({ server: this.url, stateDir: o.stateDir ?? (await this.stateDir()), hostname, ...(authKey ? { authKey } : {}), ...(o.logf ? { logf: o.logf } : {}) });
     this.clients.push(c);
     return c;
   }
 
   /** A started client that also reported endpoints and a home DERP region. */
-  async join(hostname: string, endpoint: string, derp = 999): Promise<ControlClient> {
-    const c = await this.client(hostname);
+  async join(hostname: string, endpoint: string, derp = 999, logf?: (line: string) => void): Promise<ControlClient> {
+    const c = await this.client(hostname, logf ? { logf } : {});
     c.setNetInfo({ PreferredDERP: derp });
     await c.start();
     await c.pushLiteUpdate([endpoint]);
