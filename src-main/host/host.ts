@@ -1,6 +1,6 @@
 /**
- * The host: everything the desktop app does besides drawing, Electron-free, so it runs under plain Node (tests,
- * the dev bridge) exactly as in the Electron main process.
+ * The host: the engine per saved network and every contract method, Electron-free. weftd runs it
+ * (src-main/daemon/weftd.ts) and serves it to the app, the CLI and the dev bridge over its local API.
  *
  *   UI ──dispatch(method, payload)──▶ handlers ──▶ saved networks (settings.ts), one Engine at a time
  *   UI ◀──mesh:delta / mesh:stats / session:progress / log:entry── events ◀── engine events + status polling
@@ -13,8 +13,8 @@
  *
  * Joining: `session:join` saves the network as a profile and connects; like `session:connect` it resolves once
  * the node is connected or waiting for login approval (the AuthURL arrives in `session:progress`), and rejects
- * with the engine's error code (or 'helper-denied' when the password prompt for the privileged helper was
- * cancelled). Only one engine runs; switching networks stops the old one first.
+ * with the engine's error code. Only one engine runs; switching networks stops the old one first. The
+ * `engine:*` reads answer what `weft status`, `weft ping` and `weft netcheck` show.
  *
  * All timers use the injected Clock. Ownership: every field below the constructor is owned by createHost's
  * closure and changed only by its functions.
@@ -34,7 +34,6 @@ import { ensureStateDir } from '../engine/state/store.ts';
 import { realClock, type Clock, type TimerHandle } from '../engine/sys/clock.ts';
 import type { Logf } from '../engine/sys/log.ts';
 import type { WgInterface } from '../engine/wg/iface.ts';
-import { startWireguardGo } from '../engine/wg/wireguard-go.ts';
 import { HostError, toIpcError, type Handlers } from './dispatch.ts';
 import { joinQrText, qrSvg, startLocalServer, type LocalServer, type LocalServerDeps, type LocalServerOptions } from './local-network.ts';
 import { LogBuffer, engineLineLevel } from './log-buffer.ts';
@@ -68,9 +67,9 @@ export const DEFAULT_TIMING: HostTiming = { pollMs: 1000, minRefreshGapMs: 250, 
 export interface HostInit {
   /** The app's data directory: settings.json and, by default, one state directory per profile. */
   dataDir: string;
-  /** Creates the WireGuard interface `name` (the privileged helper, or wireguard-go when root). */
+  /** Creates the WireGuard interface `name` (wireguard-go in weftd, a fake in tests). */
   createInterface: (name: string) => Promise<WgInterface>;
-  /** Runs before each engine start, e.g. starting the privileged helper (a cancelled prompt rejects with HostError 'helper-denied'). */
+  /** Runs before each engine start (a failure fails the join with its error). */
   prepareInterface?: () => Promise<void>;
   /** @default 'weft0' */
   iface?: string;
@@ -130,11 +129,6 @@ export interface Host {
   /** Settings as saved (login item, tray). */
   onSettings(listener: (s: Settings) => void): () => void;
   log(level: LogLevel, message: string): void;
-}
-
-/** createInterface for a root process: wireguard-go started directly, no helper (as `weft up` does). */
-export function wireguardGoInterfaces(logf?: Logf): (name: string) => Promise<WgInterface> {
-  return (name) => startWireguardGo({ name }, logf ? { logf } : {});
 }
 
 /** "HOST:PORT" (IPv4, as the contract's CreateLocalNetworkRequest allows) as a listen address. */

@@ -8,7 +8,7 @@
 //   --derp MODE  DERP server for every case: a real Tailscale derper (test/lab/derper.ts, TLS, InsecureForTests), or
 //                headscale's embedded DERP over plain HTTP. auto (default): the derper when its binary is built,
 //                falling back to the embedded DERP (for both clients) when Weft cannot relay through it.
-//   --only LIST  comma-separated subset of: relay,direct,startup (for development)
+//   --only LIST  comma-separated subset of: relay,direct,startup,footprint (for development)
 //   --out FILE   JSON results (default test/bench/results/latest.json)
 //
 // Topology: a1 behind router na, b1 behind router nb. iperf3 TCP from a1 (client) to b1 (server) over the tunnel.
@@ -24,7 +24,7 @@
 //
 // Needs root. Everything it starts is stopped, and the lab destroyed, in a finally; lab.ts's own SIGINT/SIGTERM
 // handler kills the lab's processes and namespaces if the run is interrupted.
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -49,7 +49,7 @@ const STEP_MS = 200;
 // Options
 
 type DerpMode = 'auto' | 'derper' | 'embedded';
-type Phase = 'relay' | 'direct' | 'startup';
+type Phase = 'relay' | 'direct' | 'startup' | 'footprint';
 
 interface Options {
   seconds: number;
@@ -64,7 +64,7 @@ function parseArgs(argv: string[]): Options {
     seconds: 10,
     runs: 3,
     derp: 'auto',
-    only: new Set<Phase>(['relay', 'direct', 'startup']),
+    only: new Set<Phase>(['relay', 'direct', 'startup', 'footprint']),
     out: join(REPO_ROOT, 'test', 'bench', 'results', 'latest.json'),
   };
   for (let i = 0; i < argv.length; i++) {
@@ -92,7 +92,7 @@ function parseArgs(argv: string[]): Options {
       }
       case '--only': {
         const list = need().split(',').filter((x) => x !== '');
-        for (const p of list) if (p !== 'relay' && p !== 'direct' && p !== 'startup') throw new Error(`bench: unknown phase ${p}`);
+        for (const p of list) if (!['relay', 'direct', 'startup', 'footprint'].includes(p)) throw new Error(`bench: unknown phase ${p}`);
         o.only = new Set(list as Phase[]);
         break;
       }
@@ -101,7 +101,7 @@ function parseArgs(argv: string[]): Options {
         break;
       case '--help':
       case '-h':
-        process.stdout.write('usage: node --import tsx test/bench/run.ts [--time S] [--runs N] [--derp auto|derper|embedded] [--only relay,direct,startup] [--out FILE]\n');
+        process.stdout.write('usage: node --import tsx test/bench/run.ts [--time S] [--runs N] [--derp auto|derper|embedded] [--only relay,direct,startup,footprint] [--out FILE]\n');
         process.exit(0);
         break;
       default:
@@ -649,6 +649,109 @@ async function startupCase(lab: Lab, ctl: Control, kind: Kind, runs: number): Pr
 // ---------------------------------------------------------------------------------------------------------------
 // Report
 
+// ---------------------------------------------------------------------------------------------------------------
+// Footprint: weftd from the build (bundled JavaScript, as the packages run it) beside tailscaled, both in a1 with one
+// peer, then with 250. RSS is VmRSS from /proc after 10 s idle; weftd's figure adds its wireguard-go child (tailscaled
+// has WireGuard inside). Start-up: spawn until the local API answers (weftd: "weftd: ready"; tailscaled: LocalAPI).
+
+const BUNDLED_WEFT = join(REPO_ROOT, 'out', 'main', 'weft.js');
+const IDLE_MS = 10_000;
+
+interface Footprint {
+  weftdStartS: number | null;
+  tailscaledStartS: number | null;
+  /** MB, [1 peer, 250 peers]. */
+  weftdRssMB: [number | null, number | null];
+  weftdTreeRssMB: [number | null, number | null];
+  tailscaledRssMB: [number | null, number | null];
+  peers: [number, number];
+  error: string | null;
+}
+
+function rssMB(pid: number): number | null {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** RSS of a process and all its descendants. */
+function treeRssMB(pid: number): number | null {
+  const own = rssMB(pid);
+  if (own === null) return null;
+  let sum = own;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let kids: string[] = [];
+    try {
+      kids = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter((x) => x !== '');
+    } catch {
+      kids = [];
+    }
+    for (const k of kids) sum += treeRssMB(Number(k)) ?? 0;
+  }
+  return sum;
+}
+
+async function footprintCase(lab: Lab, ctl: Control, total: number): Promise<Footprint> {
+  const f: Footprint = { weftdStartS: null, tailscaledStartS: null, weftdRssMB: [null, null], weftdTreeRssMB: [null, null], tailscaledRssMB: [null, null], peers: [1, total], error: null };
+  if (!existsSync(BUNDLED_WEFT)) {
+    f.error = `${BUNDLED_WEFT} is missing: run npm run build first`;
+    return f;
+  }
+  const peer = await upWeft(lab, ctl, 'b1', newPort());
+  const dir = join(lab.tmpDir, 'footprint-weftd');
+  let weftd: LabProcess | null = null;
+  let ts: Tailscaled | null = null;
+  try {
+    const t0 = now();
+    weftd = lab.spawn('a1', [process.execPath, BUNDLED_WEFT, 'daemon', '--state-dir', dir, '--socket-dir', dir, '--iface', weftIfaceName(lab, 900), '--port', String(newPort())], { env: ctl.weftEnv });
+    await weftd.waitForOutput(/weftd: ready/, STARTUP_TIMEOUT_MS);
+    f.weftdStartS = (now() - t0) / 1000;
+    const c = await connectDaemon(dir);
+    try {
+      const r = await c.invoke('session:join', { serverUrl: ctl.hs.url, authKey: ctl.key, hostname: 'footprint-weftd' }, UP_TIMEOUT_MS);
+      if (!r.ok) throw new Error(`weftd join: ${r.error.message}`);
+    } finally {
+      c.close();
+    }
+    const t1 = now();
+    ts = await startTailscaled(lab, 'a1', { port: newPort(), tunName: `${lab.prefix}tfp`, env: ctl.tsEnv });
+    f.tailscaledStartS = (now() - t1) / 1000;
+    await ts.up({ loginServer: ctl.hs.url, authKey: ctl.key, hostname: 'footprint-ts' });
+    const tsd = ts;
+    const seen = async (n: number): Promise<boolean> => {
+      const w = (await weftStatus(dir)).peers.length;
+      const t = Object.keys((await tsd.status()).peers).length;
+      return w >= n && t >= n;
+    };
+    // One peer each: b1, plus each other (both run in a1): 2 peers in the netmap, the "1 peer" figure's setting.
+    if (!(await waitUntil(() => seen(2), UP_TIMEOUT_MS))) throw new Error('the footprint nodes did not see their peer');
+    await sleep(IDLE_MS);
+    f.weftdRssMB[0] = rssMB(weftd.pid);
+    f.weftdTreeRssMB[0] = treeRssMB(weftd.pid);
+    f.tailscaledRssMB[0] = rssMB(ts.proc.pid);
+    log(`footprint, 1 peer: weftd ${f.weftdRssMB[0]?.toFixed(0)} MB (with wireguard-go ${f.weftdTreeRssMB[0]?.toFixed(0)}), tailscaled ${f.tailscaledRssMB[0]?.toFixed(0)} MB`);
+
+    const reg = await lab.exec('a2', [process.execPath, '--import', 'tsx', join(REPO_ROOT, 'test', 'bench', 'register-fakes.ts'), ctl.hs.url, ctl.key, String(total - 3), join(lab.tmpDir, 'fakes')], { timeoutMs: 600_000 });
+    if (reg.code !== 0) throw new Error(`registering ${total - 3} nodes failed: ${reg.stdout}${reg.stderr}`);
+    if (!(await waitUntil(() => seen(total - 1), 120_000))) throw new Error(`the footprint nodes did not see ${total - 1} peers`);
+    await sleep(IDLE_MS);
+    f.weftdRssMB[1] = rssMB(weftd.pid);
+    f.weftdTreeRssMB[1] = treeRssMB(weftd.pid);
+    f.tailscaledRssMB[1] = rssMB(ts.proc.pid);
+    log(`footprint, ${total} peers: weftd ${f.weftdRssMB[1]?.toFixed(0)} MB (with wireguard-go ${f.weftdTreeRssMB[1]?.toFixed(0)}), tailscaled ${f.tailscaledRssMB[1]?.toFixed(0)} MB`);
+  } catch (e) {
+    f.error = errText(e);
+  } finally {
+    await weftd?.kill('SIGTERM');
+    await ts?.stop().catch(() => undefined);
+    await peer.stop();
+  }
+  return f;
+}
+
 interface Ratio {
   label: string;
   ratio: number | null;
@@ -692,6 +795,7 @@ async function main(): Promise<void> {
   let ctl: Control | undefined;
   const throughput: Record<string, ThroughputCase> = {};
   const startup: Partial<Record<Kind, StartupResult>> = {};
+  let footprint: Footprint | null = null;
   try {
     let hsPort = 8080;
     ctl = await startControl(lab, derpMode, hsPort, derper);
@@ -726,6 +830,11 @@ async function main(): Promise<void> {
       startup.weft = await startupCase(lab, ctl, 'weft', opts.runs);
       startup.tailscaled = await startupCase(lab, ctl, 'tailscaled', opts.runs);
     }
+    if (opts.only.has('footprint')) {
+      await lab.setRouter('na', EIM);
+      await lab.setRouter('nb', EIM);
+      footprint = await footprintCase(lab, ctl, 250);
+    }
   } finally {
     await ctl?.stop().catch(() => undefined);
     await lab.destroy();
@@ -751,6 +860,12 @@ async function main(): Promise<void> {
     ratios.push(ratio(`start to first ping reply, weft / tailscaled (median of ${opts.runs})`, w?.medianFirstReplyS ?? null, t?.medianFirstReplyS ?? null, 's'));
     ratios.push(ratio(`start to direct path, weft / tailscaled (median of ${opts.runs})`, w?.medianDirectS ?? null, t?.medianDirectS ?? null, 's'));
   }
+  if (footprint) {
+    const fp = footprint;
+    ratios.push(ratio('weftd RSS with 1 peer (with wireguard-go) / tailscaled', fp.weftdTreeRssMB[0], fp.tailscaledRssMB[0], 'MB'));
+    ratios.push(ratio('weftd RSS with 250 peers (with wireguard-go) / tailscaled', fp.weftdTreeRssMB[1], fp.tailscaledRssMB[1], 'MB'));
+    ratios.push(ratio('weftd start-up (spawn to local API) / tailscaled', fp.weftdStartS, fp.tailscaledStartS, 's'));
+  }
   const elapsedS = (now() - started) / 1000;
 
   const result = {
@@ -771,6 +886,7 @@ async function main(): Promise<void> {
     ratios,
     throughput,
     startup,
+    footprint,
   };
   mkdirSync(dirname(opts.out), { recursive: true });
   writeFileSync(opts.out, `${JSON.stringify(result, null, 2)}\n`);
@@ -791,6 +907,10 @@ async function main(): Promise<void> {
     const fmt = (r: StartupRun): string => `${r.upS?.toFixed(2) ?? '-'}/${r.firstReplyS?.toFixed(2) ?? '-'}/${r.directS?.toFixed(2) ?? '-'}`;
     lines.push(`  ${s.kind} start-up runs (up/first reply/direct, s): ${s.runs.map(fmt).join(', ')}${s.daemonStartS ? `; tailscaled daemon start before t0: ${s.daemonStartS.map((x) => x.toFixed(2)).join(', ')} s` : ''}`);
     for (const r of s.runs) if (r.error) lines.push(`    ${s.kind}: ${r.error.split('\n')[0]}`);
+  }
+  if (footprint) {
+    const mbs = (x: number | null): string => (x === null ? '-' : x.toFixed(0));
+    lines.push(`  footprint: weftd alone ${mbs(footprint.weftdRssMB[0])} / ${mbs(footprint.weftdRssMB[1])} MB (1 / 250 peers)${footprint.error ? `; failed: ${footprint.error.split('\n')[0]}` : ''}`);
   }
   lines.push('', `results: ${opts.out}`, `took ${elapsedS.toFixed(0)} s`, '');
   process.stdout.write(lines.join('\n'));
