@@ -360,6 +360,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** The status report with data-plane facts: each peer's path and WireGuard counters. */
   async status(): Promise<StatusReport> {
     const base = buildStatus(this.control.status, this.control.netmap);
+    base.dataPlaneError = this.applyError;
     if (this.wg) {
       try {
         this.stats = new Map(

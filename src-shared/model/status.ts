@@ -81,5 +81,10 @@ export const StatusReport = z.object({
   }),
   self: SelfStatus.nullable(),
   peers: z.array(PeerStatus),
+  /**
+   * Why the data plane is not in step with the netmap (the interface could not be created yet, or the last netmap
+   * could not be applied and the previous WireGuard peers and routes stay in force); null when it is.
+   */
+  dataPlaneError: z.string().nullable().optional(),
 });
 export type StatusReport = z.infer<typeof StatusReport>;

@@ -683,7 +683,7 @@ function treeRssMB(pid: number): number | null {
   if (own === null) return null;
   let sum = own;
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let kids: string[] = [];
+    let kids: string[];
     try {
       kids = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter((x) => x !== '');
     } catch {
