@@ -1,5 +1,5 @@
 /** `weft status [--json] [--socket-dir DIR | --state-dir DIR]`: asks the running engine (weftd or `weft up`). */
-import { CliError, parseFlags, type Command } from '../command.ts';
+import { parseFlags, type Command } from '../command.ts';
 import { RUN_DIR_FLAGS, RUN_DIR_USAGE, callDaemon, runDirOf } from '../daemon-call.ts';
 
 const usage = `usage: weft status [--json] [--socket-dir DIR | --state-dir DIR]
@@ -28,5 +28,3 @@ export const statusCommand: Command = {
     return 0;
   },
 };
-
-export { CliError };
