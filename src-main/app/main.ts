@@ -10,7 +10,7 @@
  * one-time set-up (host/service.ts) behind one password prompt. Closing the window hides it; Quit closes only the
  * app: the tunnel stays up in weftd, as with Tailscale and NetBird. A second launch shows the existing window.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +21,7 @@ import { connectDaemon, DaemonUnavailable } from '../daemon/api-client.ts';
 import { DEFAULT_RUN_DIR } from '../daemon/api-server.ts';
 import { setLinuxAutostart } from '../host/autostart.ts';
 import { createRemoteHost } from '../host/remote-host.ts';
-import { operatorDropIn, serviceSetupScript, weftdUnit, WEFTD_UNIT } from '../host/service.ts';
+import { operatorDropIn, serviceSetupScript, unsafeForRoot, weftdUnit, WEFTD_UNIT, type PathStat } from '../host/service.ts';
 import type { TrayAction } from '../host/tray-state.ts';
 import { serveIpc } from './ipc-server.ts';
 import { showNotices } from './notifications.ts';
@@ -52,9 +52,21 @@ async function setUpService(log: (line: string) => void): Promise<string | null>
   await writeFile(dropInFile, operatorDropIn(user), { mode: 0o600 });
   let unitFile: string | undefined;
   if (!installed) {
-    // A dev checkout or an unpacked build: the service runs this Electron binary as Node on the bundled CLI.
+    // An unpacked build in a root-owned place (e.g. /opt): the service runs this Electron binary as Node on the
+    // bundled CLI. Never from a place another user (or this one) can write: that would hand out root.
+    const execStart = [process.execPath, join(here, 'weft.js')];
+    const stat = (p: string): PathStat | null => {
+      try {
+        const st = statSync(p);
+        return { uid: st.uid, mode: st.mode };
+      } catch {
+        return null;
+      }
+    };
+    const unsafe = execStart.map((f) => unsafeForRoot(f, stat)).find((x) => x !== null);
+    if (unsafe) return `weftd cannot run from here (${unsafe}); install the deb or rpm package, which sets it up`;
     unitFile = join(dir, WEFTD_UNIT);
-    await writeFile(unitFile, weftdUnit([process.execPath, join(here, 'weft.js')], { ELECTRON_RUN_AS_NODE: '1' }), { mode: 0o600 });
+    await writeFile(unitFile, weftdUnit(execStart, { ELECTRON_RUN_AS_NODE: '1' }), { mode: 0o600 });
   }
   const script = serviceSetupScript({ installed, user, dropInFile, ...(unitFile ? { unitFile } : {}) });
   log(`weftd is not running: ${installed ? 'starting' : 'installing and starting'} it (one password prompt)`);

@@ -22,9 +22,10 @@
  * requests per connection, and a subscriber that stops reading is dropped at 4 MiB of unread output.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmod, chown, lstat, mkdir, unlink } from 'node:fs/promises';
 import net from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { DAEMON_API_VERSION, WRITE_METHODS, isMethodName, type EventName, type IpcResult } from '../../src-shared/ipc/contract.ts';
 import { isSocketLive } from '../engine/io/unix-socket.ts';
 import type { Logf } from '../engine/sys/log.ts';
@@ -36,9 +37,15 @@ export const DEFAULT_RUN_DIR = '/run/weft';
 export const DEFAULT_OPERATOR_GROUP = 'weft';
 
 const MAX_LINE = 64 * 1024;
-const MAX_CONNECTIONS = 64;
+/** Per socket, so readers can never crowd out operators (each operator socket has its own allowance). */
+const MAX_CONNECTIONS = { read: 48, write: 32 } as const;
 const MAX_IN_FLIGHT = 32;
 const MAX_BUFFERED = 4 * 1024 * 1024;
+/** A read-only connection that neither asks nor subscribes for this long is closed. */
+const READ_IDLE_MS = 60_000;
+/** Reads that make weftd send packets (netcheck, disco ping), in flight at once from all read-only connections. */
+const MAX_PROBES = 4;
+const PROBES = new Set(['netcheck:run', 'engine:ping']);
 
 export type Access = 'read' | 'write';
 
@@ -118,6 +125,23 @@ async function prepareRunDir(dir: string): Promise<void> {
   if ((st.mode & 0o022) !== 0) throw new Error(`${dir} is writable by others (mode ${(st.mode & 0o777).toString(8)}): refusing to serve there`);
 }
 
+/**
+ * One engine per run directory, decided atomically: binding a Linux abstract socket named after the directory
+ * fails with EADDRINUSE while another weftd holds it, and the kernel releases it when that process dies (SIGKILL
+ * included), so there is no stale lock file. The check of the socket files that follows gives the clear message.
+ */
+async function takeLock(runDir: string): Promise<net.Server> {
+  const name = `\0weftd-${createHash('sha256').update(resolve(runDir)).digest('hex').slice(0, 32)}`;
+  const srv = net.createServer((s) => s.destroy());
+  await new Promise<void>((ok, fail) => {
+    srv.once('error', (e: NodeJS.ErrnoException) =>
+      fail(e.code === 'EADDRINUSE' ? new Error(`another Weft engine is already running on this machine with ${runDir}; stop it first, or use "weft status" to talk to it`) : e),
+    );
+    srv.listen(name, () => ok());
+  });
+  return srv;
+}
+
 async function listen(server: net.Server, path: string, mode: number): Promise<void> {
   await unlink(path).catch(() => undefined);
   // Created under a strict umask, then opened up to exactly `mode`: never more open than asked, even briefly.
@@ -141,10 +165,14 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const readPath = join(o.runDir, READ_SOCKET);
   const operatorPath = join(o.runDir, OPERATOR_SOCKET);
   await prepareRunDir(o.runDir);
+  const lock = await takeLock(o.runDir);
   for (const p of [operatorPath, readPath]) {
-    if (await isSocketLive(p)) throw new Error(`another Weft engine is already running on this machine (${p} answers); stop it first, or use "weft status" to talk to it`);
+    if (await isSocketLive(p)) {
+      lock.close();
+      throw new Error(`another Weft engine is already running on this machine (${p} answers); stop it first, or use "weft status" to talk to it`);
+    }
   }
-  const gid = await lookupGroupId(group);
+  const gid = await lookupGroupId(group).catch(() => null);
   if (gid === null) o.logf(`weftd: no group "${group}": only root may make changes (create it with: groupadd --system ${group})`);
 
   interface Conn {
@@ -154,6 +182,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     subscribed: boolean;
   }
   const conns = new Set<Conn>();
+  let probes = 0;
 
   const write = (c: Conn, frame: unknown): void => {
     if (c.sock.destroyed) return;
@@ -181,11 +210,17 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     if (c.inFlight >= MAX_IN_FLIGHT) {
       return write(c, { id: f.id, result: { ok: false, error: { code: 'internal', message: `more than ${MAX_IN_FLIGHT} requests in flight`, retryable: true } } });
     }
+    const probe = c.access === 'read' && PROBES.has(f.method);
+    if (probe && probes >= MAX_PROBES) {
+      return write(c, { id: f.id, result: { ok: false, error: { code: 'internal', message: `too many ${f.method} requests from read-only clients at once; try again`, retryable: true } } });
+    }
     c.inFlight++;
+    if (probe) probes++;
     try {
       reply(c, f.id, await dispatchWithAccess(o.backend, c.access, group, f.method, f.payload));
     } finally {
       c.inFlight--;
+      if (probe) probes--;
     }
   };
 
@@ -197,16 +232,26 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     }
   };
 
-  const serve = (access: Access) =>
-    net.createServer((sock) => {
+  const serve = (access: Access) => {
+    const mine = new Set<Conn>();
+    return net.createServer((sock) => {
       sock.on('error', () => undefined);
-      if (conns.size >= MAX_CONNECTIONS) {
+      if (mine.size >= MAX_CONNECTIONS[access]) {
         sock.end(`${JSON.stringify({ error: 'too many connections' })}\n`);
         return;
       }
       const c: Conn = { sock, access, inFlight: 0, subscribed: false };
       conns.add(c);
-      sock.on('close', () => conns.delete(c));
+      mine.add(c);
+      sock.on('close', () => {
+        conns.delete(c);
+        mine.delete(c);
+      });
+      if (access === 'read') {
+        sock.setTimeout(READ_IDLE_MS, () => {
+          if (!c.subscribed && c.inFlight === 0) sock.destroy();
+        });
+      }
       write(c, { hello: { api: DAEMON_API_VERSION, access, pid: process.pid } });
       let buf = '';
       sock.setEncoding('utf8');
@@ -225,14 +270,21 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
         }
       });
     });
+  };
 
   const readServer = serve('read');
   const opServer = serve('write');
-  const servers = [opServer, readServer];
+  const servers = [lock, opServer, readServer];
   const paths = [operatorPath, readPath];
   try {
-    await listen(opServer, operatorPath, gid === null ? 0o600 : 0o660);
-    if (gid !== null) await chown(operatorPath, 0, gid).catch((e: unknown) => o.logf(`weftd: cannot give ${operatorPath} to group ${group}: ${(e as Error).message}`));
+    await listen(opServer, operatorPath, 0o600);
+    // Opened to the group only once the socket belongs to it: a failed chown leaves it root-only.
+    if (gid !== null) {
+      await chown(operatorPath, 0, gid).then(
+        () => chmod(operatorPath, 0o660),
+        (e: unknown) => o.logf(`weftd: cannot give ${operatorPath} to group ${group} (it stays root-only): ${(e as Error).message}`),
+      );
+    }
     await listen(readServer, readPath, 0o666);
     for (const user of new Set(o.operatorUsers ?? [])) {
       const uid = await lookupUserId(user);

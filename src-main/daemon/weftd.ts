@@ -86,7 +86,12 @@ export async function startWeftd(o: WeftdOptions): Promise<Weftd> {
   };
   const host = createHost(init);
   const validated = createDispatcher(host.handlers, { logf: o.logf });
+  // Requests wait until the saved settings are loaded and the host runs: one answered earlier would see (or save
+  // over) the defaults.
+  let started: () => void = () => undefined;
+  const ready = new Promise<void>((r) => (started = r));
   const dispatch: Dispatch = async (method, payload) => {
+    await ready;
     const r = await validated(method, payload);
     if (r.ok && typeof method === 'string') o.afterCall?.(method);
     return r;
@@ -111,7 +116,13 @@ export async function startWeftd(o: WeftdOptions): Promise<Weftd> {
   } catch (e) {
     o.logf(`weftd: stale cleanup failed: ${(e as Error).message}`);
   }
-  await host.start();
+  try {
+    await host.start();
+  } catch (e) {
+    await api.close();
+    throw e;
+  }
+  started();
   o.logf(`weftd: serving ${api.operatorPath} (operators) and ${api.readPath} (everyone, read-only)`);
   let closing: Promise<void> | undefined;
   return {

@@ -124,8 +124,9 @@ export async function startRendererServer(o: RendererServerOptions): Promise<Ren
     const react = (await import('@vitejs/plugin-react')).default;
     plugins.push(react());
   }
-  // Vite reads VITE_* from the environment: the page's default bridge URL.
-  process.env['VITE_WEFT_BRIDGE'] = o.bridgeUrl;
+  // Vite reads VITE_* from the environment: the page's default bridge URL, without its token. Vite serves the
+  // page's modules to any local process, so the token travels only in the printed URL (?bridge=…?token=…).
+  process.env['VITE_WEFT_BRIDGE'] = o.bridgeUrl.replace(/\/?\?.*$/, '');
   // Middleware mode on our own HTTP server: Vite's standalone server would exit the process on SIGTERM (and when
   // stdin ends) before the engine could stop and remove its interface.
   const http = createHttpServer();

@@ -72,6 +72,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** Why the data plane is not in step with the netmap (null when it is). */
   private applyError: string | null = null;
   private ifaceFailures = 0;
+  private applyFailures = 0;
+  /** The pending re-apply (after a failed interface creation or netmap application). */
   private ifaceRetry: TimerHandle | null = null;
   private stopped = false;
   /** False once the interface refused IPv6 (IPv6 disabled): then only IPv4 addresses and routes are used. */
@@ -146,14 +148,28 @@ export class Engine extends EventEmitter<EngineEvents> {
     const outcome = await applyDataPlane({ setPeers: (ps) => magic.setPeers(ps), setWg: (cfg) => wg.set(cfg), setRoutes: (rs) => wg.routes(rs) }, this.applied, target);
     if (!outcome.ok) {
       this.applyError = outcome.error;
+      // Retried against the latest netmap with backoff; a new netmap from control also retries at once.
+      this.applyFailures++;
+      this.scheduleReapply(ifaceRetryDelayMs(this.applyFailures));
       this.logf(
         `engine: applying the netmap failed: ${outcome.error}; ${outcome.restored ? 'the previous WireGuard peers and routes stay in place' : outcome.restoreError ? `restoring the previous state failed too: ${outcome.restoreError}` : 'nothing was applied before'}; the next netmap retries`,
       );
       return;
     }
     this.applyError = null;
+    this.applyFailures = 0;
     this.applied = target;
     this.emit('netmap:updated');
+  }
+
+  /** Applies the latest netmap again in `delayMs` (one pending retry at a time; none after stop). */
+  private scheduleReapply(delayMs: number): void {
+    if (this.stopped || this.ifaceRetry) return;
+    this.ifaceRetry = this.clock.setTimeout(() => {
+      this.ifaceRetry = null;
+      if (this.stopped) return;
+      this.applying = this.applying.then(() => this.applyNetmap(this.control.netmap)).catch((err: unknown) => this.logf(`engine: applying the netmap failed: ${(err as Error).message}`));
+    }, delayMs);
   }
 
   /** The shared socket, then the interface (retried with backoff); true once both exist. */
@@ -193,15 +209,12 @@ export class Engine extends EventEmitter<EngineEvents> {
       }
     } catch (e) {
       await wg?.close().catch(() => undefined);
+      if (this.stopped) return false;
       this.ifaceFailures++;
       const delay = ifaceRetryDelayMs(this.ifaceFailures);
       this.applyError = `creating the WireGuard interface failed: ${(e as Error).message}`;
       this.logf(`engine: ${this.applyError}; retry ${this.ifaceFailures} in ${delay / 1000} s`);
-      this.ifaceRetry = this.clock.setTimeout(() => {
-        this.ifaceRetry = null;
-        if (this.stopped) return;
-        this.applying = this.applying.then(() => this.applyNetmap(this.control.netmap)).catch((err: unknown) => this.logf(`engine: applying the netmap failed: ${(err as Error).message}`));
-      }, delay);
+      this.scheduleReapply(delay);
       return false;
     }
     if (this.stopped) {

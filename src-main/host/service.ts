@@ -126,6 +126,31 @@ export function serviceSetupScript(s: ServiceSetup): string {
   return serviceSetupCommands(s).map(quoteArgv).join(' && ');
 }
 
+/** What stat tells about a path: its owner and mode bits. */
+export interface PathStat {
+  uid: number;
+  mode: number;
+}
+
+/**
+ * Why root must not run `file` from a unit (or null when it may): the file and every directory above it must belong
+ * to root and be writable by nobody else, or whoever can write there gets root at the next start. A dev checkout
+ * under a home directory, or an AppImage's mount, fails this; the app then asks for the deb or rpm instead.
+ */
+export function unsafeForRoot(file: string, stat: (p: string) => PathStat | null): string | null {
+  if (!file.startsWith('/')) return `${file} is not an absolute path`;
+  const parts = file.split('/').filter((x) => x !== '');
+  for (let i = parts.length; i >= 0; i--) {
+    const p = `/${parts.slice(0, i).join('/')}`;
+    const st = stat(p);
+    if (!st) return `${p} does not exist`;
+    if (st.uid !== 0) return `${p} belongs to uid ${st.uid}, not root`;
+    // Group/other write, unless it is a sticky directory like /tmp (then only the owner of an entry may replace it).
+    if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) return `${p} is writable by users other than root`;
+  }
+  return null;
+}
+
 /** What the app shows when the set-up could not run. */
 export function serviceSetupFailed(why: string): MeshError {
   return new MeshError('state', `the Weft service could not be installed and started: ${why}`, true);

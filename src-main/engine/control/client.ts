@@ -64,6 +64,9 @@ interface RegisterResponseShape {
 
 const PAST_EXPIRY = '1970-01-01T00:02:03Z';
 
+/** Two resyncs closer than this: the second waits for the normal reconnect backoff. */
+const RESYNC_QUICK_GAP_MS = 60_000;
+
 export class ControlClient extends EventEmitter<ControlClientEvents> {
   // Owned by this instance.
   private st: ControlStatus;
@@ -355,10 +358,16 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       this.logf(`control: ${why}; keeping the last good netmap`);
       return false;
     }
-    this.logf(`control: ${why}; keeping the last good netmap and requesting a fresh full map`);
-    this.onConnectionLost(new Error(`${why}: resynchronising`), 0);
+    // At once the first time; a server that keeps sending what we cannot apply gets the normal backoff instead.
+    const now = this.clock.now();
+    const soon = now - this.lastResyncAt > RESYNC_QUICK_GAP_MS;
+    this.lastResyncAt = now;
+    this.logf(`control: ${why}; keeping the last good netmap and requesting a fresh full map${soon ? '' : ' (after a backoff: the last resync was recent)'}`);
+    this.onConnectionLost(new Error(`${why}: resynchronising`), soon ? 0 : undefined);
     return true;
   }
+
+  private lastResyncAt = -Infinity;
 
   private armWatchdog(): void {
     if (this.watchdog) this.clock.clearTimeout(this.watchdog);

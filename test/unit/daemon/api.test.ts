@@ -192,6 +192,31 @@ describe('weftd local API', () => {
     await expect(connectDaemon(join(dir, 'nothing-here'))).rejects.toBeInstanceOf(DaemonUnavailable);
   });
 
+  it('readers cannot crowd out operators: the read socket has its own connection limit', async () => {
+    const held: net.Socket[] = [];
+    try {
+      for (let i = 0; i < 60; i++) {
+        const s = net.connect(join(dir, 'run', READ_SOCKET));
+        s.on('error', () => undefined);
+        held.push(s);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      const refused = await new Promise<string>((resolve) => {
+        const s = net.connect(join(dir, 'run', READ_SOCKET));
+        let got = '';
+        s.setEncoding('utf8');
+        s.on('data', (d: string) => (got += d));
+        s.on('close', () => resolve(got));
+        s.on('error', () => resolve(got));
+      });
+      expect(refused).toContain('too many connections');
+      const op = await connect();
+      expect(await op.invoke('settings:get', {})).toMatchObject({ ok: true });
+    } finally {
+      for (const s of held) s.destroy();
+    }
+  });
+
   it('fails pending calls when the daemon goes away', async () => {
     const c = await connect();
     const closed = new Promise<void>((r) => c.onClose(r));

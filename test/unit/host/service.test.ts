@@ -7,7 +7,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { operatorDropIn, PACKAGED_UNIT, quoteArgv, serviceSetupCommands, serviceSetupScript, weftdUnit } from '../../../src-main/host/service.ts';
+import { operatorDropIn, PACKAGED_UNIT, quoteArgv, serviceSetupCommands, serviceSetupScript, unsafeForRoot, weftdUnit } from '../../../src-main/host/service.ts';
 import { repoRoot } from '../../support/vectors.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'weftd-unit-'));
@@ -73,5 +73,31 @@ describe('the one-time set-up', () => {
     expect(() => operatorDropIn('a\nExecStartPre=/bin/sh')).toThrow(/not a user name/);
     for (const bad of ["it's", 'a$b', 'a`b`', 'a\nb', 'a\\b', 'a"b']) expect(() => quoteArgv(['echo', bad])).toThrow(/refusing/);
     expect(quoteArgv(['systemctl', 'enable', 'weftd.service'])).toBe("'systemctl' 'enable' 'weftd.service'");
+  });
+});
+
+describe('where root may run weftd from', () => {
+  const tree: Record<string, { uid: number; mode: number }> = {
+    '/': { uid: 0, mode: 0o40755 },
+    '/opt': { uid: 0, mode: 0o40755 },
+    '/opt/Weft': { uid: 0, mode: 0o40755 },
+    '/opt/Weft/weft-desktop': { uid: 0, mode: 0o100755 },
+    '/home': { uid: 0, mode: 0o40755 },
+    '/home/alice': { uid: 1000, mode: 0o40750 },
+    '/home/alice/weft/node': { uid: 1000, mode: 0o100755 },
+    '/opt/shared': { uid: 0, mode: 0o40777 },
+    '/opt/shared/weft': { uid: 0, mode: 0o100755 },
+    '/tmp': { uid: 0, mode: 0o41777 },
+    '/tmp/weft': { uid: 0, mode: 0o100755 },
+  };
+  const stat = (p: string) => tree[p] ?? null;
+
+  it('allows only root-owned paths nobody else can write', () => {
+    expect(unsafeForRoot('/opt/Weft/weft-desktop', stat)).toBeNull();
+    expect(unsafeForRoot('/home/alice/weft/node', stat)).toMatch(/belongs to uid 1000/);
+    expect(unsafeForRoot('/opt/shared/weft', stat)).toMatch(/\/opt\/shared is writable by users other than root/);
+    expect(unsafeForRoot('/opt/Weft/missing', stat)).toMatch(/does not exist/);
+    expect(unsafeForRoot('relative/weft', stat)).toMatch(/not an absolute path/);
+    expect(unsafeForRoot('/tmp/weft', stat)).toBeNull();
   });
 });
