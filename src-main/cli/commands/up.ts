@@ -11,6 +11,7 @@
 import { parseServerUrl } from '../../engine/control/transport.ts';
 import { isWeftInterfaceName } from '../../engine/wg/iface.ts';
 import { defaultStateDir, ensureStateDir } from '../../engine/state/store.ts';
+import { DEFAULT_RUN_DIR } from '../../daemon/api-server.ts';
 import { startWeftd } from '../../daemon/weftd.ts';
 import { resolveAuthKey } from '../auth-key.ts';
 import { CliError, parseFlags, untilSignal, type Command } from '../command.ts';
@@ -22,7 +23,8 @@ const usage = `usage: weft up --login-server URL [--auth-key KEY] [--hostname NA
                        without it, weft prints a URL to approve this device
   --hostname NAME      name to register (default: this machine's hostname)
   --state-dir DIR      where keys and settings live (default: ${defaultStateDir()})
-  --socket-dir DIR     where the local API's sockets go (default: the state directory)
+  --socket-dir DIR     where the local API's sockets go (default: the --state-dir given, else $WEFT_RUN_DIR or
+                       ${DEFAULT_RUN_DIR}, where weftd serves: then \`weft status\` finds this run)
   --iface NAME         WireGuard interface name, weft + 1-10 of [0-9a-z] (default: weft0)
   --port N             UDP port for WireGuard, disco and STUN (default: 41641; 0 = any)`;
 
@@ -77,7 +79,9 @@ export const upCommand: Command = {
     try {
       weftd = await startWeftd({
         dataDir: stateDir,
-        runDir: values['socket-dir'] ?? stateDir,
+        // With no --state-dir, the same place weftd serves (so `weft status` finds either, and a second engine is
+        // refused); with one, that directory (several foreground runs side by side, as the lab tests run them).
+        runDir: values['socket-dir'] ?? (values['state-dir'] !== undefined ? stateDir : (process.env['WEFT_RUN_DIR'] ?? DEFAULT_RUN_DIR)),
         stateDirFor: () => stateDir,
         iface,
         udpPort,
