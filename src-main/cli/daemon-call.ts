@@ -8,6 +8,7 @@ import { MeshError } from '../../src-shared/errors.ts';
 import type { MethodName, MethodRequest, MethodResponse } from '../../src-shared/ipc/contract.ts';
 import { connectDaemon, DaemonUnavailable, type DaemonClient } from '../daemon/api-client.ts';
 import { DEFAULT_RUN_DIR } from '../daemon/api-server.ts';
+import { isWeftInterfaceName } from '../engine/wg/iface.ts';
 import { CliError } from './command.ts';
 
 /** The flags every client command takes to find the engine. */
@@ -41,6 +42,15 @@ export async function callDaemon<M extends MethodName>(runDir: string, method: M
   } finally {
     c.close();
   }
+}
+
+/** --iface and --port of the commands that run an engine (weft daemon, weft up), checked. */
+export function engineFlags(values: { iface?: string | undefined; port?: string | undefined }): { iface: string; udpPort: number } {
+  const iface = values.iface ?? 'weft0';
+  if (!isWeftInterfaceName(iface)) throw new CliError(`--iface must be "weft" followed by 1-10 of [0-9a-z], got "${iface}"`);
+  const udpPort = values.port === undefined ? 41641 : Number(values.port);
+  if (!Number.isInteger(udpPort) || udpPort < 0 || udpPort > 65535) throw new CliError(`--port must be 0-65535, got "${values.port}"`);
+  return { iface, udpPort };
 }
 
 /** A thrown value as a CLI message (MeshError carries the engine's words). */

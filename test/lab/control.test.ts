@@ -10,6 +10,7 @@ import { createLab, type HostName, type Lab, type LabProcess } from './lab.ts';
 import type { ControlServer, ControlUser } from './control-server.ts';
 import { HEADSCALE_VERSIONS, startHeadscale } from './headscale.ts';
 import { startWeftServer } from './weft-server.ts';
+import { eventually } from '../support/eventually.ts';
 
 const WEFT = ['node', 'src-main/cli/bin.mjs'];
 const CGNAT_V4 = /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.\d+\.\d+$/;
@@ -23,21 +24,6 @@ afterAll(async () => {
   await lab?.destroy();
 });
 
-/** Polls `fn` every 250 ms until it returns a value, for at most `ms`. */
-async function eventually<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (let i = 0; Date.now() < end && i < 1000; i++) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 /** The servers every case runs against: [label, a slug for per-run paths, how to start it on an srv address]. */
 type ServerEntry = [label: string, slug: string, start: (lab: Lab, listenIp?: string) => Promise<ControlServer>];

@@ -20,6 +20,7 @@ import { createLab, REPO_ROOT, type Lab, type LabProcess } from './lab.ts';
 import { PeerKit, WEFT, type WeftPeer } from './peers.ts';
 import { PLAIN_HTTP_DERP_ENV } from './tailscaled.ts';
 import type { Weftd } from './weftd.ts';
+import { eventually } from '../support/eventually.ts';
 
 let lab: Lab;
 let hs: Headscale;
@@ -82,20 +83,6 @@ async function status(): Promise<StatusReport> {
   return StatusReport.parse(JSON.parse(r.stdout));
 }
 
-async function eventually<T>(what: string, ms: number, f: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      const v = await f();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out: ${what}${last ? ` (${String(last)})` : ''}`);
-}
 
 const weftLinks = async (): Promise<string[]> =>
   (await lab.exec('a1', ['ip', '-o', 'link', 'show'])).stdout

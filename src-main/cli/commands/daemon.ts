@@ -6,8 +6,8 @@
 import { DEFAULT_OPERATOR_GROUP, DEFAULT_RUN_DIR } from '../../daemon/api-server.ts';
 import { startWeftd } from '../../daemon/weftd.ts';
 import { ensureStateDir } from '../../engine/state/store.ts';
-import { isWeftInterfaceName } from '../../engine/wg/iface.ts';
 import { CliError, parseFlags, untilSignal, type Command } from '../command.ts';
+import { engineFlags } from '../daemon-call.ts';
 
 const DEFAULT_DATA_DIR = '/var/lib/weft';
 
@@ -43,10 +43,7 @@ export const daemonCommand: Command = {
       process.stdout.write(`${usage}\n`);
       return 0;
     }
-    const iface = values.iface ?? 'weft0';
-    if (!isWeftInterfaceName(iface)) throw new CliError(`--iface must be "weft" followed by 1-10 of [0-9a-z], got "${iface}"`);
-    const udpPort = values.port === undefined ? 41641 : Number(values.port);
-    if (!Number.isInteger(udpPort) || udpPort < 0 || udpPort > 65535) throw new CliError(`--port must be 0-65535, got "${values.port}"`);
+    const { iface, udpPort } = engineFlags(values);
     if (process.getuid?.() !== 0) process.stderr.write('weft daemon: not running as root; creating the WireGuard interface needs root or CAP_NET_ADMIN\n');
     const dataDir = values['state-dir'] ?? process.env['WEFT_STATE_DIR'] ?? DEFAULT_DATA_DIR;
     const log = (l: string): void => void process.stderr.write(`${stamp()} ${l}\n`);

@@ -9,12 +9,12 @@
  * the API, or on a signal.
  */
 import { parseServerUrl } from '../../engine/control/transport.ts';
-import { isWeftInterfaceName } from '../../engine/wg/iface.ts';
 import { defaultStateDir, ensureStateDir } from '../../engine/state/store.ts';
 import { DEFAULT_RUN_DIR } from '../../daemon/api-server.ts';
 import { startWeftd } from '../../daemon/weftd.ts';
 import { resolveAuthKey } from '../auth-key.ts';
 import { CliError, parseFlags, untilSignal, type Command } from '../command.ts';
+import { engineFlags } from '../daemon-call.ts';
 
 const usage = `usage: weft up --login-server URL [--auth-key KEY] [--hostname NAME] [--state-dir DIR] [--socket-dir DIR] [--iface NAME] [--port N]
 
@@ -59,10 +59,7 @@ export const upCommand: Command = {
       throw new CliError((e as Error).message);
     }
     const stateDir = values['state-dir'] ?? defaultStateDir();
-    const iface = values.iface ?? 'weft0';
-    if (!isWeftInterfaceName(iface)) throw new CliError(`--iface must be "weft" followed by 1-10 of [0-9a-z], got "${iface}"`);
-    const udpPort = values.port === undefined ? 41641 : Number(values.port);
-    if (!Number.isInteger(udpPort) || udpPort < 0 || udpPort > 65535) throw new CliError(`--port must be 0-65535, got "${values.port}"`);
+    const { iface, udpPort } = engineFlags(values);
     if (values.hostname !== undefined && !/^[A-Za-z0-9-]{1,63}$/.test(values.hostname)) throw new CliError(`--hostname must be 1-63 of [A-Za-z0-9-], got "${values.hostname}"`);
     const authKey = await resolveAuthKey(values['auth-key']);
     const log = (l: string): void => void process.stderr.write(`${stamp()} ${l}\n`);
