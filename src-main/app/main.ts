@@ -21,6 +21,7 @@ import { connectDaemon, DaemonUnavailable } from '../daemon/api-client.ts';
 import { DEFAULT_RUN_DIR } from '../daemon/api-server.ts';
 import { setLinuxAutostart } from '../host/autostart.ts';
 import { createRemoteHost } from '../host/remote-host.ts';
+import { createSettingsStore, SETTINGS_FILE } from '../host/settings.ts';
 import { operatorDropIn, serviceSetupScript, unsafeForRoot, weftdUnit, WEFTD_UNIT, type PathStat } from '../host/service.ts';
 import type { TrayAction } from '../host/tray-state.ts';
 import { serveIpc } from './ipc-server.ts';
@@ -116,6 +117,7 @@ async function main(): Promise<void> {
   const runDir = process.env['WEFT_RUN_DIR'] ?? DEFAULT_RUN_DIR;
   const h = createRemoteHost({
     connect: () => connectDaemon(runDir),
+    local: createSettingsStore(join(app.getPath('userData'), SETTINGS_FILE)),
     openExternal: (url) => shell.openExternal(url),
     logf: log,
   });

@@ -10,14 +10,30 @@
  *
  * `session:open-auth-url` is answered here, not by weftd (a root service cannot open the user's browser): only the
  * control server's login URL that weftd reports, or a URL on the control server's origin, is opened.
+ *
+ * Settings are split by owner. The app's own preferences (autoStart, startMinimised, notifications) belong to the
+ * user and live in the app's data directory (`local`), so any user may change them; the saved networks and the
+ * active one belong to weftd, and changing them is a write on its API (root and operators).
  */
 import type { EventName, EventPayload, IpcResult, LogLevel, Settings } from '../../src-shared/ipc/contract.ts';
-import { isMethodName, parseEvent, parseResponse } from '../../src-shared/ipc/contract.ts';
+import { isMethodName, parseEvent, parseRequest, parseResponse } from '../../src-shared/ipc/contract.ts';
 import { applyMeshDelta, type MeshSnapshot } from '../../src-shared/model/mesh.ts';
 import { realClock, type Clock, type TimerHandle } from '../engine/sys/clock.ts';
 import type { Dispatch } from './dispatch.ts';
 import { INITIAL_NOTICE_STATE, noticesFor, type Notice, type NoticeState } from './notifications.ts';
+import { DEFAULT_SETTINGS, type SettingsStore } from './settings.ts';
 import { EMPTY_SNAPSHOT } from './snapshot.ts';
+
+/** A SettingsStore in memory (no app data directory: tests, the lab's app stand-in). */
+function createMemorySettings(): SettingsStore {
+  let current: Settings = DEFAULT_SETTINGS;
+  return {
+    path: ':memory:',
+    load: async () => ({ settings: current, problem: null }),
+    get: () => current,
+    update: async (patch) => (current = { ...current, ...patch }),
+  };
+}
 
 /** One connection to weftd (src-main/daemon/api-client.ts's DaemonClient has this shape). */
 export interface DaemonLink {
@@ -31,6 +47,8 @@ export interface DaemonLink {
 export interface RemoteHostInit {
   /** Opens a link to weftd; rejects when it is not running. */
   connect: () => Promise<DaemonLink>;
+  /** The user's own preferences (the app's settings file); without it they are kept in memory. */
+  local?: SettingsStore;
   /** Opens an http(s) URL in the user's browser. */
   openExternal?: (url: string) => Promise<void>;
   /** @default 2000 */
@@ -59,7 +77,10 @@ export interface RemoteHost {
   log(level: LogLevel, message: string): void;
 }
 
-const DEFAULT_SETTINGS: Settings = { autoStart: false, startMinimised: false, notifications: true, profiles: [], activeProfile: null };
+/** The preferences the app keeps per user; the rest of Settings is weftd's. */
+const APP_KEYS = ['autoStart', 'startMinimised', 'notifications'] as const;
+type AppPrefs = Pick<Settings, (typeof APP_KEYS)[number]>;
+const appPart = (s: Partial<Settings>): Partial<AppPrefs> => Object.fromEntries(APP_KEYS.filter((k) => s[k] !== undefined).map((k) => [k, s[k]])) as Partial<AppPrefs>;
 const SETTINGS_CHANGERS = new Set(['settings:set', 'profiles:switch', 'profiles:remove', 'session:join', 'network:create-local']);
 
 export function createRemoteHost(init: RemoteHostInit): RemoteHost {
@@ -75,7 +96,14 @@ export function createRemoteHost(init: RemoteHostInit): RemoteHost {
   let link: DaemonLink | null = null;
   let problem: string | null = 'not connected yet';
   let current: MeshSnapshot = EMPTY_SNAPSHOT;
-  let settings: Settings = DEFAULT_SETTINGS;
+  const local = init.local ?? createMemorySettings();
+  /** weftd's part (profiles, active profile), as last read. */
+  let daemonSettings: Settings = DEFAULT_SETTINGS;
+  const merged = (): Settings => ({ ...daemonSettings, ...appPart(local.get()) });
+  const announceSettings = (): void => {
+    const s = merged();
+    for (const li of settingsListeners) safe(li, s);
+  };
   let notices: NoticeState = INITIAL_NOTICE_STATE;
   let retry: TimerHandle | null = null;
   let stopped = false;
@@ -91,7 +119,7 @@ export function createRemoteHost(init: RemoteHostInit): RemoteHost {
   function commit(next: MeshSnapshot): void {
     const prev = current;
     current = next;
-    const n = noticesFor(prev, next, notices, { enabled: settings.notifications, now: clock.now(), wallNowMs: wallClock() });
+    const n = noticesFor(prev, next, notices, { enabled: local.get().notifications, now: clock.now(), wallNowMs: wallClock() });
     notices = n.state;
     for (const notice of n.notices) for (const l of noticeListeners) safe(l, notice);
     for (const l of snapshotListeners) safe(l, next, prev);
@@ -114,8 +142,26 @@ export function createRemoteHost(init: RemoteHostInit): RemoteHost {
     const r = await l.dispatch('settings:get', {});
     const s = r.ok ? parseResponse('settings:get', r.value) : r;
     if (!s.ok) return;
-    settings = s.value;
-    for (const li of settingsListeners) safe(li, settings);
+    daemonSettings = s.value;
+    announceSettings();
+  }
+
+  /** settings:set split by owner: the user's preferences here, networks on weftd (a write there). */
+  async function setSettings(payload: unknown): Promise<IpcResult<unknown>> {
+    const req = parseRequest('settings:set', payload);
+    if (!req.ok) return req;
+    const mine = appPart(req.value);
+    const theirs = Object.fromEntries(Object.entries(req.value).filter(([k]) => !(APP_KEYS as readonly string[]).includes(k)));
+    if (Object.keys(theirs).length > 0) {
+      const l = link;
+      if (!l) return { ok: false, error: { code: 'daemon-unavailable', message: problem ?? 'the Weft service is not running', retryable: true } };
+      const r = await l.dispatch('settings:set', theirs);
+      if (!r.ok) return r;
+      await refreshSettings(l);
+    }
+    if (Object.keys(mine).length > 0) await local.update(mine);
+    announceSettings();
+    return { ok: true, value: merged() };
   }
 
   async function attach(l: DaemonLink): Promise<void> {
@@ -191,6 +237,11 @@ export function createRemoteHost(init: RemoteHostInit): RemoteHost {
 
   const dispatch: Dispatch = async (method, payload) => {
     if (method === 'session:open-auth-url') return (await openAuthUrl(payload)) as Awaited<ReturnType<Dispatch>>;
+    if (method === 'settings:set') return (await setSettings(payload)) as Awaited<ReturnType<Dispatch>>;
+    if (method === 'settings:get') {
+      if (link) await refreshSettings(link);
+      return { ok: true, value: merged() } as Awaited<ReturnType<Dispatch>>;
+    }
     const l = link;
     if (!l) return { ok: false, error: { code: 'daemon-unavailable', message: problem ?? 'the Weft service is not running', retryable: true } };
     const r = await l.dispatch(method, payload);
@@ -203,6 +254,8 @@ export function createRemoteHost(init: RemoteHostInit): RemoteHost {
     dispatch,
     async start() {
       stopped = false;
+      const loaded = await local.load();
+      if (loaded.problem) logf(`remote host: app settings: ${loaded.problem}`);
       await tryConnect();
     },
     async stop() {
@@ -214,7 +267,7 @@ export function createRemoteHost(init: RemoteHostInit): RemoteHost {
     },
     link: () => ({ connected: link !== null, access: link?.access ?? null, problem }),
     snapshot: () => current,
-    settings: () => settings,
+    settings: merged,
     onAny(listener) {
       anyListeners.add(listener);
       return () => anyListeners.delete(listener);

@@ -19,6 +19,9 @@ const [runDir, cmd, ...args] = process.argv.slice(2);
 const out = (v: unknown): void => void process.stdout.write(`APPHOST ${JSON.stringify(v)}\n`);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The network weftd has active, read before a probe. */
+let activeProfile: string | null | undefined;
+
 /** A payload each method accepts (so an answer other than permission-denied would mean the write ran). */
 function payloadFor(method: string): unknown {
   switch (method) {
@@ -27,7 +30,9 @@ function payloadFor(method: string): unknown {
     case 'session:open-auth-url':
       return { url: 'http://203.0.113.99:8080/register/x' };
     case 'settings:set':
-      return { notifications: false };
+      // weftd's part of the settings (the app keeps the user's own preferences itself), unchanged: a real write on
+      // weftd's API that changes nothing.
+      return { activeProfile: activeProfile ?? null };
     case 'profiles:switch':
     case 'profiles:remove':
       return { id: 'nope' };
@@ -80,6 +85,8 @@ async function main(): Promise<number> {
   if (!runDir || !cmd) throw new Error('usage: app-host.ts RUN_DIR join|show|leave|probe|bridge ...');
   if (cmd === 'bridge') {
     const b = await wsCall(args[0]!);
+    const st = await b.call('settings:get', {});
+    activeProfile = st.ok ? (st.value as { activeProfile: string | null }).activeProfile : null;
     out({ answers: await probe(b.call) });
     b.close();
     return 0;
@@ -89,6 +96,7 @@ async function main(): Promise<number> {
   try {
     if (!host.link().connected) throw new Error(`weftd not reachable: ${host.link().problem}`);
     if (cmd === 'probe') {
+      activeProfile = host.settings().activeProfile;
       out({ access: host.link().access, answers: await probe((m, p) => host.dispatch(m, p), args[0] === 'safe') });
       return 0;
     }

@@ -3,67 +3,31 @@
  * engine: reads and writes on the operator socket, writes refused on the read-only socket, events streamed to
  * subscribers, bad lines answered, and nothing that does not follow from the netmap accepted by any entry point.
  */
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { EVENT_NAMES, METHOD_NAMES, WRITE_METHODS, type EventName } from '../../../src-shared/ipc/contract.ts';
+import { METHOD_NAMES, WRITE_METHODS, type EventName } from '../../../src-shared/ipc/contract.ts';
 import { connectDaemon, DaemonUnavailable, type DaemonClient } from '../../../src-main/daemon/api-client.ts';
 import { OPERATOR_SOCKET, READ_SOCKET, startApiServer, type ApiServer } from '../../../src-main/daemon/api-server.ts';
-import type { EngineInit } from '../../../src-main/engine/engine.ts';
-import type { WgInterface } from '../../../src-main/engine/wg/iface.ts';
-import { createDispatcher } from '../../../src-main/host/dispatch.ts';
-import { createHost, type Host } from '../../../src-main/host/host.ts';
-import { FakeEngine, peer } from '../host/fake-engine.ts';
+import type { FakeEngine } from '../host/fake-engine.ts';
+import { startRig, type Rig } from './rig.ts';
 
+let rig: Rig;
 let dir: string;
-let host: Host;
 let api: ApiServer;
 let engines: FakeEngine[];
 let ifaces: string[];
 const clients: DaemonClient[] = [];
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'weftd-api-'));
-  engines = [];
-  ifaces = [];
-  host = createHost({
-    dataDir: join(dir, 'data'),
-    iface: 'weft0',
-    autoConnect: false,
-    createInterface: (name): Promise<WgInterface> => {
-      ifaces.push(name);
-      return Promise.reject(new Error('no interface in unit tests'));
-    },
-    createEngine: (init: EngineInit) => {
-      const e = new FakeEngine(init);
-      e.setPeers([peer('2')]);
-      engines.push(e);
-      return e;
-    },
-  });
-  await host.start();
-  const dispatch = createDispatcher(host.handlers);
-  api = await startApiServer({
-    runDir: join(dir, 'run'),
-    operatorGroup: 'weft-test-no-such-group',
-    logf: () => undefined,
-    backend: {
-      dispatch,
-      onEvent: (l: (e: EventName, p: unknown) => void) => {
-        const offs = EVENT_NAMES.map((e) => host.on(e, (p) => l(e, p)));
-        return () => offs.forEach((o) => o());
-      },
-    },
-  });
+  rig = await startRig();
+  ({ dir, api, engines, ifaces } = rig);
 });
 
 afterEach(async () => {
   for (const c of clients.splice(0)) c.close();
-  await api.close();
-  await host.stop();
-  await rm(dir, { recursive: true, force: true });
+  await rig.stop();
 });
 
 async function connect(readOnly = false): Promise<DaemonClient> {
