@@ -15,6 +15,7 @@ import { labHttpGet } from './headscale.ts';
 import { PeerKit, type TsPeerNode, type WeftPeer } from './peers.ts';
 import { PLAIN_HTTP_DERP_ENV } from './tailscaled.ts';
 import { startWeftServer, WEFT_SERVER_DERP_REGION, type WeftServer } from './weft-server.ts';
+import { eventually } from '../support/eventually.ts';
 
 const EIM_APDF: RouterProfile = { mapping: 'eim', filtering: 'apdf' };
 const EDM: RouterProfile = { mapping: 'edm', filtering: 'apdf' };
@@ -23,23 +24,7 @@ let lab: Lab;
 let server: WeftServer;
 let kit: PeerKit;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `fn` every 250 ms until it returns a value, for at most `ms`. */
-async function eventually<T>(what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (let i = 0; Date.now() < end && i < 1000; i++) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 beforeAll(async () => {
   lab = await createLab();
