@@ -4,7 +4,6 @@
  * The run directory holding the two sockets is, in order: --socket-dir; the --state-dir of a foreground
  * `weft up` (which serves its API there, so several can run side by side in tests); $WEFT_RUN_DIR; /run/weft.
  */
-import { MeshError } from '../../src-shared/errors.ts';
 import type { MethodName, MethodRequest, MethodResponse } from '../../src-shared/ipc/contract.ts';
 import { connectDaemon, DaemonUnavailable, type DaemonClient } from '../daemon/api-client.ts';
 import { DEFAULT_RUN_DIR } from '../daemon/api-server.ts';
@@ -51,9 +50,4 @@ export function engineFlags(values: { iface?: string | undefined; port?: string 
   const udpPort = values.port === undefined ? 41641 : Number(values.port);
   if (!Number.isInteger(udpPort) || udpPort < 0 || udpPort > 65535) throw new CliError(`--port must be 0-65535, got "${values.port}"`);
   return { iface, udpPort };
-}
-
-/** A thrown value as a CLI message (MeshError carries the engine's words). */
-export function messageOf(e: unknown): string {
-  return e instanceof MeshError || e instanceof Error ? e.message : String(e);
 }

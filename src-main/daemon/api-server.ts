@@ -75,7 +75,7 @@ export interface ApiServer {
 }
 
 /** The answer to a write on the read-only socket (what `weft` and the app show as is). */
-export function permissionDenied(method: string, group: string): IpcResult<never> {
+function permissionDenied(method: string, group: string): IpcResult<never> {
   return {
     ok: false,
     error: {
@@ -87,7 +87,7 @@ export function permissionDenied(method: string, group: string): IpcResult<never
 }
 
 /** Answers one request of a connection with the given access: writes on a read-only connection never run. */
-export async function dispatchWithAccess(backend: ApiBackend, access: Access, group: string, method: string, payload: unknown): Promise<IpcResult<unknown>> {
+async function dispatchWithAccess(backend: ApiBackend, access: Access, group: string, method: string, payload: unknown): Promise<IpcResult<unknown>> {
   if (access === 'read' && isMethodName(method) && WRITE_METHODS.has(method)) return permissionDenied(method, group);
   try {
     return checkBackendResult(await backend.dispatch(method, payload));
@@ -108,7 +108,7 @@ function lookupId(db: 'group' | 'passwd', name: string): Promise<number | null> 
 }
 
 export const lookupGroupId = (name: string): Promise<number | null> => lookupId('group', name);
-export const lookupUserId = (name: string): Promise<number | null> => lookupId('passwd', name);
+const lookupUserId = (name: string): Promise<number | null> => lookupId('passwd', name);
 
 /** The operator socket of one user. */
 export function userSocketName(uid: number): string {

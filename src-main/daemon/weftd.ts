@@ -58,7 +58,7 @@ export interface Weftd {
 }
 
 /** Wraps interface creation so the first `n` attempts fail (a fault injected for tests). */
-export function failingFirst(n: number, create: (name: string) => Promise<WgInterface>): (name: string) => Promise<WgInterface> {
+function failingFirst(n: number, create: (name: string) => Promise<WgInterface>): (name: string) => Promise<WgInterface> {
   let left = n;
   return async (name) => {
     if (left > 0) {

@@ -81,7 +81,7 @@ export interface RemoteHost {
 const APP_KEYS = ['autoStart', 'startMinimised', 'notifications'] as const;
 type AppPrefs = Pick<Settings, (typeof APP_KEYS)[number]>;
 const appPart = (s: Partial<Settings>): Partial<AppPrefs> => Object.fromEntries(APP_KEYS.filter((k) => s[k] !== undefined).map((k) => [k, s[k]])) as Partial<AppPrefs>;
-const SETTINGS_CHANGERS = new Set(['settings:set', 'profiles:switch', 'profiles:remove', 'session:join', 'network:create-local']);
+const SETTINGS_CHANGERS = new Set(['profiles:switch', 'profiles:remove', 'session:join', 'network:create-local']);
 
 export function createRemoteHost(init: RemoteHostInit): RemoteHost {
   const clock = init.clock ?? realClock;

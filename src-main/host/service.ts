@@ -10,7 +10,6 @@
  * The set-up command is built from argv lists whose every element passes a strict whitelist and is single-quoted
  * (sudo-prompt takes one shell string); nothing from the UI or the network is ever part of it.
  */
-import { MeshError } from '../../src-shared/errors.ts';
 import { HostError } from './dispatch.ts';
 
 export const WEFTD_UNIT = 'weftd.service';
@@ -149,9 +148,4 @@ export function unsafeForRoot(file: string, stat: (p: string) => PathStat | null
     if ((st.mode & 0o022) !== 0 && (st.mode & 0o1000) === 0) return `${p} is writable by users other than root`;
   }
   return null;
-}
-
-/** What the app shows when the set-up could not run. */
-export function serviceSetupFailed(why: string): MeshError {
-  return new MeshError('state', `the Weft service could not be installed and started: ${why}`, true);
 }

@@ -91,7 +91,7 @@ describe('weftd local API', () => {
     }
   });
 
-  it('streams contract events to subscribers only', async () => {
+  it('streams contract events to a subscriber', async () => {
     const sub = await connect(true);
     const got: EventName[] = [];
     sub.onEvent((e) => got.push(e));
