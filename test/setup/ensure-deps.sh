@@ -22,6 +22,7 @@ declare -A need=(
   [wireguard-go]=wireguard-go
   [wg]=wireguard-tools
   [iperf3]=iperf3
+  [dnsmasq]=dnsmasq-base # the lab tailnet's upstream and split-DNS resolvers (test/lab/tailnet.test.ts)
   [chromium]=chromium # the end-to-end UI test (test/lab/app-e2e.test.ts) drives Debian's Chromium
 )
 missing=()
