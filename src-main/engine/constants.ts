@@ -114,6 +114,14 @@ export const DISCO_MAX_CANDIDATES = 100;
  */
 export const WG_TUN_MTU = 1280;
 
+/**
+ * Weft's routing table and the pref of its policy rule (one per family). Tailscale uses table 52 and prefs
+ * 5210–5270 (tsconst/linuxfw.go); Weft keeps clear of them so both can run on one host. The rule sits before
+ * `main` (32766): a tailnet route wins over a broader LAN route, and `throw` routes hand the LAN back to `main`.
+ */
+export const WEFT_ROUTE_TABLE = 7070;
+export const WEFT_RULE_PREF = 5300;
+
 /** How long to wait for wireguard-go's UAPI socket after spawning it (it appears in ~10 ms here). */
 export const WG_START_TIMEOUT_MS = 5000;
 

@@ -34,7 +34,12 @@ import { discardLogf, type Logf } from './sys/log.ts';
 import { applyDataPlane, ifaceRetryDelayMs, type DataPlaneTarget } from './wg/apply.ts';
 import type { WgConfig } from './wg/config.ts';
 import type { WgInterface } from './wg/iface.ts';
-import { routeRefusal } from './wg/validate.ts';
+import { planRoutes, type RoutePlan } from './router/plan.ts';
+import { QUAD100_V4, QUAD100_V6, type TailnetSystem } from './system.ts';
+import { effectiveAccess } from './filter/access.ts';
+import { shortName } from './control/status.ts';
+import type { FilterRule } from '../protocol/control/tailcfg.ts';
+import type { FilterStatus, TailnetStatus } from '../../src-shared/model/tailnet.ts';
 
 export interface EngineInit extends ControlClientInit {
   /** UDP port of the shared socket; 0 = any. @default 41641 */
@@ -43,6 +48,20 @@ export interface EngineInit extends ControlClientInit {
   createInterface: () => Promise<WgInterface>;
   /** Map a public port on the home router (NAT-PMP, PCP or UPnP IGD) and advertise it. @default true */
   portMapping?: boolean;
+  /**
+   * Routes, the ACL filter and MagicDNS beside the interface (weftd: system-linux.ts). Without it (a fake interface
+   * in tests) routes go to the interface itself and nothing is filtered.
+   */
+  system?: TailnetSystem;
+  /** Use peers' subnet routes. @default false (as Tailscale on Linux) */
+  acceptRoutes?: boolean;
+  /** Point the OS at MagicDNS. @default true */
+  acceptDns?: boolean;
+}
+
+export interface EnginePrefs {
+  acceptRoutes: boolean;
+  acceptDns: boolean;
 }
 
 export interface EngineEvents {
@@ -79,7 +98,13 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** False once the interface refused IPv6 (IPv6 disabled): then only IPv4 addresses and routes are used. */
   private ipv6 = true;
   private readonly clock: Clock;
+  private readonly system: TailnetSystem | null;
+  private lastSkipKey = '';
   private readonly logf: Logf;
+  private prefs: EnginePrefs;
+  /** The last route plan applied in full (for status). */
+  private routePlan: RoutePlan | null = null;
+  private routeError: string | null = null;
   /** Latest WireGuard per-peer statistics, by node-key hex (refreshed on status requests). */
   private stats = new Map<string, { rx: number; tx: number; lastHandshake: string | null }>();
 
@@ -87,6 +112,8 @@ export class Engine extends EventEmitter<EngineEvents> {
     super();
     this.clock = init.clock ?? realClock;
     this.logf = init.logf ?? discardLogf;
+    this.system = init.system ?? null;
+    this.prefs = { acceptRoutes: init.acceptRoutes ?? false, acceptDns: init.acceptDns ?? true };
     this.control = new ControlClient(init);
     this.control.on('status', (s) => this.emit('control:status', { state: s.state, url: s.url, error: s.error?.message ?? null, authUrl: s.authUrl, stage: s.stage }));
     this.control.on('netmap', (nm) => {
@@ -110,21 +137,22 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (!(await this.ensureDataPlane(nm))) return;
     const magic = this.magic!;
     const wg = this.wg!;
-    // A prefix Weft will not route (a /0 exit route, a capture-all pair, garbage) is left out of the routes and of
-    // the peer's AllowedIPs (WireGuard's inbound source check), so it can neither capture nor admit traffic; the
-    // rest of the netmap still applies.
-    const refused: string[] = [];
-    const peers = [...nm.peers.values()]
-      .filter((p) => !p.Expired)
-      .map((p) => {
-        const ok = p.AllowedIPs.filter((a) => {
-          const why = routeRefusal(a);
-          if (why) refused.push(`${p.Name.split('.')[0] ?? p.ID}: ${why}`);
-          return why === null;
-        });
-        return ok.length === p.AllowedIPs.length ? p : { ...p, AllowedIPs: ok };
-      });
-    if (refused.length > 0) this.logf(`engine: left out ${refused.length} prefix(es): ${refused.slice(0, 3).join('; ')}${refused.length > 3 ? '; …' : ''}`);
+    // Routes by kind (router/plan.ts): own addresses always, subnet routes only when accepted, exit routes never
+    // (until the user picks an exit node); a route that is not used is not in the peer's AllowedIPs either.
+    const live = [...nm.peers.values()].filter((p) => !p.Expired);
+    const plan = planRoutes({ peers: live, acceptRoutes: this.prefs.acceptRoutes, lan: this.system?.lan() ?? [], ipv6: this.ipv6 });
+    const planKey = JSON.stringify(plan.skipped.map((k) => [k.prefix, k.reason]));
+    if (planKey !== this.lastSkipKey) {
+      this.lastSkipKey = planKey;
+      for (const k of plan.skipped.filter((k) => k.reason !== 'accept-routes-off' && k.reason !== 'exit-route').slice(0, 8)) this.logf(`engine: ${k.note}`);
+    }
+    const peers = live.map((p) => ({ ...p, AllowedIPs: plan.allowedIPs.get(p.ID) ?? [] }));
+    // The ACL first: a new peer can reach this node only once the filter that names it is in force (fail closed:
+    // a filter that cannot be applied keeps the last good one, and the netmap still applies).
+    if (this.system) {
+      const err = await this.system.filter.apply(nm.packetFilter, nm.self.Addresses.map((a) => a.replace(/\/(32|128)$/, '')));
+      if (err) this.logf(`engine: the new ACL filter was not applied (${err}); the last good one stays in force`);
+    }
     const wgConfig = (): WgConfig => ({
       privateKey: this.control.nodePrivate,
       listenPort: this.wgPort,
@@ -143,11 +171,20 @@ export class Engine extends EventEmitter<EngineEvents> {
         })),
         // Built after setPeers: a new peer's loopback proxy endpoint exists only then.
         wg: wgConfig,
-        routes: [...new Set(peers.flatMap((p) => p.AllowedIPs))].filter((r) => this.ipv6 || !r.includes(':')),
+        routes: plan.routes.map((r) => r.prefix),
+        throws: plan.throws,
     };
-    const outcome = await applyDataPlane({ setPeers: (ps) => magic.setPeers(ps), setWg: (cfg) => wg.set(cfg), setRoutes: (rs) => wg.routes(rs) }, this.applied, target);
+    const self = nm.self;
+    const src = (fam: 4 | 6): string | null => self.Addresses.map((a) => a.replace(/\/(32|128)$/, '')).find((a) => a.includes(':') === (fam === 6)) ?? null;
+    const setRoutes = async (routes: string[], throws: string[]): Promise<void> => {
+      if (this.system) await this.system.router.set({ routes, throws, src4: src(4), src6: this.ipv6 ? src(6) : null });
+      else await wg.routes(routes);
+    };
+    const outcome = await applyDataPlane({ setPeers: (ps) => magic.setPeers(ps), setWg: (cfg) => wg.set(cfg), setRoutes }, this.applied, target);
+    if (this.system?.dns) await this.system.dns.apply(nm, { acceptDns: this.prefs.acceptDns, ipv6: this.ipv6 });
     if (!outcome.ok) {
       this.applyError = outcome.error;
+      this.routeError = outcome.error;
       // Retried against the latest netmap with backoff; a new netmap from control also retries at once.
       this.applyFailures++;
       this.scheduleReapply(ifaceRetryDelayMs(this.applyFailures));
@@ -157,6 +194,8 @@ export class Engine extends EventEmitter<EngineEvents> {
       return;
     }
     this.applyError = null;
+    this.routeError = null;
+    this.routePlan = plan;
     this.applyFailures = 0;
     this.applied = target;
     this.emit('netmap:updated');
@@ -195,17 +234,27 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (this.ifaceRetry) return false; // a retry is scheduled; it applies the latest netmap
     const magic = this.magic;
     let wg: WgInterface | null = null;
+    const system = this.system;
     try {
+      if (system) {
+        // Fail closed: what a previous run left goes, and the allow-nothing filter is in place before the interface
+        // exists (it matches the interface by name), so no peer can connect before the ACL from control applies.
+        await system.router.cleanup();
+        await system.dns?.cleanupAtStart();
+        const err = await system.filter.apply(null, []);
+        if (err) throw new Error(`cannot install the inbound filter, so the interface stays down: ${err}`);
+      }
       wg = await this.init.createInterface();
+      const service = system?.dns ? [`${QUAD100_V4}/32`, `${QUAD100_V6}/128`] : [];
       try {
-        await wg.up({ addresses: [...nm.self!.Addresses], mtu: WG_TUN_MTU });
+        await wg.up({ addresses: [...nm.self!.Addresses], mtu: WG_TUN_MTU, serviceAddresses: service });
       } catch (e) {
         // A host (or namespace) with IPv6 disabled refuses the fd7a:: address: run IPv4-only rather than not at all.
         const v4 = nm.self!.Addresses.filter((a) => !a.includes(':'));
         if (v4.length === nm.self!.Addresses.length) throw e;
         this.logf(`engine: IPv6 unavailable (${(e as Error).message}); running IPv4-only`);
         this.ipv6 = false;
-        await wg.up({ addresses: v4, mtu: WG_TUN_MTU });
+        await wg.up({ addresses: v4, mtu: WG_TUN_MTU, serviceAddresses: service.filter((a) => !a.includes(':')) });
       }
     } catch (e) {
       await wg?.close().catch(() => undefined);
@@ -374,6 +423,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   async status(): Promise<StatusReport> {
     const base = buildStatus(this.control.status, this.control.netmap);
     base.dataPlaneError = this.applyError;
+    base.tailnet = this.tailnetStatus();
     if (this.wg) {
       try {
         this.stats = new Map(
@@ -404,6 +454,44 @@ export class Engine extends EventEmitter<EngineEvents> {
     return base;
   }
 
+  /** Operator preferences (weftd settings): applied to the current netmap at once. */
+  setPrefs(p: Partial<EnginePrefs>): void {
+    const next = { ...this.prefs, ...p };
+    if (next.acceptRoutes === this.prefs.acceptRoutes && next.acceptDns === this.prefs.acceptDns) return;
+    this.prefs = next;
+    this.logf(`engine: subnet routes ${next.acceptRoutes ? 'on' : 'off'}, MagicDNS ${next.acceptDns ? 'on' : 'off'}`);
+    if (this.stopped || !this.wg) return;
+    this.applying = this.applying.then(() => this.applyNetmap(this.control.netmap)).catch((e: unknown) => this.logf(`engine: applying the netmap failed: ${(e as Error).message}`));
+  }
+
+  /** The filter, routes, MagicDNS and the effective access, as enforced now (null before the data plane). */
+  private tailnetStatus(): TailnetStatus | null {
+    if (!this.wg) return null;
+    const nm = this.control.netmap;
+    const plan = this.routePlan;
+    const selfAddrs = (nm.self?.Addresses ?? []).map((a) => a.replace(/\/(32|128)$/, ''));
+    const filter: FilterStatus = this.system
+      ? this.system.filter.status()
+      : { state: 'none', ruleCount: 0, nftRuleCount: 0, appliedAt: null, error: 'no kernel filter in this mode (a test interface)', skipped: [] };
+    return {
+      filter,
+      routes: {
+        acceptRoutes: this.prefs.acceptRoutes,
+        table: this.system?.router.table ?? 0,
+        installed: plan?.routes ?? [],
+        skipped: plan?.skipped ?? [],
+        error: this.routeError,
+      },
+      dns: this.system?.dns?.status() ?? { acceptDns: this.prefs.acceptDns, mode: 'off', suffix: null, serving: false, error: null },
+      access: filter.state === 'none' ? [] : effectiveAccess(this.enforcedRules(), selfAddrs, [...nm.peers.values()].map((p) => ({ name: shortName(p), addresses: p.Addresses.map((a) => a.replace(/\/(32|128)$/, '')) }))),
+    };
+  }
+
+  /** The rules the kernel enforces (the last good filter when the newest one failed). */
+  private enforcedRules(): readonly FilterRule[] {
+    return this.system ? (this.system.filter.enforced() ?? []) : this.control.netmap.packetFilter;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.restunTimer) this.clock.clearTimeout(this.restunTimer);
@@ -412,7 +500,13 @@ export class Engine extends EventEmitter<EngineEvents> {
     await this.control.stop();
     await this.applying.catch(() => {});
     await this.magic?.close();
+    if (this.system) {
+      await this.system.dns?.close();
+      await this.system.router.cleanup();
+    }
     await this.wg?.close();
+    // The filter goes last, after the interface: nothing reaches this node in between.
+    if (this.system && this.wg) await this.system.filter.remove();
     this.magic = null;
     this.wg = null;
   }

@@ -21,6 +21,8 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   notifications: true,
   profiles: [],
   activeProfile: null,
+  acceptRoutes: false,
+  acceptDns: true,
 }) as Settings;
 
 export interface SettingsLoad {

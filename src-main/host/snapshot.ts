@@ -13,7 +13,7 @@ import type { DerpRegionView, MeshDelta, MeshSnapshot, PeerStats, PeerView } fro
 import type { NetcheckReport } from '../../src-shared/model/netcheck.ts';
 import type { StatusReport } from '../../src-shared/model/status.ts';
 
-export const EMPTY_SNAPSHOT: MeshSnapshot = { control: null, self: null, peers: [], regions: [], netcheck: null };
+export const EMPTY_SNAPSHOT: MeshSnapshot = { control: null, self: null, peers: [], regions: [], netcheck: null, tailnet: null };
 
 export interface SnapshotInputs {
   /** The engine's report; null when no engine runs. */
@@ -48,6 +48,7 @@ export function toSnapshot(inp: SnapshotInputs): MeshSnapshot {
   const peers: PeerView[] = r.peers.map((p) => ({
     id: p.id,
     name: p.name,
+    fqdn: p.fqdn || p.name,
     nodeKey: p.nodeKey,
     addresses: ipv4First(p.addresses),
     os: inp.peerOs(p.id),
@@ -62,13 +63,16 @@ export function toSnapshot(inp: SnapshotInputs): MeshSnapshot {
     txBytes: Math.max(0, p.txBytes),
     netInfo: p.netInfo,
     disco: p.disco,
+    routes: p.primaryRoutes,
+    exitNode: p.exitNode,
   }));
   return {
     control: { state: r.control.state, url: r.control.url, error: r.control.error, authUrl: r.control.authUrl },
-    self: r.self ? { name: r.self.name, nodeKey: r.self.nodeKey, addresses: ipv4First(r.self.addresses), keyExpiry: r.self.keyExpiry, homeRegion: inp.selfHomeRegion } : null,
+    self: r.self ? { name: r.self.name, fqdn: r.self.fqdn || r.self.name, nodeKey: r.self.nodeKey, addresses: ipv4First(r.self.addresses), keyExpiry: r.self.keyExpiry, homeRegion: inp.selfHomeRegion } : null,
     peers,
     regions: regionsOf(inp.derpMap),
     netcheck: inp.netcheck,
+    tailnet: r.tailnet,
   };
 }
 
@@ -91,6 +95,7 @@ export function diffSnapshots(prev: MeshSnapshot, next: MeshSnapshot): MeshDelta
   if (!same(prev.self, next.self)) d.self = next.self;
   if (!same(prev.regions, next.regions)) d.regions = next.regions;
   if (prev.netcheck !== next.netcheck && !same(prev.netcheck, next.netcheck)) d.netcheck = next.netcheck;
+  if (prev.tailnet !== next.tailnet && !same(prev.tailnet, next.tailnet)) d.tailnet = next.tailnet;
   const before = new Map(prev.peers.map((p) => [p.id, structuralKey(p)]));
   const upsert = next.peers.filter((p) => before.get(p.id) !== structuralKey(p));
   const now = new Set(next.peers.map((p) => p.id));

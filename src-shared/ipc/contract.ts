@@ -54,8 +54,20 @@ export const Settings = z.object({
   notifications: z.boolean(),
   profiles: z.array(Profile).max(32),
   activeProfile: z.string().nullable(),
+  /** Use peers' subnet routes (`weft up --accept-routes`); off by default, as on Tailscale's Linux client. */
+  acceptRoutes: z.boolean().default(false),
+  /** Use MagicDNS: point the OS at 100.100.100.100 (`weft up --accept-dns`); on by default. */
+  acceptDns: z.boolean().default(true),
 });
 export type Settings = z.infer<typeof Settings>;
+
+/**
+ * A partial Settings update (`settings:set`). The defaults are left out on purpose: zod 4 applies a `.default()`
+ * even inside `.partial()`, so `{ notifications: false }` would otherwise arrive as an update that also resets
+ * acceptRoutes and acceptDns.
+ */
+export const SettingsPatch = Settings.extend({ acceptRoutes: z.boolean(), acceptDns: z.boolean() }).partial().strict();
+export type SettingsPatch = z.infer<typeof SettingsPatch>;
 
 export const JoinRequest = z.object({
   serverUrl: z.string().url(),
@@ -126,7 +138,7 @@ export const methods = {
   'netcheck:run': { request: Empty, response: NetcheckReport },
   'settings:get': { request: Empty, response: Settings },
   /** Partial update; answers the settings as saved. */
-  'settings:set': { request: Settings.partial().strict(), response: Settings },
+  'settings:set': { request: SettingsPatch, response: Settings },
   'profiles:switch': { request: z.object({ id: z.string() }).strict(), response: Ok },
   'profiles:remove': { request: z.object({ id: z.string() }).strict(), response: Settings },
   /**

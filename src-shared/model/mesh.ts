@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { NetcheckReport } from './netcheck.ts';
+import { TailnetStatus } from './tailnet.ts';
 import { ControlState, DiscoStats, PeerNetInfo, PeerPath } from './status.ts';
 
 export { DiscoStats, PeerNetInfo };
@@ -12,6 +13,8 @@ export { DiscoStats, PeerNetInfo };
 export const PeerView = z.object({
   id: z.string(),
   name: z.string(),
+  /** The MagicDNS name ("nas.tailnet.example.com"), without the trailing dot. */
+  fqdn: z.string(),
   nodeKey: z.string(),
   /** Tailnet addresses without prefix length, IPv4 first. */
   addresses: z.array(z.string()),
@@ -27,11 +30,15 @@ export const PeerView = z.object({
   txBytes: z.number().nonnegative(),
   netInfo: PeerNetInfo.nullable(),
   disco: DiscoStats.nullable(),
+  /** Subnet routes the peer offers, and whether it offers an exit node. */
+  routes: z.array(z.string()),
+  exitNode: z.boolean(),
 });
 export type PeerView = z.infer<typeof PeerView>;
 
 export const SelfView = z.object({
   name: z.string(),
+  fqdn: z.string(),
   nodeKey: z.string(),
   addresses: z.array(z.string()),
   keyExpiry: z.string().nullable(),
@@ -59,6 +66,8 @@ export const MeshSnapshot = z.object({
   regions: z.array(DerpRegionView),
   /** The latest NAT report (from the engine's netcheck), null until one ran. */
   netcheck: NetcheckReport.nullable(),
+  /** The filter, routes, MagicDNS and effective access as the engine enforces them; null without an engine. */
+  tailnet: TailnetStatus.nullable(),
 });
 export type MeshSnapshot = z.infer<typeof MeshSnapshot>;
 
@@ -70,6 +79,7 @@ export const MeshDelta = z.object({
   removePeers: z.array(z.string()).optional(),
   regions: z.array(DerpRegionView).optional(),
   netcheck: NetcheckReport.nullable().optional(),
+  tailnet: TailnetStatus.nullable().optional(),
 });
 export type MeshDelta = z.infer<typeof MeshDelta>;
 
@@ -102,5 +112,6 @@ export function applyMeshDelta(s: MeshSnapshot, d: MeshDelta): MeshSnapshot {
     peers,
     regions: d.regions ?? s.regions,
     netcheck: d.netcheck !== undefined ? d.netcheck : s.netcheck,
+    tailnet: d.tailnet !== undefined ? d.tailnet : s.tailnet,
   };
 }

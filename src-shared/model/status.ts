@@ -2,6 +2,7 @@
  * What `weft status --json` prints and what the engine reports to the UI: control state, this node, peers.
  */
 import { z } from 'zod';
+import { TailnetStatus } from './tailnet.ts';
 
 export const ControlState = z.enum(['connected', 'connecting', 'needs-login', 'expired', 'error']);
 
@@ -44,10 +45,16 @@ export type DiscoStats = z.infer<typeof DiscoStats>;
 export const PeerStatus = z.object({
   id: z.string(),
   name: z.string(),
+  /** The MagicDNS name without the trailing dot ("nas.tailnet.example.com"); the short name when the tailnet has no base domain. */
+  fqdn: z.string().default(''),
   nodeKey: z.string(),
   discoKey: z.string().nullable(),
   addresses: z.array(z.string()),
   allowedIPs: z.array(z.string()),
+  /** Subnet routes this peer is the primary router for (exit routes are not listed here). */
+  primaryRoutes: z.array(z.string()).default([]),
+  /** The peer offers an exit node (0.0.0.0/0 and ::/0 approved). */
+  exitNode: z.boolean().default(false),
   endpoints: z.array(z.string()),
   homeRegion: z.number().nullable(),
   online: z.boolean().nullable(),
@@ -66,6 +73,7 @@ export type PeerStatus = z.infer<typeof PeerStatus>;
 
 export const SelfStatus = z.object({
   name: z.string(),
+  fqdn: z.string().default(''),
   nodeKey: z.string(),
   addresses: z.array(z.string()),
   keyExpiry: z.string().nullable(),
@@ -86,5 +94,7 @@ export const StatusReport = z.object({
    * could not be applied and the previous WireGuard peers and routes stay in force); null when it is.
    */
   dataPlaneError: z.string().nullable().optional(),
+  /** The ACL filter, routes and MagicDNS as enforced (null before the data plane exists). */
+  tailnet: TailnetStatus.nullable().default(null),
 });
 export type StatusReport = z.infer<typeof StatusReport>;

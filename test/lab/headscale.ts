@@ -24,6 +24,10 @@ export interface Headscale extends ControlServer {
   configPath: string;
   /** Approves a node's advertised routes (`nodes approve-routes`, 0.29; approving either /0 approves both). */
   approveRoutes(nodeId: number, routes: string[]): Promise<void>;
+  /** Replaces the policy at runtime (needs `tailnet.policyMode: 'database'`). */
+  setPolicy(policy: unknown): Promise<void>;
+  /** headscale 0.29's debug page pings a node with a PingRequest: GET /debug/ping?node=ID on the metrics listener. */
+  debugPing(node: string): Promise<{ status: number; body: string }>;
   /** Approves an interactive registration: `auth register --auth-id` (0.29+) or `nodes register --key` (<= 0.28). */
   registerNode(user: HsUser, authIdOrKey: string): Promise<void>;
   /**
@@ -53,7 +57,18 @@ export interface StartHeadscaleOptions {
    * A tailnet as people run one: MagicDNS on under `baseDomain` (headscale's default config) and this policy file
    * (headscale's JSON policy format). Default: MagicDNS off and no policy (allow all).
    */
-  tailnet?: { baseDomain: string; policy: unknown };
+  tailnet?: {
+    baseDomain: string;
+    policy: unknown;
+    /** `database` lets `setPolicy` change it at runtime (`headscale policy set`). @default 'file' */
+    policyMode?: 'file' | 'database';
+    /** dns.nameservers.global, with override_local_dns true when given (headscale's code default). */
+    globalResolvers?: string[];
+    /** dns.nameservers.split: domain → resolvers. */
+    splitResolvers?: Record<string, string[]>;
+    /** dns.extra_records. */
+    extraRecords?: { name: string; type: string; value: string }[];
+  };
   /** Extra environment for `headscale serve`. */
   env?: Record<string, string>;
 }
@@ -149,6 +164,10 @@ interface ConfigParams {
   /** MagicDNS on with this base domain. */
   magicDnsBase?: string;
   policyPath?: string;
+  policyMode?: 'file' | 'database';
+  globalResolvers?: string[];
+  splitResolvers?: Record<string, string[]>;
+  extraRecords?: { name: string; type: string; value: string }[];
 }
 
 const q = (s: string): string => JSON.stringify(s); // a JSON string is a valid YAML double-quoted scalar
@@ -197,17 +216,17 @@ export function headscaleConfig(p: ConfigParams): string {
     '  level: info',
     '  format: text',
     'policy:',
-    '  mode: file',
-    `  path: ${q(p.policyPath ?? '')}`,
+    `  mode: ${p.policyMode ?? 'file'}`,
+    `  path: ${q(p.policyMode === 'database' ? '' : (p.policyPath ?? ''))}`,
     'dns:',
     `  magic_dns: ${String(p.magicDnsBase !== undefined)}`,
     ...(p.magicDnsBase !== undefined ? [`  base_domain: ${q(p.magicDnsBase)}`] : []),
-    '  override_local_dns: false',
+    `  override_local_dns: ${String((p.globalResolvers ?? []).length > 0)}`,
     '  nameservers:',
-    '    global: []',
-    '    split: {}',
+    `    global: ${JSON.stringify(p.globalResolvers ?? [])}`,
+    `    split: ${JSON.stringify(p.splitResolvers ?? {})}`,
     '  search_domains: []',
-    '  extra_records: []',
+    `  extra_records: ${JSON.stringify((p.extraRecords ?? []).map((r) => ({ name: r.name, type: r.type, value: r.value })))}`,
     `unix_socket: ${q(join(p.dir, 'headscale.sock'))}`,
     'unix_socket_permission: "0770"',
     'logtail:',
@@ -384,6 +403,10 @@ export async function startHeadscale(
     params.magicDnsBase = opts.tailnet.baseDomain;
     params.policyPath = join(dir, 'policy.json');
     writeFileSync(params.policyPath, JSON.stringify(opts.tailnet.policy, null, 2));
+    if (opts.tailnet.policyMode) params.policyMode = opts.tailnet.policyMode;
+    if (opts.tailnet.globalResolvers) params.globalResolvers = opts.tailnet.globalResolvers;
+    if (opts.tailnet.splitResolvers) params.splitResolvers = opts.tailnet.splitResolvers;
+    if (opts.tailnet.extraRecords) params.extraRecords = opts.tailnet.extraRecords;
   }
   if (opts.derpMapPath !== undefined) {
     params.derpMapPath = opts.derpMapPath;
@@ -477,7 +500,6 @@ export async function startHeadscale(
       return key;
     },
     async approveRoutes(nodeId, routes) {
-      if (version === '0.26.1') throw new Error('approveRoutes: headscale 0.26.1 uses `routes enable`; not wired here');
       await cliJson(['nodes', 'approve-routes', '--identifier', String(nodeId), '--routes', routes.join(',')]);
     },
     async listNodes() {
@@ -502,10 +524,21 @@ export async function startHeadscale(
     async expireNode(id) {
       await cliJson(['nodes', 'expire', '--identifier', String(id)]);
     },
+    async setPolicy(policy) {
+      const f = join(dir, `policy-${Date.now()}.json`);
+      writeFileSync(f, JSON.stringify(policy, null, 2));
+      const r = await cli(['policy', 'set', '-f', f]);
+      if (r.code !== 0) throw new Error(`headscale ${version} policy set failed: ${r.stdout}${r.stderr}`);
+    },
+    async debugPing(node) {
+      if (version === '0.26.1') throw new Error('headscale 0.26.1 has no debug ping (it never sends PingRequest)');
+      return labHttpGet(lab, 'srv', `http://${listenIp}:${params.metricsPort}/debug/ping?node=${encodeURIComponent(node)}`, { timeoutMs: 40_000 });
+    },
     stop,
     start,
   };
 
   await start();
+  if (opts.tailnet?.policyMode === 'database') await hs.setPolicy(opts.tailnet.policy);
   return hs;
 }

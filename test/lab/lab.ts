@@ -11,7 +11,7 @@
 // ("w" + base36(pid) [+ "_" + n] + "-") so parallel runs cannot collide and stale runs can be swept.
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -408,6 +408,7 @@ function cleanupSync(l: LiveLab): void {
     stdio: ['pipe', 'ignore', 'ignore'],
     timeout: 10_000,
   });
+  removeNetnsEtc(l.namespaces);
   rmSync(l.tmpDir, { recursive: true, force: true });
 }
 
@@ -437,6 +438,30 @@ function installHandlers(): void {
   }
 }
 
+/**
+ * Each lab namespace's own /etc files: `ip netns exec` bind-mounts /etc/netns/NAME/* over /etc/* in the command's
+ * mount namespace (ip-netns(8)). Every lab host gets its own resolv.conf there before anything runs, so a Weft node
+ * that manages DNS (MagicDNS in "direct" mode) edits that file, never the machine's /etc/resolv.conf.
+ */
+export const NETNS_ETC = '/etc/netns';
+
+/** The resolv.conf a lab host starts with (no resolver: the lab has none unless a test starts one). */
+export const LAB_RESOLV_CONF = '# weft lab namespace: no resolver unless a test configures one\nnameserver 192.0.2.53\n';
+
+function createNetnsEtc(namespaces: readonly string[]): void {
+  for (const n of namespaces) {
+    mkdirSync(join(NETNS_ETC, n), { recursive: true });
+    writeFileSync(join(NETNS_ETC, n, 'resolv.conf'), LAB_RESOLV_CONF);
+  }
+}
+
+function removeNetnsEtc(namespaces: readonly string[]): void {
+  for (const n of namespaces) {
+    if (!NS_RE.test(n)) continue; // only directories named like this lab's namespaces
+    rmSync(join(NETNS_ETC, n), { recursive: true, force: true });
+  }
+}
+
 /** Every network namespace on the machine (`ip netns list`). */
 export function listNamespaces(): string[] {
   const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8', timeout: 10_000 });
@@ -461,6 +486,16 @@ export function sweepStale(): string[] {
       stdio: ['pipe', 'ignore', 'ignore'],
       timeout: 10_000,
     });
+  }
+  // /etc/netns directories of lab namespaces whose run is gone (deleted above, or earlier).
+  try {
+    const gone = readdirSync(NETNS_ETC).filter((n) => {
+      const m = NS_RE.exec(n);
+      return !!m?.[1] && parseInt(m[1], 36) !== process.pid && !pidAlive(parseInt(m[1], 36));
+    });
+    removeNetnsEtc(gone);
+  } catch {
+    /* no /etc/netns yet */
   }
   try {
     for (const d of readdirSync(tmpdir())) {
@@ -543,6 +578,7 @@ export async function createLab(): Promise<Lab> {
         timeoutMs: 15_000,
         track: new Set(),
       });
+      removeNetnsEtc(me.namespaces);
       rmSync(tmpDir, { recursive: true, force: true });
       live.delete(me);
     })();
@@ -592,6 +628,7 @@ export async function createLab(): Promise<Lab> {
   };
 
   try {
+    createNetnsEtc(me.namespaces);
     const files = new Map<RouterName, string>();
     for (const r of ROUTERS) {
       const f = join(tmpDir, `nft-${r}.nft`);

@@ -64,13 +64,13 @@ export class PeerKit {
     return StatusReport.parse(JSON.parse(r.stdout));
   }
 
-  async upWeft(host: HostName, opts: { loginServer?: string; env?: Record<string, string> } = {}): Promise<WeftPeer> {
+  async upWeft(host: HostName, opts: { loginServer?: string; env?: Record<string, string>; extraArgs?: string[] } = {}): Promise<WeftPeer> {
     const name = `w${++this.seq}${host}`;
     const dir = `${this.lab.tmpDir}/${name}`;
     const iface = `weft${this.lab.prefix.replace(/[^0-9a-z]/g, '').slice(-5)}${this.seq}`;
     const proc = this.lab.spawn(
       host,
-      [...WEFT, 'up', '--login-server', opts.loginServer ?? this.o.loginServer, '--auth-key', this.o.authKey, '--hostname', name, '--state-dir', dir, '--iface', iface],
+      [...WEFT, 'up', '--login-server', opts.loginServer ?? this.o.loginServer, '--auth-key', this.o.authKey, '--hostname', name, '--state-dir', dir, '--iface', iface, ...(opts.extraArgs ?? [])],
       { env: { ...this.o.weftEnv, ...opts.env } },
     );
     const m = await proc.waitForOutput(/weft: connected as \S+ \["(100\.[0-9.]+)\/32"/, 30_000);
@@ -133,6 +133,13 @@ export class PeerKit {
     expect(routes.stdout).not.toContain(p.iface);
     const udp = await this.lab.exec(p.host, ['ss', '-Hunlp']);
     expect(udp.stdout.split('\n').filter((l) => /:41641\b/.test(l))).toEqual([]);
+    // Weft's routing table, its policy rules and its nftables table are gone too.
+    const rules = await this.lab.exec(p.host, ['ip', 'rule', 'show']);
+    expect(rules.stdout).not.toMatch(/lookup 7070/);
+    const table = await this.lab.exec(p.host, ['ip', 'route', 'show', 'table', '7070']);
+    expect(table.stdout.trim()).toBe('');
+    const nft = await this.lab.exec(p.host, ['nft', 'list', 'tables']);
+    expect(nft.stdout).not.toContain(p.iface);
   }
 
   /** Waits until each Weft side has the other's endpoints and disco key from control (bounded). */

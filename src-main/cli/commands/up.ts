@@ -16,12 +16,15 @@ import { resolveAuthKey } from '../auth-key.ts';
 import { CliError, parseFlags, untilSignal, type Command } from '../command.ts';
 import { engineFlags } from '../daemon-call.ts';
 
-const usage = `usage: weft up --login-server URL [--auth-key KEY] [--hostname NAME] [--state-dir DIR] [--socket-dir DIR] [--iface NAME] [--port N]
+const usage = `usage: weft up --login-server URL [--auth-key KEY] [--hostname NAME] [--accept-routes[=BOOL]] [--accept-dns[=BOOL]]
+               [--state-dir DIR] [--socket-dir DIR] [--iface NAME] [--port N]
 
   --login-server URL   headscale (or weft server) URL, e.g. https://hs.example.com or http://10.0.0.1:8080
   --auth-key KEY       pre-auth key; file:PATH reads it from a file, - from standard input (keeps it out of ps);
                        without it, weft prints a URL to approve this device
   --hostname NAME      name to register (default: this machine's hostname)
+  --accept-routes      use the subnet routes peers offer (default: false, as Tailscale on Linux)
+  --accept-dns=false   do not point this machine's DNS at MagicDNS (default: true)
   --state-dir DIR      where keys and settings live (default: ${defaultStateDir()})
   --socket-dir DIR     where the local API's sockets go (default: the --state-dir given, else $WEFT_RUN_DIR or
                        ${DEFAULT_RUN_DIR}, where weftd serves: then \`weft status\` finds this run)
@@ -30,15 +33,29 @@ const usage = `usage: weft up --login-server URL [--auth-key KEY] [--hostname NA
 
 const stamp = (): string => new Date().toISOString();
 
+/** Lets boolean flags stand alone or take a value, as Tailscale's do: `--accept-routes`, `--accept-dns=false`. */
+function boolFlags(argv: string[], names: string[]): string[] {
+  return argv.map((a) => (names.some((n) => a === `--${n}`) ? `${a}=true` : a));
+}
+
+function boolValue(name: string, v: string | undefined, dflt: boolean): boolean {
+  if (v === undefined) return dflt;
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new CliError(`--${name} takes true or false, got "${v.slice(0, 20)}"`);
+}
+
 export const upCommand: Command = {
   summary: 'connect to the tailnet and stay connected',
   async run(argv) {
     const { values } = parseFlags(
-      argv,
+      boolFlags(argv, ['accept-routes', 'accept-dns']),
       {
         'login-server': { type: 'string' },
         'auth-key': { type: 'string' },
         hostname: { type: 'string' },
+        'accept-routes': { type: 'string' },
+        'accept-dns': { type: 'string' },
         'state-dir': { type: 'string' },
         'socket-dir': { type: 'string' },
         iface: { type: 'string' },
@@ -61,6 +78,8 @@ export const upCommand: Command = {
     const stateDir = values['state-dir'] ?? defaultStateDir();
     const { iface, udpPort } = engineFlags(values);
     if (values.hostname !== undefined && !/^[A-Za-z0-9-]{1,63}$/.test(values.hostname)) throw new CliError(`--hostname must be 1-63 of [A-Za-z0-9-], got "${values.hostname}"`);
+    const acceptRoutes = boolValue('accept-routes', values['accept-routes'], false);
+    const acceptDns = boolValue('accept-dns', values['accept-dns'], true);
     const authKey = await resolveAuthKey(values['auth-key']);
     const log = (l: string): void => void process.stderr.write(`${stamp()} ${l}\n`);
     const watchdog = Number(process.env['WEFT_DEBUG_MAP_WATCHDOG_MS'] ?? 0);
@@ -111,6 +130,12 @@ export const upCommand: Command = {
       }
     });
 
+    // `weft up` is declarative, like `tailscale up`: the preferences are what its flags say (defaults when absent).
+    const prefs = await weftd.dispatch('settings:set', { acceptRoutes, acceptDns });
+    if (!prefs.ok) {
+      await weftd.close();
+      throw new CliError(prefs.error.message, 1);
+    }
     const joined = await Promise.race([
       weftd.dispatch('session:join', { serverUrl: server.href, ...(authKey ? { authKey } : {}), ...(values.hostname ? { hostname: values.hostname } : {}) }),
       signal.then(() => null),

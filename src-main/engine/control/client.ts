@@ -19,6 +19,7 @@ import { loadState, saveState, type PersistedState } from '../state/store.ts';
 import { realClock, type Clock, type TimerHandle } from '../sys/clock.ts';
 import { discardLogf, type Logf } from '../sys/log.ts';
 import { applyMapResponse, emptyNetMap, type NetMap } from './map-session.ts';
+import type { PingRequest } from '../../protocol/control/tailcfg.ts';
 import { MapStreamDecoder, parseMapBody } from '../../protocol/control/stream-framing.ts';
 import { dialControl, fetchServerKey, openStream, postJson, type ControlConn } from './transport.ts';
 
@@ -66,6 +67,10 @@ const PAST_EXPIRY = '1970-01-01T00:02:03Z';
 
 /** Two resyncs closer than this: the second waits for the normal reconnect backoff. */
 const RESYNC_QUICK_GAP_MS = 60_000;
+/** A PingRequest answer gives up after this long (Tailscale's answerHeadPing uses 15 s). */
+const PING_TIMEOUT_MS = 15_000;
+/** PingRequest answers running at once; more are dropped (a control server cannot pile up sockets here). */
+const PING_MAX_IN_FLIGHT = 4;
 
 export class ControlClient extends EventEmitter<ControlClientEvents> {
   // Owned by this instance.
@@ -331,6 +336,8 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
               continue;
             }
             session = r.netmap;
+            // Answered before the keep-alive check, off the stream's reader (Tailscale's direct.go does the same).
+            if (r.pingRequest) void this.answerPing(r.pingRequest);
             if (r.keepAlive || !session.self) continue;
             this.nm = session;
             this.emit('netmap', this.nm);
@@ -368,6 +375,43 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
   }
 
   private lastResyncAt = -Infinity;
+  private pingsInFlight = 0;
+
+  /**
+   * A PingRequest (tailcfg.PingRequest): with empty `Types`, an HTTP HEAD to its URL with the normal control HTTP
+   * client (not Noise), 15 s timeout, status ignored (Tailscale's controlclient/direct.go `answerHeadPing`).
+   * headscale 0.29 sends it from its debug ping page and from the HA subnet-router prober, at
+   * `<server_url>/machine/ping-response?id=…`. Only URLs on the control server's own origin are followed, so a
+   * netmap cannot make this node probe other hosts; other ping types (disco, TSMP, c2n) are not implemented yet.
+   */
+  private async answerPing(req: PingRequest): Promise<void> {
+    if (req.Types !== '' || req.URLIsNoise) {
+      this.logf(`control: PingRequest of type ${JSON.stringify(req.Types || 'noise')} not supported; ignored`);
+      return;
+    }
+    let url: URL;
+    try {
+      url = new URL(req.URL);
+    } catch {
+      this.logf('control: PingRequest with an unreadable URL; ignored');
+      return;
+    }
+    if (url.origin !== this.init.server.origin) {
+      this.logf(`control: PingRequest to ${url.origin}, not the control server; ignored`);
+      return;
+    }
+    if (this.pingsInFlight >= PING_MAX_IN_FLIGHT) return;
+    this.pingsInFlight++;
+    const t0 = this.clock.now();
+    try {
+      const res = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(PING_TIMEOUT_MS), redirect: 'error' });
+      if (req.Log) this.logf(`control: answered PingRequest (HTTP ${res.status} in ${Math.round(this.clock.now() - t0)} ms)`);
+    } catch (e) {
+      this.logf(`control: answering PingRequest failed: ${(e as Error).message}`);
+    } finally {
+      this.pingsInFlight--;
+    }
+  }
 
   private armWatchdog(): void {
     if (this.watchdog) this.clock.clearTimeout(this.watchdog);

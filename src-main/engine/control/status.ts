@@ -21,6 +21,16 @@ export function shortName(n: Node): string {
 
 const bool = (v: unknown): boolean | null => (typeof v === 'boolean' ? v : null);
 
+/** The MagicDNS name without its trailing dot (the short name when the tailnet has no base domain). */
+export function fqdnOf(n: Node): string {
+  return n.Name.replace(/\.$/, '') || shortName(n);
+}
+
+/** A peer offers an exit node when both default routes are in its AllowedIPs (Tailscale's tsaddr.ContainsExitRoutes). */
+export function offersExitNode(n: Node): boolean {
+  return n.AllowedIPs.includes('0.0.0.0/0') && n.AllowedIPs.includes('::/0');
+}
+
 /** The explanatory part of a peer's Hostinfo.NetInfo (absent fields stay null). */
 export function peerNetInfo(n: NetInfo): PeerNetInfo {
   const pref = n.PreferredDERP;
@@ -40,10 +50,13 @@ export function buildStatus(control: ControlStatus, nm: NetMap): StatusReport {
   const peers: PeerStatus[] = sortedPeers(nm).map((p) => ({
     id: p.ID,
     name: shortName(p),
+    fqdn: fqdnOf(p),
     nodeKey: p.Key,
     discoKey: p.DiscoKey.endsWith('0'.repeat(64)) ? null : p.DiscoKey,
     addresses: p.Addresses.map(hostAddr),
     allowedIPs: [...p.AllowedIPs],
+    primaryRoutes: [...p.PrimaryRoutes],
+    exitNode: offersExitNode(p),
     endpoints: [...p.Endpoints],
     homeRegion: p.HomeDERP > 0 ? p.HomeDERP : null,
     online: p.Online ?? null,
@@ -58,7 +71,8 @@ export function buildStatus(control: ControlStatus, nm: NetMap): StatusReport {
   }));
   return {
     control: { state: control.state, url: control.url, error: control.error?.message ?? null, authUrl: control.authUrl, stage: control.stage },
-    self: self ? { name: shortName(self), nodeKey: self.Key, addresses: self.Addresses.map(hostAddr), keyExpiry: time(self.KeyExpiry) } : null,
+    self: self ? { name: shortName(self), fqdn: fqdnOf(self), nodeKey: self.Key, addresses: self.Addresses.map(hostAddr), keyExpiry: time(self.KeyExpiry) } : null,
     peers,
+    tailnet: null,
   };
 }

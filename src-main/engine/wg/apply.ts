@@ -13,6 +13,8 @@ export interface DataPlaneState<P> {
   peers: P[];
   wg: WgConfig;
   routes: string[];
+  /** Connected prefixes that must fall through to the main table (router/plan.ts: the LAN wins). */
+  throws?: string[];
 }
 
 /**
@@ -26,7 +28,7 @@ export interface DataPlaneTarget<P> extends Omit<DataPlaneState<P>, 'wg'> {
 export interface DataPlaneSteps<P> {
   setPeers(peers: P[]): Promise<void>;
   setWg(cfg: WgConfig): Promise<void>;
-  setRoutes(routes: string[]): Promise<void>;
+  setRoutes(routes: string[], throws: string[]): Promise<void>;
 }
 
 export type ApplyOutcome =
@@ -39,7 +41,7 @@ const msg = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 async function put<P>(steps: DataPlaneSteps<P>, t: DataPlaneTarget<P>): Promise<void> {
   await steps.setPeers(t.peers);
   await steps.setWg(typeof t.wg === 'function' ? t.wg() : t.wg);
-  await steps.setRoutes(t.routes);
+  await steps.setRoutes(t.routes, t.throws ?? []);
 }
 
 export async function applyDataPlane<P>(steps: DataPlaneSteps<P>, prev: DataPlaneTarget<P> | null, next: DataPlaneTarget<P>): Promise<ApplyOutcome> {

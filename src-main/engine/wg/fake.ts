@@ -27,7 +27,7 @@ export class FakeWgInterface implements WgInterface {
 
   async up(opts: WgUpOptions): Promise<void> {
     this.check();
-    this.upCalls.push({ addresses: [...opts.addresses], ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}) });
+    this.upCalls.push({ addresses: [...opts.addresses], ...(opts.mtu !== undefined ? { mtu: opts.mtu } : {}), ...(opts.serviceAddresses ? { serviceAddresses: [...opts.serviceAddresses] } : {}) });
   }
 
   async set(cfg: WgConfig): Promise<void> {

@@ -20,6 +20,12 @@ export interface WgUpOptions {
   addresses: string[];
   /** TUN MTU. @default WG_TUN_MTU (1280, engine/constants.ts) */
   mtu?: number;
+  /**
+   * Local service addresses added after `addresses` (MagicDNS's 100.100.100.100 and fd7a:115c:a1e0::53). They live
+   * on the interface itself so resolvers that pin sockets to the link reach them; IPv6 ones are added deprecated
+   * (preferred_lft 0) so the kernel never picks one as a source address.
+   */
+  serviceAddresses?: string[];
 }
 
 export interface PeerStats {

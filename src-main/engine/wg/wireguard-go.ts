@@ -148,9 +148,13 @@ export class WireguardGoInterface implements WgInterface {
   async up(opts: WgUpOptions): Promise<void> {
     this.assertAlive();
     const mtu = validateMtu(opts.mtu ?? WG_TUN_MTU);
-    const want = validateAddresses(opts.addresses);
+    const own = validateAddresses(opts.addresses);
+    const service = validateAddresses(opts.serviceAddresses ?? []);
+    const want = [...own, ...service];
     await this.ip(['link', 'set', 'dev', this.name, 'mtu', String(mtu)]);
-    for (const a of want) await this.ip(['addr', 'replace', a, 'dev', this.name]);
+    // The node's own addresses first: among several /32s the first added becomes the source of on-link traffic.
+    for (const a of own) await this.ip(['addr', 'replace', a, 'dev', this.name]);
+    for (const a of service) await this.ip(['addr', 'replace', a, 'dev', this.name, ...(a.includes(':') ? ['preferred_lft', '0'] : [])]);
     for (const a of this.addresses) {
       if (!want.includes(a)) await this.ip(['addr', 'del', a, 'dev', this.name]);
     }

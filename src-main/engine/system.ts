@@ -1,0 +1,49 @@
+/**
+ * The privileged state the engine keeps beside its WireGuard interface, as ports the engine drives from the netmap
+ * and the operator's preferences (never from a client's request):
+ *  - router: Weft's routing table and policy rules (router/linux.ts);
+ *  - filter: the ACL from control enforced in the kernel (filter/), fail closed;
+ *  - dns: MagicDNS at 100.100.100.100 and the OS's resolver configuration (dns/).
+ * weftd builds the Linux implementation (system-linux.ts); tests with a fake interface run without one, and then
+ * routes go to the interface itself and nothing is filtered. Pure types.
+ */
+import type { DnsStatus, FilterStatus } from '../../src-shared/model/tailnet.ts';
+import type { FilterRule } from '../protocol/control/tailcfg.ts';
+import type { NetMap } from './control/map-session.ts';
+import type { LanPrefix } from './router/plan.ts';
+import type { Router } from './router/linux.ts';
+
+export interface FilterPort {
+  /**
+   * Enforces `rules` on inbound traffic to `selfAddrs` (null: no netmap yet, so nothing new may connect). Resolves
+   * with null when in place, or with why not: then the last good filter stays in force.
+   */
+  apply(rules: readonly FilterRule[] | null, selfAddrs: readonly string[]): Promise<string | null>;
+  status(): FilterStatus;
+  /** The rules now enforced (null before the first filter from control). */
+  enforced(): readonly FilterRule[] | null;
+  /** Removes the filter (clean exit, with the interface gone). Never throws. */
+  remove(): Promise<void>;
+}
+
+export interface DnsPort {
+  /** Restores what a previous run left (a resolv.conf after SIGKILL). Never throws. */
+  cleanupAtStart(): Promise<void>;
+  /** Serves MagicDNS from the netmap and points the OS at it (or not, without acceptDns). Never throws. */
+  apply(nm: NetMap, o: { acceptDns: boolean; ipv6: boolean }): Promise<void>;
+  status(): DnsStatus;
+  /** Stops serving and gives the OS back its configuration. Never throws. */
+  close(): Promise<void>;
+}
+
+export interface TailnetSystem {
+  router: Router;
+  filter: FilterPort;
+  dns: DnsPort | null;
+  /** The host's directly connected networks now (other interfaces than Weft's). */
+  lan(): LanPrefix[];
+}
+
+/** MagicDNS's service addresses (Tailscale's tsaddr.TailscaleServiceIP and TailscaleServiceIPv6). */
+export const QUAD100_V4 = '100.100.100.100';
+export const QUAD100_V6 = 'fd7a:115c:a1e0::53';
