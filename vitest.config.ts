@@ -5,7 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'], environment: 'node' } },
+      // Renderer view tests are .test.tsx and ask for jsdom themselves (`// @vitest-environment jsdom`).
+      { test: { name: 'unit', include: ['test/unit/**/*.test.ts', 'test/unit/**/*.test.tsx'], environment: 'node' } },
       { test: { name: 'arch', include: ['test/arch/**/*.test.ts'], environment: 'node' } },
       {
         test: {

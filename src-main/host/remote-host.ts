@@ -12,8 +12,9 @@
  * control server's login URL that weftd reports, or a URL on the control server's origin, is opened.
  *
  * Settings are split by owner. The app's own preferences (autoStart, startMinimised, notifications) belong to the
- * user and live in the app's data directory (`local`), so any user may change them; the saved networks and the
- * active one belong to weftd, and changing them is a write on its API (root and operators).
+ * user and live in the app's data directory (`local`), so any user may change them; the saved networks, the
+ * active one and the operator preferences that change the system (acceptRoutes: subnet routes, acceptDns:
+ * MagicDNS) belong to weftd, and changing them is a write on its API (root and operators).
  */
 import type { EventName, EventPayload, IpcResult, LogLevel, Settings } from '../../src-shared/ipc/contract.ts';
 import { isMethodName, parseEvent, parseRequest, parseResponse } from '../../src-shared/ipc/contract.ts';
@@ -77,7 +78,7 @@ export interface RemoteHost {
   log(level: LogLevel, message: string): void;
 }
 
-/** The preferences the app keeps per user; the rest of Settings is weftd's. */
+/** The preferences the app keeps per user; the rest of Settings (networks, acceptRoutes, acceptDns) is weftd's. */
 const APP_KEYS = ['autoStart', 'startMinimised', 'notifications'] as const;
 type AppPrefs = Pick<Settings, (typeof APP_KEYS)[number]>;
 const appPart = (s: Partial<Settings>): Partial<AppPrefs> => Object.fromEntries(APP_KEYS.filter((k) => s[k] !== undefined).map((k) => [k, s[k]])) as Partial<AppPrefs>;
@@ -97,7 +98,7 @@ export function createRemoteHost(init: RemoteHostInit): RemoteHost {
   let problem: string | null = 'not connected yet';
   let current: MeshSnapshot = EMPTY_SNAPSHOT;
   const local = init.local ?? createMemorySettings();
-  /** weftd's part (profiles, active profile), as last read. */
+  /** weftd's part (profiles, active profile, acceptRoutes, acceptDns), as last read. */
   let daemonSettings: Settings = DEFAULT_SETTINGS;
   const merged = (): Settings => ({ ...daemonSettings, ...appPart(local.get()) });
   const announceSettings = (): void => {
@@ -146,7 +147,7 @@ export function createRemoteHost(init: RemoteHostInit): RemoteHost {
     announceSettings();
   }
 
-  /** settings:set split by owner: the user's preferences here, networks on weftd (a write there). */
+  /** settings:set split by owner: the user's preferences here, networks and routes/DNS on weftd (a write there). */
   async function setSettings(payload: unknown): Promise<IpcResult<unknown>> {
     const req = parseRequest('settings:set', payload);
     if (!req.ok) return req;

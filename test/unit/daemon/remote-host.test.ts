@@ -69,6 +69,35 @@ describe('the app as a client of weftd', () => {
     expect(await h.dispatch('settings:set', { bogus: 1 })).toMatchObject({ ok: false, error: { code: 'invalid-payload' } });
   });
 
+  it('sends subnet routes and MagicDNS to weftd (operator preferences), and reads them back', async () => {
+    const h = app(false);
+    await h.start();
+    expect(h.settings()).toMatchObject({ acceptRoutes: false, acceptDns: true });
+    const r = await h.dispatch('settings:set', { acceptRoutes: true, acceptDns: false, notifications: false });
+    expect(r).toMatchObject({ ok: true, value: { acceptRoutes: true, acceptDns: false, notifications: false } });
+    // weftd saved them (its settings file), the app only its own preference.
+    expect(rig.host.settings()).toMatchObject({ acceptRoutes: true, acceptDns: false, notifications: true });
+    expect(JSON.parse(await readFile(join(rig.dir, 'data', 'settings.json'), 'utf8'))).toMatchObject({ acceptRoutes: true, acceptDns: false });
+    expect(await h.dispatch('settings:get', {})).toMatchObject({ ok: true, value: { acceptRoutes: true, acceptDns: false, notifications: false } });
+    // An app-only change leaves them alone (no defaults slip into a partial update).
+    expect(await h.dispatch('settings:set', { autoStart: true })).toMatchObject({ ok: true, value: { acceptRoutes: true, acceptDns: false, autoStart: true } });
+    expect(rig.host.settings()).toMatchObject({ acceptRoutes: true, acceptDns: false, autoStart: false });
+    // A second app (another user's) sees weftd's values, not its own file's defaults.
+    const other = createRemoteHost({ connect: () => connectDaemon(rig.runDir, { readOnly: true }), retryMs: 50 });
+    hosts.push(other);
+    await other.start();
+    expect(other.settings()).toMatchObject({ acceptRoutes: true, acceptDns: false });
+  });
+
+  it('refuses subnet routes and MagicDNS changes from a non-operator, changing nothing', async () => {
+    const h = app(true);
+    await h.start();
+    const r = await h.dispatch('settings:set', { acceptRoutes: true, startMinimised: true });
+    expect(r).toMatchObject({ ok: false, error: { code: 'permission-denied' } });
+    expect(rig.host.settings().acceptRoutes).toBe(false);
+    expect(h.settings()).toMatchObject({ acceptRoutes: false, startMinimised: false });
+  });
+
   it('shows weftd going away, and reconnects when it is back', async () => {
     const h = app(false);
     await h.start();

@@ -7,6 +7,7 @@ export function peer(id: string, name: string, path: PeerView['path'] = { kind: 
   return {
     id,
     name,
+    fqdn: `${name}.tailnet.example.com`,
     nodeKey: `nodekey:${id.padStart(64, '0')}`,
     addresses: ['100.64.0.9'],
     os: 'linux',
@@ -21,16 +22,19 @@ export function peer(id: string, name: string, path: PeerView['path'] = { kind: 
     txBytes: 0,
     netInfo: null,
     disco: null,
+    routes: [],
+    exitNode: false,
   };
 }
 
 export function snapshot(peers: PeerView[] = []): MeshSnapshot {
   return {
     control: { state: 'connected', url: 'http://203.0.113.10:8080', error: null, authUrl: null },
-    self: { name: 'me', nodeKey: 'nodekey:' + '1'.repeat(64), addresses: ['100.64.0.1'], keyExpiry: null, homeRegion: 901 },
+    self: { name: 'me', fqdn: 'me.tailnet.example.com', nodeKey: 'nodekey:' + '1'.repeat(64), addresses: ['100.64.0.1'], keyExpiry: null, homeRegion: 901 },
     peers,
     regions: [{ id: 901, code: 'lab901', name: 'Lab' }],
     netcheck: null,
+    tailnet: null,
   };
 }
 

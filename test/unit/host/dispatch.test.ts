@@ -3,8 +3,8 @@ import { MeshError } from '../../../src-shared/errors.ts';
 import { METHOD_NAMES } from '../../../src-shared/ipc/contract.ts';
 import { createDispatcher, HostError, type Handlers } from '../../../src-main/host/dispatch.ts';
 
-const EMPTY = { control: null, self: null, peers: [], regions: [], netcheck: null };
-const SETTINGS = { autoStart: false, startMinimised: false, notifications: true, profiles: [], activeProfile: null };
+const EMPTY = { control: null, self: null, peers: [], regions: [], netcheck: null, tailnet: null };
+const SETTINGS = { autoStart: false, startMinimised: false, notifications: true, profiles: [], activeProfile: null, acceptRoutes: false, acceptDns: true };
 const done = { done: true } as const;
 
 function handlers(over: Partial<Handlers> = {}): { h: Handlers; calls: string[] } {
@@ -25,7 +25,7 @@ function handlers(over: Partial<Handlers> = {}): { h: Handlers; calls: string[] 
     'profiles:remove': async () => SETTINGS,
     'network:create-local': async () => ({ serverUrl: 'http://192.168.1.5:8080', authKey: 'k'.repeat(48), qrSvg: '<svg/>', qrText: 'x' }),
     'logs:get': async () => [],
-    'engine:status': async () => ({ control: { state: 'connected', url: 'https://hs.example.com', error: null, authUrl: null, stage: 'connected' }, self: null, peers: [] }),
+    'engine:status': async () => ({ control: { state: 'connected', url: 'https://hs.example.com', error: null, authUrl: null, stage: 'connected' }, self: null, peers: [], tailnet: null }),
     'engine:ping': async (req) => ({ peer: req.peer, reply: null }),
     'engine:derp-map': async () => null,
     ...over,

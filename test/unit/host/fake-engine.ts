@@ -19,10 +19,13 @@ export function peer(id: string, over: Partial<PeerStatus> = {}): PeerStatus {
   return {
     id,
     name: `peer${id}`,
+    fqdn: `peer${id}.tailnet.example.com`,
     nodeKey: `nodekey:${id.padStart(64, '0')}`,
     discoKey: null,
     addresses: [`100.64.0.${id}`, `fd7a:115c:a1e0::${id}`],
     allowedIPs: [`100.64.0.${id}/32`],
+    primaryRoutes: [],
+    exitNode: false,
     endpoints: [`192.0.2.${id}:41641`],
     homeRegion: 1,
     online: true,
@@ -72,8 +75,9 @@ export class FakeEngine extends EventEmitter<EngineEvents> implements HostedEngi
   startImpl: () => Promise<void> = async () => this.setControl({ state: 'connected', stage: 'connected' });
   report: StatusReport = {
     control: { state: 'connecting', url: 'https://hs.example.com', error: null, authUrl: null, stage: null },
-    self: { name: 'laptop', nodeKey: `nodekey:${'a'.repeat(64)}`, addresses: ['100.64.0.1', 'fd7a:115c:a1e0::1'], keyExpiry: null },
+    self: { name: 'laptop', fqdn: 'laptop.tailnet.example.com', nodeKey: `nodekey:${'a'.repeat(64)}`, addresses: ['100.64.0.1', 'fd7a:115c:a1e0::1'], keyExpiry: null },
     peers: [],
+    tailnet: null,
   };
   /** What control reports (status, netmap) and how often logout was called. */
   private readonly c: { st: ControlStatus; nm: NetMap; logouts: number } = {

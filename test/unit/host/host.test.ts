@@ -48,7 +48,7 @@ function rig(over: Partial<HostInit> = {}, setup: (e: FakeEngine) => void = () =
     dispatch: null as unknown as ReturnType<typeof createDispatcher>,
     ui: () => ui,
   };
-  let ui: MeshSnapshot = { control: null, self: null, peers: [], regions: [], netcheck: null };
+  let ui: MeshSnapshot = { control: null, self: null, peers: [], regions: [], netcheck: null, tailnet: null };
   r.host = createHost({
     dataDir: dir,
     createInterface: noInterface,
@@ -290,6 +290,17 @@ describe('host: sessions and profiles', () => {
     expect(seen).toEqual([true]);
     expect(await r.dispatch('settings:set', { autoStart: 'yes' })).toMatchObject({ ok: false, error: { code: 'invalid-payload' } });
     expect(await r.dispatch('settings:get', {})).toMatchObject({ ok: true, value: { autoStart: true } });
+  });
+
+  it('settings:set keeps subnet routes and MagicDNS, and a partial update of other keys leaves them alone', async () => {
+    const r = rig();
+    await r.host.start();
+    expect(await r.dispatch('settings:get', {})).toMatchObject({ ok: true, value: { acceptRoutes: false, acceptDns: true } });
+    expect(await r.dispatch('settings:set', { acceptRoutes: true, acceptDns: false })).toMatchObject({ ok: true, value: { acceptRoutes: true, acceptDns: false } });
+    expect(await r.dispatch('settings:set', { notifications: false })).toMatchObject({ ok: true, value: { acceptRoutes: true, acceptDns: false, notifications: false } });
+    expect(await r.dispatch('settings:get', {})).toMatchObject({ ok: true, value: { acceptRoutes: true, acceptDns: false } });
+    expect(JSON.parse(await readFile(join(dir, 'settings.json'), 'utf8'))).toMatchObject({ acceptRoutes: true, acceptDns: false });
+    expect(await r.dispatch('settings:set', { acceptRoutes: 'yes' })).toMatchObject({ ok: false, error: { code: 'invalid-payload' } });
   });
 
   it('opens only the login server URLs, and only http(s)', async () => {

@@ -8,10 +8,11 @@ const NOW = Date.parse('2026-11-22T12:00:00Z');
 function snap(paths: PeerPath[], over: Partial<MeshSnapshot> = {}): MeshSnapshot {
   return {
     control: { state: 'connected', url: 'https://hs', error: null, authUrl: null },
-    self: { name: 'me', nodeKey: 'k', addresses: ['100.64.0.1'], keyExpiry: null, homeRegion: null },
-    peers: paths.map((path, i): PeerView => ({ id: String(i), name: `p${i}`, nodeKey: 'k', addresses: [], os: null, online: true, lastSeen: null, keyExpiry: null, homeRegion: null, endpoints: [], path, lastHandshake: null, rxBytes: 0, txBytes: 0, netInfo: null, disco: null })),
+    self: { name: 'me', fqdn: 'me.tailnet.example.com', nodeKey: 'k', addresses: ['100.64.0.1'], keyExpiry: null, homeRegion: null },
+    peers: paths.map((path, i): PeerView => ({ id: String(i), name: `p${i}`, fqdn: `p${i}.tailnet.example.com`, nodeKey: 'k', addresses: [], os: null, online: true, lastSeen: null, keyExpiry: null, homeRegion: null, endpoints: [], path, lastHandshake: null, rxBytes: 0, txBytes: 0, netInfo: null, disco: null, routes: [], exitNode: false })),
     regions: [{ id: 1, code: 'fra', name: 'Frankfurt' }],
     netcheck: null,
+    tailnet: null,
     ...over,
   };
 }
@@ -42,11 +43,11 @@ describe('noticesFor', () => {
   });
 
   it('warns once when the key expires within a day', () => {
-    const soon = snap([], { self: { name: 'me', nodeKey: 'k', addresses: [], keyExpiry: '2026-11-22T20:00:00Z', homeRegion: null } });
+    const soon = snap([], { self: { name: 'me', fqdn: 'me.tailnet.example.com', nodeKey: 'k', addresses: [], keyExpiry: '2026-11-22T20:00:00Z', homeRegion: null } });
     const r1 = noticesFor(snap([]), soon, INITIAL_NOTICE_STATE, { enabled: true, now: 0, wallNowMs: NOW });
     expect(r1.notices).toEqual([{ kind: 'key-expiry', title: 'Weft: key expires soon', body: "This device's key expires in about 8 hours; log in again to stay connected." }]);
     expect(noticesFor(soon, soon, r1.state, { enabled: true, now: 1, wallNowMs: NOW }).notices).toEqual([]);
-    const later = snap([], { self: { name: 'me', nodeKey: 'k', addresses: [], keyExpiry: '2026-12-22T20:00:00Z', homeRegion: null } });
+    const later = snap([], { self: { name: 'me', fqdn: 'me.tailnet.example.com', nodeKey: 'k', addresses: [], keyExpiry: '2026-12-22T20:00:00Z', homeRegion: null } });
     expect(noticesFor(snap([]), later, INITIAL_NOTICE_STATE, { enabled: true, now: 0, wallNowMs: NOW }).notices).toEqual([]);
   });
 

@@ -61,6 +61,19 @@ describe('settings store', () => {
     expect(parseSettings(JSON.stringify({ profiles: [profile, { ...profile, name: 'dup' }], activeProfile: 'home' })).settings.profiles).toEqual([profile]);
   });
 
+  it('loads a file from before subnet routes and MagicDNS with their defaults, and keeps them once saved', async () => {
+    const file = join(dir, 'settings.json');
+    await writeFile(file, JSON.stringify({ autoStart: true, startMinimised: false, notifications: true, profiles: [profile], activeProfile: 'home' }));
+    const s = createSettingsStore(file);
+    const r = await s.load();
+    expect(r).toEqual({ settings: { ...DEFAULT_SETTINGS, autoStart: true, profiles: [profile], activeProfile: 'home' }, problem: null });
+    expect(r.settings).toMatchObject({ acceptRoutes: false, acceptDns: true });
+    await s.update({ acceptRoutes: true, acceptDns: false });
+    await s.update({ notifications: false });
+    const again = createSettingsStore(file);
+    expect((await again.load()).settings).toMatchObject({ acceptRoutes: true, acceptDns: false, notifications: false, autoStart: true });
+  });
+
   it('refuses an invalid update without touching the file', async () => {
     const file = join(dir, 'settings.json');
     const s = createSettingsStore(file);

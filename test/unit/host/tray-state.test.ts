@@ -7,6 +7,7 @@ function pv(id: string, path: PeerPath): PeerView {
   return {
     id,
     name: `peer${id}`,
+    fqdn: `peer${id}.tailnet.example.com`,
     nodeKey: `nodekey:${id}`,
     addresses: [`100.64.0.${id}`, `fd7a:115c:a1e0::${id}`],
     os: null,
@@ -21,6 +22,8 @@ function pv(id: string, path: PeerPath): PeerView {
     txBytes: 0,
     netInfo: null,
     disco: null,
+    routes: [],
+    exitNode: false,
   };
 }
 
@@ -30,10 +33,11 @@ const relay: PeerPath = { kind: 'relay', region: 1 };
 function snap(state: NonNullable<MeshSnapshot['control']>['state'] | null, peers: PeerView[] = [], authUrl: string | null = null): MeshSnapshot {
   return {
     control: state ? { state, url: 'https://hs.example.com', error: null, authUrl } : null,
-    self: state ? { name: 'laptop', nodeKey: 'nodekey:a', addresses: ['100.64.0.1'], keyExpiry: null, homeRegion: 1 } : null,
+    self: state ? { name: 'laptop', fqdn: 'laptop.tailnet.example.com', nodeKey: 'nodekey:a', addresses: ['100.64.0.1'], keyExpiry: null, homeRegion: 1 } : null,
     peers,
     regions: [{ id: 1, code: 'fra', name: 'Frankfurt' }],
     netcheck: null,
+    tailnet: null,
   };
 }
 

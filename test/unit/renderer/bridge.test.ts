@@ -6,7 +6,7 @@ import { createWeftStore } from '../../../src-renderer/src/store/index.ts';
 import { FakeApi, flush, ok } from './support/fake-client.ts';
 import { direct, peer, snapshot } from './support/fixtures.ts';
 
-const settings = { autoStart: false, startMinimised: false, notifications: true, profiles: [], activeProfile: null };
+const settings = { autoStart: false, startMinimised: false, notifications: true, profiles: [], activeProfile: null, acceptRoutes: false, acceptDns: true };
 
 function setup(fake = new FakeApi()) {
   if (!fake.handlers.has('mesh:snapshot')) fake.answer('mesh:snapshot', () => ok(snapshot([peer({ id: 'a' })])));

@@ -144,6 +144,8 @@ describe('session slice', () => {
       notifications: true,
       profiles: [{ id: 'home', name: 'Home', serverUrl: 'https://home.example.com' }],
       activeProfile: 'home',
+      acceptRoutes: false,
+      acceptDns: true,
     };
     st().setSettings(settings);
     expect(st().serverUrl).toBe('https://home.example.com');

@@ -6,6 +6,7 @@ import { NetInfo } from '../../../src-main/protocol/control/tailcfg.ts';
 const peer = (id: string, over: Partial<PeerView> = {}): PeerView => ({
   id,
   name: `p${id}`,
+  fqdn: `p${id}.tailnet.example.com`,
   nodeKey: `nodekey:${id.padStart(64, '0')}`,
   addresses: [`100.64.0.${id}`],
   os: null,
@@ -20,10 +21,12 @@ const peer = (id: string, over: Partial<PeerView> = {}): PeerView => ({
   txBytes: 0,
   netInfo: null,
   disco: null,
+  routes: [],
+  exitNode: false,
   ...over,
 });
 
-const base: MeshSnapshot = { control: null, self: null, peers: [peer('1'), peer('2')], regions: [], netcheck: null };
+const base: MeshSnapshot = { control: null, self: null, peers: [peer('1'), peer('2')], regions: [], netcheck: null, tailnet: null };
 
 describe('applyMeshDelta', () => {
   it('upserts in place, appends new peers, removes gone ones, and leaves absent fields alone', () => {
@@ -37,10 +40,23 @@ describe('applyMeshDelta', () => {
   });
 
   it('an explicit null clears a field', () => {
-    const withSelf = applyMeshDelta(base, { self: { name: 'me', nodeKey: 'nodekey:00', addresses: ['100.64.0.9'], keyExpiry: null, homeRegion: 901 } });
+    const withSelf = applyMeshDelta(base, { self: { name: 'me', fqdn: 'me.tailnet.example.com', nodeKey: 'nodekey:00', addresses: ['100.64.0.9'], keyExpiry: null, homeRegion: 901 } });
     expect(withSelf.self?.name).toBe('me');
     expect(applyMeshDelta(withSelf, { self: null }).self).toBeNull();
     expect(applyMeshDelta(withSelf, {}).self?.name).toBe('me');
+  });
+
+  it('replaces the tailnet status when the delta carries it, and keeps it otherwise', () => {
+    const tailnet: NonNullable<MeshSnapshot['tailnet']> = {
+      filter: { state: 'none', ruleCount: 0, nftRuleCount: 0, appliedAt: null, error: null, skipped: [] },
+      routes: { acceptRoutes: false, table: 52, installed: [], skipped: [], error: null },
+      dns: { acceptDns: true, mode: 'off', suffix: null, serving: false, error: null },
+      access: [],
+    };
+    const withTailnet = applyMeshDelta(base, { tailnet });
+    expect(withTailnet.tailnet).toEqual(tailnet);
+    expect(applyMeshDelta(withTailnet, { netcheck: null }).tailnet).toBe(tailnet);
+    expect(applyMeshDelta(withTailnet, { tailnet: null }).tailnet).toBeNull();
   });
 });
 

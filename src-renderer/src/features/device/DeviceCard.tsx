@@ -1,6 +1,7 @@
 /**
- * This device: addresses, key expiry, and the NAT report card (type, mapping, filtering, hairpinning, port
- * mapping, relay region latencies), with a button to run netcheck again.
+ * This device: its DNS name and addresses, key expiry, MagicDNS and subnet routes in a line each, a warning for
+ * every subnet route that overlaps the LAN (the LAN wins), who can reach it (AccessCard), and the NAT report card
+ * (type, mapping, filtering, hairpinning, port mapping, relay region latencies) with a button to run netcheck again.
  */
 import { useState } from 'react';
 import type { IpcError } from '../../../../src-shared/ipc/contract.ts';
@@ -10,8 +11,10 @@ import { useClient } from '../../app-context.ts';
 import { errorWords } from '../../lib/error-text.ts';
 import { formatMs, formatRelative } from '../../lib/format.ts';
 import { useNow } from '../../lib/hooks.ts';
+import { dnsLine, routesLine, selectLanOverlaps, selectTailnet } from '../../store/selectors/tailnet.ts';
 import { actions, useWeft } from '../../store/use-weft.ts';
 import { useCopy } from '../shell/use-copy.ts';
+import { AccessCard } from './AccessCard.tsx';
 import { BEHAVIOUR_TEXT, NAT_TYPE_TEXT, portMappingText } from './nat-words.ts';
 
 export function DeviceCard() {
@@ -20,6 +23,9 @@ export function DeviceCard() {
   const report = useWeft((s) => s.snapshot.netcheck);
   const regions = useWeft((s) => s.snapshot.regions);
   const control = useWeft((s) => s.snapshot.control);
+  const tailnet = useWeft(selectTailnet);
+  const peers = useWeft((s) => s.snapshot.peers);
+  const overlaps = useWeft(selectLanOverlaps);
   const now = useNow(30_000);
   const copy = useCopy();
   const [running, setRunning] = useState(false);
@@ -41,21 +47,55 @@ export function DeviceCard() {
         .sort((a, b) => a.ms - b.ms)
     : [];
   const nat = report ? NAT_TYPE_TEXT[report.natType] : null;
+  const dns = tailnet ? dnsLine(tailnet.dns) : null;
+  const routes = tailnet ? routesLine(tailnet, peers) : null;
 
   return (
     <section className="device" data-testid="device-card" aria-label="This device">
       <div className="card">
         <h2>{self?.name ?? 'This device'}</h2>
+        {self?.fqdn ? (
+          <button type="button" className="link fqdn" data-testid="self-fqdn" title="Copy DNS name" onClick={() => copy(self.fqdn, self.fqdn)}>
+            {self.fqdn}
+          </button>
+        ) : null}
+        {overlaps.map((o) => (
+          <div key={`${o.peer} ${o.prefix}`} className="warn" role="status" data-testid="route-overlap" data-prefix={o.prefix} data-peer={o.peer}>
+            {o.note}
+          </div>
+        ))}
         <AddressList addresses={self?.addresses ?? []} copy={copy} />
         <Facts
           items={[
             { label: 'Network', value: control?.url ?? '—' },
             { label: 'Key expires', value: formatRelative(self?.keyExpiry ?? null, now, 'never'), title: self?.keyExpiry ?? undefined },
             { label: 'Home relay', value: self?.homeRegion != null ? regionName(self.homeRegion) : '—' },
+            {
+              label: 'MagicDNS',
+              value: dns ? (
+                <span className={`line-${dns.tone}`} data-testid="dns-line" data-mode={dns.mode}>
+                  {dns.text}
+                </span>
+              ) : (
+                '—'
+              ),
+            },
+            {
+              label: 'Subnet routes',
+              value: routes ? (
+                <span className={`line-${routes.tone}`} data-testid="routes-line">
+                  {routes.text}
+                </span>
+              ) : (
+                '—'
+              ),
+            },
             { label: 'Node key', value: self ? <code className="key">{self.nodeKey}</code> : '—' },
           ]}
         />
       </div>
+
+      <AccessCard />
 
       <div className="card">
         <div className="card-head">

@@ -1,6 +1,7 @@
 /**
- * One peer in depth: its path and endpoint, a latency sparkline (bounded history from `mesh:stats`), handshake and
- * byte counters, the facts both sides reported, and the explanation of its link (`why-relayed` for relayed links).
+ * One peer in depth: its DNS name, path and endpoint, a latency sparkline (bounded history from `mesh:stats`),
+ * handshake and byte counters, the subnet routes it offers (and whether this device uses them), the facts both sides
+ * reported, and the explanation of its link (`why-relayed` for relayed links).
  */
 import { useMemo } from 'react';
 import type { LinkExplanation, ReasonSide } from '../../../../src-shared/explain/why-relayed.ts';
@@ -11,6 +12,7 @@ import { Sparkline } from '../../components/Sparkline.tsx';
 import { formatBytes, formatMs, formatRelative } from '../../lib/format.ts';
 import { useNow } from '../../lib/hooks.ts';
 import { linkFor } from '../../store/selectors/mesh.ts';
+import { peerRoutes, selectTailnet } from '../../store/selectors/tailnet.ts';
 import { actions, useWeft } from '../../store/use-weft.ts';
 import { useCopy } from '../shell/use-copy.ts';
 
@@ -21,6 +23,7 @@ export function PeerDetail({ id }: { id: string }) {
   const link = useWeft(selector);
   const live = useWeft((s) => s.liveStats[id]);
   const history = useWeft((s) => s.latencyHistory[id]);
+  const tailnet = useWeft(selectTailnet);
   const now = useNow(2000);
   const copy = useCopy();
   const samples = useMemo(() => (history ?? []).map((h) => h.ms), [history]);
@@ -47,13 +50,24 @@ export function PeerDetail({ id }: { id: string }) {
   const handshake = live?.lastHandshake ?? peer.lastHandshake;
   const ni = peer.netInfo;
   const disco = peer.disco;
+  const routes = peerRoutes(peer, tailnet);
 
   return (
     <aside className="detail" data-testid="peer-detail" data-peer={peer.name} aria-label={`Details for ${peer.name}`}>
       <header className="detail-head">
         <div>
           <h2>{peer.name}</h2>
-          <PathBadge kind={kind} detail={kind === 'relay' ? regionName : kind === 'direct' ? formatMs(latency) : null} />
+          <button type="button" className="link fqdn" data-testid="peer-fqdn" title="Copy DNS name" onClick={() => copy(peer.fqdn, peer.fqdn)}>
+            {peer.fqdn}
+          </button>
+          <div className="row">
+            <PathBadge kind={kind} detail={kind === 'relay' ? regionName : kind === 'direct' ? formatMs(latency) : null} />
+            {peer.exitNode ? (
+              <span className="badge badge-exit" data-testid="peer-exit-node" title="This peer offers itself as an exit node">
+                exit node
+              </span>
+            ) : null}
+          </div>
         </div>
         <button type="button" className="icon" aria-label="Close" data-testid="peer-detail-close" onClick={() => actions().selectPeer(null)}>
           ×
@@ -105,6 +119,20 @@ export function PeerDetail({ id }: { id: string }) {
           </details>
         ) : null}
       </section>
+
+      {routes.length > 0 ? (
+        <section data-testid="peer-routes-detail">
+          <h3>Subnet routes</h3>
+          <ul className="route-list">
+            {routes.map((r) => (
+              <li key={r.prefix} className={`route route-${r.state}`} data-testid="peer-route" data-state={r.state} title={r.note ?? undefined}>
+                <code>{r.prefix}</code>
+                <span className="muted small">{r.text}</span>
+              </li>
+            ))}
+          </ul>
+        </section>
+      ) : null}
 
       <section>
         <h3>What each side reported</h3>

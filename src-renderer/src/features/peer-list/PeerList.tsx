@@ -1,6 +1,6 @@
 /**
- * The peer list: search (name, address, OS, endpoint) and filters (online, direct, relayed); a row opens the
- * detail, the address button copies the IP.
+ * The peer list: search (name, DNS name, address, OS, endpoint) and filters (online, direct, relayed); a row opens
+ * the detail, the address and DNS name buttons copy them. Badges mark exit nodes and peers that offer subnet routes.
  */
 import { memo, useMemo } from 'react';
 import type { PeerView } from '../../../../src-shared/model/mesh.ts';
@@ -111,8 +111,37 @@ const PeerRow = memo(function PeerRow({ peer, kind, region, selected, now, onCop
     >
       <span className={`dot dot-${kind}`} aria-hidden="true" />
       <span className="peer-name">
-        <strong>{peer.name}</strong>
-        <span className="muted small">{peer.os ?? 'unknown OS'}</span>
+        <span className="peer-title">
+          <strong>{peer.name}</strong>
+          {peer.exitNode ? (
+            <span className="badge badge-exit" data-testid="peer-exit-node" title="This peer offers itself as an exit node">
+              exit node
+            </span>
+          ) : null}
+          {peer.routes.length > 0 ? (
+            <span className="badge badge-routes" data-testid="peer-routes" title={`Subnet routes: ${peer.routes.join(', ')}`}>
+              {peer.routes.length === 1 ? peer.routes[0] : `${peer.routes.length} routes`}
+            </span>
+          ) : null}
+        </span>
+        <span className="peer-sub muted small">
+          <span>{peer.os ?? 'unknown OS'}</span>
+          {peer.fqdn && peer.fqdn !== peer.name ? <span aria-hidden="true">·</span> : null}
+          {peer.fqdn && peer.fqdn !== peer.name ? (
+            <button
+              type="button"
+              className="link fqdn"
+              data-testid="peer-copy-fqdn"
+              title="Copy DNS name"
+              onClick={(e) => {
+                e.stopPropagation();
+                onCopy(peer.fqdn, peer.fqdn);
+              }}
+            >
+              {peer.fqdn}
+            </button>
+          ) : null}
+        </span>
       </span>
       {ip ? (
         <button

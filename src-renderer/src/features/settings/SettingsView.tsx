@@ -1,16 +1,32 @@
-/** Settings from the contract (start-up, notifications, saved networks) and the session controls. */
+/**
+ * Settings from the contract (start-up, notifications, MagicDNS and subnet routes, saved networks) and the session
+ * controls. MagicDNS and subnet routes change this computer's DNS and routes, so the Weft service keeps them (a
+ * change needs operator rights there); the app's own preferences are the user's.
+ */
 import { useState } from 'react';
 import type { IpcError, Settings } from '../../../../src-shared/ipc/contract.ts';
 import { useClient } from '../../app-context.ts';
 import { errorWords } from '../../lib/error-text.ts';
 import { actions, useWeft } from '../../store/use-weft.ts';
 
-type Toggle = 'autoStart' | 'startMinimised' | 'notifications';
+type Toggle = 'autoStart' | 'startMinimised' | 'notifications' | 'acceptDns' | 'acceptRoutes';
 
-const TOGGLES: readonly { key: Toggle; label: string; hint: string }[] = [
+interface ToggleSpec {
+  key: Toggle;
+  label: string;
+  hint: string;
+  testId?: string;
+}
+
+const TOGGLES: readonly ToggleSpec[] = [
   { key: 'autoStart', label: 'Start Weft when you log in', hint: 'Connects in the background at login.' },
   { key: 'startMinimised', label: 'Start minimised', hint: 'Only the tray icon shows at start.' },
   { key: 'notifications', label: 'Notifications', hint: 'Tell me when the connection drops or a key is about to expire.' },
+];
+
+const NETWORK_TOGGLES: readonly ToggleSpec[] = [
+  { key: 'acceptDns', label: 'Use MagicDNS', hint: 'Reach devices by their names (such as nas) through the tailnet’s DNS.', testId: 'toggle-accept-dns' },
+  { key: 'acceptRoutes', label: 'Use subnet routes', hint: 'Reach the networks other devices share (such as a home LAN); your own LAN always wins.', testId: 'toggle-accept-routes' },
 ];
 
 export function SettingsView() {
@@ -85,20 +101,16 @@ export function SettingsView() {
 
       <div className="card">
         <h2>App</h2>
+        {settings ? <Toggles items={TOGGLES} settings={settings} busy={busy} save={save} /> : <p className="muted">Loading settings…</p>}
+      </div>
+
+      <div className="card" data-testid="settings-network">
+        <h2>Tailnet</h2>
         {settings ? (
-          <ul className="toggles">
-            {TOGGLES.map((t) => (
-              <li key={t.key}>
-                <label className="toggle">
-                  <input type="checkbox" checked={settings[t.key]} disabled={busy} onChange={(e) => void save({ [t.key]: e.target.checked })} />
-                  <span>
-                    {t.label}
-                    <span className="muted small block">{t.hint}</span>
-                  </span>
-                </label>
-              </li>
-            ))}
-          </ul>
+          <>
+            <Toggles items={NETWORK_TOGGLES} settings={settings} busy={busy} save={save} />
+            <p className="muted small">These change this computer’s DNS and routes, for every user of it: the Weft service keeps them.</p>
+          </>
         ) : (
           <p className="muted">Loading settings…</p>
         )}
@@ -132,5 +144,23 @@ export function SettingsView() {
         )}
       </div>
     </section>
+  );
+}
+
+function Toggles({ items, settings, busy, save }: { items: readonly ToggleSpec[]; settings: Settings; busy: boolean; save: (patch: Partial<Settings>) => Promise<void> }) {
+  return (
+    <ul className="toggles">
+      {items.map((t) => (
+        <li key={t.key}>
+          <label className="toggle">
+            <input type="checkbox" data-testid={t.testId} checked={settings[t.key]} disabled={busy} onChange={(e) => void save({ [t.key]: e.target.checked })} />
+            <span>
+              {t.label}
+              <span className="muted small block">{t.hint}</span>
+            </span>
+          </label>
+        </li>
+      ))}
+    </ul>
   );
 }

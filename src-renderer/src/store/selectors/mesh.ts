@@ -49,7 +49,7 @@ export function isOnline(p: PeerView): boolean {
 }
 
 /**
- * The peer list's rows: every search word must match the name, an address, the OS or the endpoint text; filters
+ * The peer list's rows: every search word must match the name, the DNS name, an address, the OS or the endpoint text; filters
  * combine as online AND (direct OR relayed when either is set).
  */
 export function filterPeers(peers: readonly PeerView[], search: string, filters: PeerFilters): PeerView[] {
@@ -61,7 +61,7 @@ export function filterPeers(peers: readonly PeerView[], search: string, filters:
       if (!((filters.direct && k === 'direct') || (filters.relayed && k === 'relay'))) return false;
     }
     if (words.length === 0) return true;
-    const hay = [p.name, ...p.addresses, p.os ?? '', ...p.endpoints].join(' ').toLowerCase();
+    const hay = [p.name, p.fqdn, ...p.addresses, p.os ?? '', ...p.endpoints].join(' ').toLowerCase();
     return words.every((w) => hay.includes(w));
   });
 }

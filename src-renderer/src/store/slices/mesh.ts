@@ -18,7 +18,7 @@ export interface LatencySample {
   ms: number | null;
 }
 
-export const EMPTY_SNAPSHOT: MeshSnapshot = { control: null, self: null, peers: [], regions: [], netcheck: null };
+export const EMPTY_SNAPSHOT: MeshSnapshot = { control: null, self: null, peers: [], regions: [], netcheck: null, tailnet: null };
 
 export interface MeshSlice {
   snapshot: MeshSnapshot;

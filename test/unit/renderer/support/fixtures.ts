@@ -5,6 +5,7 @@
 import type { MeshSnapshot, PeerView } from '../../../../src-shared/model/mesh.ts';
 import type { NatType, NetcheckReport } from '../../../../src-shared/model/netcheck.ts';
 import type { PeerNetInfo, PeerPath } from '../../../../src-shared/model/status.ts';
+import type { TailnetStatus } from '../../../../src-shared/model/tailnet.ts';
 
 export function report(natType: NatType, over: Partial<NetcheckReport> = {}): NetcheckReport {
   const base: NetcheckReport = {
@@ -70,9 +71,11 @@ let seq = 0;
 export function peer(over: Partial<PeerView> & { path?: PeerPath } = {}): PeerView {
   seq++;
   const id = over.id ?? `p${seq}`;
+  const name = over.name ?? `peer-${id}`;
   return {
     id,
-    name: over.name ?? `peer-${id}`,
+    name,
+    fqdn: `${name}.tailnet.example.com`,
     nodeKey: `nodekey:${'0'.repeat(63)}${seq % 10}`,
     addresses: [`100.64.0.${(seq % 250) + 1}`, `fd7a:115c:a1e0::${seq}`],
     os: 'linux',
@@ -87,6 +90,8 @@ export function peer(over: Partial<PeerView> & { path?: PeerPath } = {}): PeerVi
     txBytes: 0,
     netInfo: netInfo('easy'),
     disco: null,
+    routes: [],
+    exitNode: false,
     ...over,
   };
 }
@@ -99,13 +104,41 @@ export const offline: PeerPath = { kind: 'offline' };
 export function snapshot(peers: PeerView[], over: Partial<MeshSnapshot> = {}): MeshSnapshot {
   return {
     control: { state: 'connected', url: 'https://hs.example.com', error: null, authUrl: null },
-    self: { name: 'laptop', nodeKey: `nodekey:${'a'.repeat(64)}`, addresses: ['100.64.0.1'], keyExpiry: null, homeRegion: 1 },
+    self: { name: 'laptop', fqdn: 'laptop.tailnet.example.com', nodeKey: `nodekey:${'a'.repeat(64)}`, addresses: ['100.64.0.1'], keyExpiry: null, homeRegion: 1 },
     peers,
     regions: [
       { id: 1, code: 'fra', name: 'Frankfurt' },
       { id: 2, code: 'nyc', name: 'New York' },
     ],
     netcheck: report('easy'),
+    tailnet: null,
+    ...over,
+  };
+}
+
+/**
+ * A tailnet as the engine reports it with an ACL applied: nas offers 192.168.1.0/24 (which overlaps the LAN) and
+ * 10.20.0.0/16, and three grants to this device (SSH from two peers, web ports from anyone, everything from admin).
+ */
+export function tailnet(over: Partial<TailnetStatus> = {}): TailnetStatus {
+  return {
+    filter: { state: 'applied', ruleCount: 3, nftRuleCount: 9, appliedAt: '2026-11-22T12:03:04Z', error: null, skipped: [] },
+    routes: {
+      acceptRoutes: true,
+      table: 52,
+      installed: [{ prefix: '10.20.0.0/16', peer: 'nas' }],
+      skipped: [
+        { prefix: '192.168.1.0/24', peer: 'nas', reason: 'lan-overlap', note: 'route 192.168.1.0/24 from nas overlaps your LAN (eth0 192.168.1.0/24); your LAN wins' },
+        { prefix: '0.0.0.0/0', peer: 'gw', reason: 'exit-route', note: 'exit route from gw is not used (no exit node selected)' },
+      ],
+      error: null,
+    },
+    dns: { acceptDns: true, mode: 'resolved', suffix: 'tailnet.example.com', serving: true, error: null },
+    access: [
+      { peers: ['desktop', 'nas'], anyone: false, sources: ['100.64.0.2/32', '100.64.0.3/32'], protocols: ['tcp'], ports: [{ first: 22, last: 22 }] },
+      { peers: ['desktop', 'nas', 'phone'], anyone: true, sources: ['*'], protocols: ['tcp', 'udp'], ports: [{ first: 80, last: 443 }] },
+      { peers: ['admin'], anyone: false, sources: ['100.64.0.9/32'], protocols: ['tcp', 'udp', 'icmp'], ports: [{ first: 0, last: 65535 }] },
+    ],
     ...over,
   };
 }
