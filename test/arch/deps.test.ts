@@ -29,6 +29,8 @@ const PACKAGES: Record<string, 'isomorphic' | 'node' | 'electron' | 'dom'> = {
   // The QR code of "Create a network on this computer" (host/local-network.ts), as an SVG string.
   qrcode: 'isomorphic',
   '@vitejs/plugin-react': 'node',
+  // MagicDNS's DNS wire format (engine/dns); it uses node's Buffer.
+  'dns-packet': 'node',
 };
 
 /** Files of the Electron shell that tests import, so they must not import electron (not even indirectly). */
@@ -57,6 +59,7 @@ const ENGINE_IO = [
   /^src-main\/engine\/magicsock\/conn\.ts$/,
   /^src-main\/engine\/relay\/client\.ts$/,
   /^src-main\/engine\/wg\/(wireguard-go|stale|uapi-socket|helper|exec)\.ts$/,
+  /^src-main\/engine\/dns\/(server|os)\.ts$/,
 ];
 
 interface Edge {
