@@ -18,6 +18,8 @@ import type { Logf } from '../engine/sys/log.ts';
 import type { WgInterface } from '../engine/wg/iface.ts';
 import { cleanupStaleInterfaces } from '../engine/wg/stale.ts';
 import { startWireguardGo } from '../engine/wg/wireguard-go.ts';
+import { createLinuxSystem } from '../engine/system-linux.ts';
+import type { TailnetSystem } from '../engine/system.ts';
 import { createDispatcher, type Dispatch } from '../host/dispatch.ts';
 import { createHost, type Host, type HostInit } from '../host/host.ts';
 import { startApiServer, type ApiServer } from './api-server.ts';
@@ -45,6 +47,11 @@ export interface WeftdOptions {
    * creations fail, to show that the engine retries (tested in the lab).
    */
   createInterface?: (name: string) => Promise<WgInterface>;
+  /**
+   * Routes, the ACL filter and MagicDNS beside the interface. @default the Linux system (system-linux.ts) when the
+   * interface is the default wireguard-go one; none when `createInterface` is given (tests with a fake interface).
+   */
+  createSystem?: (name: string) => TailnetSystem;
   /** Called after a method succeeded (e.g. `weft up` ends after session:logout or session:disconnect). */
   afterCall?: (method: string) => void;
   logf: Logf;
@@ -79,6 +86,7 @@ export async function startWeftd(o: WeftdOptions): Promise<Weftd> {
     udpPort: o.udpPort,
     autoConnect: o.autoConnect,
     createInterface: create,
+    ...(o.createSystem ? { createSystem: o.createSystem } : o.createInterface ? {} : { createSystem: (name: string) => createLinuxSystem({ iface: name, stateDir: o.dataDir, logf: o.logf }) }),
     logf: o.logf,
     ...(o.stateDirFor ? { stateDirFor: o.stateDirFor } : {}),
     ...(o.hostname ? { hostname: o.hostname } : {}),

@@ -29,7 +29,8 @@ import type { NetcheckReport } from '../../src-shared/model/netcheck.ts';
 import type { StatusReport } from '../../src-shared/model/status.ts';
 import type { ControlClient } from '../engine/control/client.ts';
 import { parseServerUrl } from '../engine/control/transport.ts';
-import { Engine, type EngineEvents, type EngineInit } from '../engine/engine.ts';
+import { Engine, type EngineEvents, type EngineInit, type EnginePrefs } from '../engine/engine.ts';
+import type { TailnetSystem } from '../engine/system.ts';
 import { ensureStateDir } from '../engine/state/store.ts';
 import { realClock, type Clock, type TimerHandle } from '../engine/sys/clock.ts';
 import type { Logf } from '../engine/sys/log.ts';
@@ -49,6 +50,8 @@ export interface HostedEngine {
   status(): Promise<StatusReport>;
   netcheck(): Promise<NetcheckReport>;
   ping(target: string, timeoutMs: number): Promise<PingResult>;
+  /** Operator preferences (subnet routes, MagicDNS), applied to the running engine. */
+  setPrefs?(p: EnginePrefs): void;
   readonly derpMap: DerpMap | null;
   on<E extends keyof EngineEvents>(event: E, listener: (...args: EngineEvents[E]) => void): unknown;
 }
@@ -69,6 +72,11 @@ export interface HostInit {
   dataDir: string;
   /** Creates the WireGuard interface `name` (wireguard-go in weftd, a fake in tests). */
   createInterface: (name: string) => Promise<WgInterface>;
+  /**
+   * Routes, the ACL filter and MagicDNS beside the interface `name` (weftd: system-linux.ts). Without it the engine
+   * routes through the interface itself and filters nothing (tests with a fake interface).
+   */
+  createSystem?: (name: string) => TailnetSystem;
   /** Runs before each engine start (a failure fails the join with its error). */
   prepareInterface?: () => Promise<void>;
   /** @default 'weft0' */
@@ -384,6 +392,9 @@ export function createHost(init: HostInit): Host {
       ...(init.portMapping !== undefined ? { portMapping: init.portMapping } : {}),
       ...(init.mapWatchdogMs !== undefined ? { mapWatchdogMs: init.mapWatchdogMs } : {}),
       createInterface: () => init.createInterface(init.iface ?? 'weft0'),
+      ...(init.createSystem ? { system: init.createSystem(init.iface ?? 'weft0') } : {}),
+      acceptRoutes: settings.get().acceptRoutes,
+      acceptDns: settings.get().acceptDns,
       logf: engineLogf,
     });
     const r: Run = { gen, engine, profile, server, settle: null };
@@ -579,6 +590,7 @@ export function createHost(init: HostInit): Host {
 
     'settings:set': async (patch) => {
       const saved = await saveSettings(patch);
+      run?.engine.setPrefs?.({ acceptRoutes: saved.acceptRoutes, acceptDns: saved.acceptDns });
       await reconcile(saved);
       return saved;
     },

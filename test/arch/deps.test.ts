@@ -60,6 +60,7 @@ const ENGINE_IO = [
   /^src-main\/engine\/relay\/client\.ts$/,
   /^src-main\/engine\/wg\/(wireguard-go|stale|uapi-socket|helper|exec)\.ts$/,
   /^src-main\/engine\/dns\/(server|os)\.ts$/,
+  /^src-main\/engine\/system-linux\.ts$/,
 ];
 
 interface Edge {

@@ -31,6 +31,13 @@ const EDM: RouterProfile = { mapping: 'edm', filtering: 'apdf' };
 const CHROMIUM = '/usr/bin/chromium';
 export const ARTIFACTS = join(REPO_ROOT, 'test', 'artifacts', 'e2e');
 const JOIN_TIMEOUT_MS = 60_000;
+const E2E_DOMAIN = 'e2e.weft.test';
+const E2E_POLICY = {
+  acls: [
+    { action: 'accept', proto: 'icmp', src: ['*'], dst: ['*:*'] },
+    { action: 'accept', src: ['*'], dst: ['*:22', '*:8000-8100'] },
+  ],
+};
 const LINKS_TIMEOUT_MS = 60_000;
 
 let lab: Lab | undefined;
@@ -55,7 +62,8 @@ beforeAll(async () => {
   const stunOnly: DerpNodeSpec = { regionId: derper.regionId, name: `${derper.regionId}s`, hostName: STUN.ip, ipv4: STUN.ip, stunPort: STUN.port, stunOnly: true };
   const mapPath = join(lab.tmpDir, 'derp-map.yaml');
   writeFileSync(mapPath, derpMapYaml([derper.node, stunOnly]));
-  hs = await startHeadscale(lab, '0.29.2', { derpMapPath: mapPath });
+  // A tailnet as people run one: MagicDNS on, and a policy whose ports the effective-access card must list.
+  hs = await startHeadscale(lab, '0.29.2', { derpMapPath: mapPath, tailnet: { baseDomain: E2E_DOMAIN, policy: E2E_POLICY } });
   const user = await hs.createUser('e2e');
   authKey = await hs.createPreauthKey(user, { reusable: true, expiration: '1h' });
   kit = new PeerKit({ lab, loginServer: hs.url, authKey });
@@ -190,6 +198,11 @@ describe('End to end in Chromium', () => {
       expect(res.netcheck, 'netcheck ran from the UI').not.toBeNull();
       expect(why).toMatch(/\bNAT\b/);
       expect(why).toMatch(/symmetric|per destination/i);
+
+      // The peer detail names the peer by its MagicDNS name; the access card lists the policy's ports.
+      expect(res.peerFqdn).toBe(`${relayed.name}.${E2E_DOMAIN}`);
+      expect(res.accessPorts).toEqual(expect.arrayContaining(['22', '8000-8100']));
+      expect(res.accessFilter ?? '').toMatch(/ACL applied/i);
 
       // The tray state from the same snapshot.
       const snap = MeshSnapshot.parse(res.snapshot);

@@ -416,7 +416,9 @@ export async function startHeadscale(
   }
   writeFileSync(configPath, headscaleConfig(params));
   const url = `http://${listenIp}:${port}`;
-  const serveEnv = { ...HS_ENV, ...opts.env };
+  // The debug page (tsweb's AllowDebugAccess) answers loopback, tailnet IPs and TS_ALLOW_DEBUG_IP only; the lab
+  // calls it from the server's own address.
+  const serveEnv = { ...HS_ENV, TS_ALLOW_DEBUG_IP: listenIp, ...opts.env };
 
   let proc: LabProcess | undefined;
   let running = false;

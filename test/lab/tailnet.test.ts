@@ -103,8 +103,8 @@ describe.each(HEADSCALE_VERSIONS)('Weft in a real tailnet, headscale %s', (versi
     if (r.code !== 0) throw new Error(`weft status: ${r.stderr}`);
     return StatusReport.parse(JSON.parse(r.stdout));
   };
-  const startA1 = async (): Promise<LabProcess> => {
-    const p = lab.spawn('a1', [...WEFT, 'up', '--login-server', hs.url, '--auth-key', key, '--hostname', 'weft-a1', '--state-dir', a1Dir, '--iface', iface()], { env: ENV });
+  const startA1 = async (extra: string[] = []): Promise<LabProcess> => {
+    const p = lab.spawn('a1', [...WEFT, 'up', '--login-server', hs.url, '--auth-key', key, '--hostname', 'weft-a1', '--state-dir', a1Dir, '--iface', iface(), ...extra], { env: ENV });
     const m = await p.waitForOutput(/weft: connected as \S+ \["(100\.[0-9.]+)\/32"/, 40_000);
     a1Ip = m[1]!;
     return p;
@@ -253,17 +253,32 @@ describe.each(HEADSCALE_VERSIONS)('Weft in a real tailnet, headscale %s', (versi
     expect(r.body.toLowerCase()).not.toMatch(/timeout|timed out|failed/);
   });
 
-  it('stays closed across SIGKILL and restart, then leaves resolv.conf and the kernel as they were', async () => {
+  it('stays closed across SIGKILL and restart, and gives resolv.conf and the kernel back as they were', async () => {
     // b1 knocks on the closed port during the whole crash and restart window: nothing may get through.
     const hammer = lab.exec('b1', ['node', '-e', HAMMER, a1Ip, '8023', '12000'], { timeoutMs: 30_000 });
     await a1!.kill('SIGKILL');
-    // The filter outlives the process (the fail-closed state), and so does the resolv.conf until the next start.
+    // The filter outlives the process (the fail-closed state) until the next start replaces it.
     expect((await lab.exec('a1', ['nft', 'list', 'tables'])).stdout).toContain(iface());
     a1 = await startA1();
     const knocks = JSON.parse((await hammer).stdout.trim()) as { open: number; tries: number };
     expect(knocks.tries).toBeGreaterThan(5);
     expect(knocks.open).toBe(0);
     expect(await probe('b1', a1Ip, 8022)).toBe(true);
+    // A clean exit gives the original resolv.conf back, byte for byte.
+    await a1.kill('SIGTERM');
+    expect(await a1.exited).toBe(0);
+    expect(readFileSync(resolvPath('a1'), 'utf8')).toBe(ORIGINAL_RESOLV);
+    // SIGKILL with Weft's resolv.conf in place: the next start (here without MagicDNS) restores the original first.
+    a1 = await startA1();
+    expect(readFileSync(resolvPath('a1'), 'utf8')).toMatch(/^nameserver 100\.100\.100\.100$/m);
+    await a1.kill('SIGKILL');
+    expect(readFileSync(resolvPath('a1'), 'utf8')).toMatch(/^nameserver 100\.100\.100\.100$/m);
+    a1 = await startA1(['--accept-dns=false']);
+    await eventually('the original resolv.conf is back', 10_000, async () => (readFileSync(resolvPath('a1'), 'utf8') === ORIGINAL_RESOLV ? true : undefined));
+    expect((await status()).tailnet!.dns).toMatchObject({ acceptDns: false, mode: 'off' });
+    // The OS is no longer pointed at MagicDNS: a peer's short name does not resolve through the system resolver.
+    const direct = await lab.exec('a1', ['getent', 'hosts', b1.name], { timeoutMs: 10_000 });
+    expect(direct.stdout.trim()).toBe('');
     await a1.kill('SIGTERM');
     expect(await a1.exited).toBe(0);
     a1 = null;

@@ -338,8 +338,16 @@ export class DirectResolvConf {
     }
   }
 
-  /** A 0644 temp file in the same directory, fsynced and renamed over the target. */
+  /**
+   * A 0644 temp file in the same directory, fsynced and renamed over the target. A resolv.conf that is a mount point
+   * (a container's, or `ip netns exec`'s /etc/netns/NAME/resolv.conf) cannot be renamed over, and its directory is
+   * not its own: it is written in place, and no temp file is ever made beside it.
+   */
   private async writeAtomic(data: string): Promise<void> {
+    if (await isMountPoint(this.path)) {
+      await writeFile(this.path, data);
+      return;
+    }
     const dir = dirname(this.path);
     const tmp = join(dir, `.${basename(this.path)}.weft-${randomBytes(6).toString('hex')}.tmp`);
     const fh = await open(tmp, 'wx', 0o644);
@@ -369,6 +377,15 @@ export class DirectResolvConf {
       if (this.tempRe.test(name)) await unlink(join(dir, name)).catch(() => undefined);
     }
   }
+}
+
+/** Whether `path` is a mount point of this process's mount namespace (/proc/self/mountinfo, proc(5)). */
+export async function isMountPoint(path: string, mountinfo = '/proc/self/mountinfo'): Promise<boolean> {
+  const text = await readText(mountinfo);
+  if (text === null) return false;
+  // Field 5 is the mount point, with space, tab, newline and backslash as octal escapes.
+  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return text.split('\n').some((line) => unescape(line.split(' ')[4] ?? '') === path);
 }
 
 // ---------------------------------------------------------------------------------------------------------

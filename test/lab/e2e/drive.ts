@@ -66,6 +66,11 @@ export interface DriveResult {
   consoleErrors: string[];
   consoleWarnings: string[];
   snapshot: MeshSnapshot | null;
+  /** The relayed peer's DNS name as its detail shows it (data-testid peer-fqdn). */
+  peerFqdn: string | null;
+  /** The effective-access card: the port texts it lists, and its filter line. */
+  accessPorts: string[];
+  accessFilter: string | null;
   timings: Record<string, number>;
 }
 
@@ -198,6 +203,16 @@ async function drive(cfg: DriveConfig, r: DriveResult, page: Page): Promise<void
   if (!r.netcheck) throw new Error('netcheck from the device page did not finish within 30 s');
   await sleep(500); // the page renders the report from its mesh:delta
   mark('netcheck');
+  // Who can reach this device: the ACL's ports, computed from the filter the engine enforces.
+  await page.locator(T('access-card')).waitFor({ state: 'visible', timeout: 10_000 });
+  const accessDeadline = Date.now() + 20_000;
+  while (Date.now() < accessDeadline) {
+    r.accessPorts = (await page.locator(`${T('access-card')} ${T('access-port')}`).allInnerTexts()).map((t) => t.trim());
+    if (r.accessPorts.length > 0) break;
+    await sleep(500);
+  }
+  r.accessFilter = (await page.locator(T('access-filter')).first().innerText({ timeout: 5000 }).catch(() => '')).trim() || null;
+  await page.locator(T('access-card')).scrollIntoViewIfNeeded({ timeout: 5000 }).catch(() => undefined);
   await shot('device');
 
   // 5. The relayed peer's detail explains why.
@@ -208,6 +223,7 @@ async function drive(cfg: DriveConfig, r: DriveResult, page: Page): Promise<void
   const why = page.locator(`${T('peer-detail')} ${T('why-relayed')}`).first();
   await why.waitFor({ state: 'visible', timeout: 10_000 });
   r.whyRelayed = (await why.innerText({ timeout: 5000 })).trim();
+  r.peerFqdn = (await page.locator(`${T('peer-detail')} ${T('peer-fqdn')}`).first().innerText({ timeout: 5000 }).catch(() => '')).trim() || null;
   mark('peer-detail');
   await shot('peer-detail');
 
@@ -222,7 +238,7 @@ async function drive(cfg: DriveConfig, r: DriveResult, page: Page): Promise<void
 async function main(): Promise<number> {
   const cfg = JSON.parse(process.argv[2] ?? '') as DriveConfig;
   mkdirSync(cfg.outDir, { recursive: true });
-  const r: DriveResult = { ok: false, error: null, stages: [], joinedVia: null, links: [], whyRelayed: null, netcheck: null, screenshots: [], consoleErrors: [], consoleWarnings: [], snapshot: null, timings: {} };
+  const r: DriveResult = { ok: false, error: null, stages: [], joinedVia: null, links: [], whyRelayed: null, netcheck: null, screenshots: [], consoleErrors: [], consoleWarnings: [], snapshot: null, peerFqdn: null, accessPorts: [], accessFilter: null, timings: {} };
   let browser: Browser | null = null;
   let page: Page | null = null;
   try {

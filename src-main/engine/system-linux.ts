@@ -1,0 +1,210 @@
+/**
+ * The Linux system beside Weft's interface (system.ts ports), as weftd runs it as root:
+ *  - router: Weft's routing table and policy rules (router/linux.ts);
+ *  - filter: the ACL from control compiled to an nftables table of Weft's own (filter/compile.ts) and loaded
+ *    atomically, one `nft -j` transaction given as argv (filter/nft.ts); an unchanged filter is not reloaded;
+ *  - dns: MagicDNS served at 100.100.100.100 (dns/server.ts) from the netmap (dns/plan.ts), and the OS pointed at it
+ *    through systemd-resolved or a resolv.conf of Weft's own (dns/os.ts), undone on exit and at the next start.
+ * Every command is argv through the CommandRunner; nothing here takes a client's request.
+ */
+import { readFile } from 'node:fs/promises';
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import type { DnsStatus, FilterStatus } from '../../src-shared/model/tailnet.ts';
+import type { FilterRule } from '../protocol/control/tailcfg.ts';
+import { WEFT_ROUTE_TABLE, WEFT_RULE_PREF } from './constants.ts';
+import type { NetMap } from './control/map-session.ts';
+import { dnsPlan, type DnsPlan, type OsBase } from './dns/plan.ts';
+import { detectDnsMode, DirectResolvConf, ResolvedLink } from './dns/os.ts';
+import { MagicDnsServer } from './dns/server.ts';
+import { compileFilter, filterTableName } from './filter/compile.ts';
+import { NftFilter } from './filter/nft.ts';
+import { execRunner, type CommandRunner } from './io/exec.ts';
+import { LinuxRouter } from './router/linux.ts';
+import { connectedPrefixes } from './router/plan.ts';
+import type { Logf } from './sys/log.ts';
+import { QUAD100_V4, QUAD100_V6, type DnsPort, type FilterPort, type TailnetSystem } from './system.ts';
+import { isWeftInterfaceName } from './wg/iface.ts';
+
+export interface LinuxSystemInit {
+  iface: string;
+  /** Weft's state directory: the pre-Weft resolv.conf is kept there (never beside /etc/resolv.conf). */
+  stateDir: string;
+  logf: Logf;
+  runner?: CommandRunner;
+  /** @default WEFT_ROUTE_TABLE */
+  table?: number;
+  /** @default WEFT_RULE_PREF */
+  pref?: number;
+  /** Where the OS's resolver configuration lives (tests). @default /etc/resolv.conf */
+  resolvConf?: string;
+  /** The port MagicDNS serves on (tests). @default 53 */
+  dnsPort?: number;
+}
+
+class LinuxFilter implements FilterPort {
+  private readonly nft: NftFilter;
+  private readonly table: string;
+  private lastKey: string | null = null;
+  private rules: readonly FilterRule[] | null = null;
+  private lastError: string | null = null;
+
+  constructor(
+    private readonly iface: string,
+    runner: CommandRunner,
+    logf: Logf,
+  ) {
+    this.nft = new NftFilter(runner, logf);
+    this.table = filterTableName(iface);
+  }
+
+  async apply(rules: readonly FilterRule[] | null, selfAddrs: readonly string[]): Promise<string | null> {
+    const compiled = compileFilter(rules, { iface: this.iface, table: this.table, selfAddrs });
+    const key = compiled.error === null && compiled.ruleset ? JSON.stringify(compiled.ruleset) : null;
+    // The same ruleset is already in force (netmaps come often; most do not change the filter).
+    if (key !== null && key === this.lastKey && (rules === null) === (this.rules === null)) return null;
+    const r = await this.nft.apply(compiled);
+    if (!r.ok) {
+      this.lastError = r.error;
+      return r.error;
+    }
+    this.lastKey = key;
+    this.lastError = null;
+    if (rules !== null) this.rules = rules;
+    return null;
+  }
+
+  status(): FilterStatus {
+    const s = this.nft.status();
+    // The allow-nothing filter before the first netmap counts as "none": nothing from control is enforced yet.
+    if (this.rules === null) return { ...s, state: this.lastError ? 'error' : 'none', ruleCount: 0, nftRuleCount: 0, appliedAt: null, error: this.lastError };
+    return { ...s, error: this.lastError, state: this.lastError ? 'error' : 'applied' };
+  }
+
+  enforced(): readonly FilterRule[] | null {
+    return this.rules;
+  }
+
+  async remove(): Promise<void> {
+    await this.nft.remove(this.table);
+    this.rules = null;
+    this.lastKey = null;
+  }
+}
+
+class LinuxDns implements DnsPort {
+  private server: MagicDnsServer | null = null;
+  private readonly direct: DirectResolvConf;
+  private resolved: ResolvedLink | null = null;
+  private mode: 'resolved' | 'direct' | null = null;
+  private plan: DnsPlan | null = null;
+  private osApplied: string | null = null;
+  private error: string | null = null;
+  private acceptDns = true;
+  private base: OsBase | null = null;
+
+  constructor(private readonly o: Required<Pick<LinuxSystemInit, 'iface' | 'stateDir' | 'logf'>> & { runner: CommandRunner; resolvConf?: string; dnsPort?: number }) {
+    this.direct = new DirectResolvConf({ ...(o.resolvConf ? { path: o.resolvConf } : {}), backupPath: join(o.stateDir, 'resolv.pre-weft.conf'), logf: o.logf });
+  }
+
+  async cleanupAtStart(): Promise<void> {
+    try {
+      const r = await this.direct.cleanupAtStart();
+      if (r !== 'nothing-to-do') this.o.logf(`dns: at start, resolv.conf ${r} (left by an earlier run)`);
+    } catch (e) {
+      this.o.logf(`dns: restoring resolv.conf at start failed: ${(e as Error).message}`);
+    }
+  }
+
+  private async osMode(): Promise<'resolved' | 'direct'> {
+    if (this.mode) return this.mode;
+    const d = await detectDnsMode({ runner: this.o.runner, backupPath: this.direct.backupPath, ...(this.o.resolvConf ? { resolvConfPath: this.o.resolvConf } : {}) });
+    if (d.warning) this.o.logf(`dns: ${d.warning}`);
+    this.mode = d.mode;
+    this.o.logf(`dns: configuring the OS through ${d.mode === 'resolved' ? 'systemd-resolved' : 'resolv.conf (direct)'} (${d.reason})`);
+    return d.mode;
+  }
+
+  async apply(nm: NetMap, o: { acceptDns: boolean; ipv6: boolean }): Promise<void> {
+    this.acceptDns = o.acceptDns;
+    try {
+      const mode = await this.osMode();
+      // Direct mode cannot split DNS: quad-100 forwards everything else to what the OS used before Weft.
+      if (mode === 'direct' && !this.base) this.base = await this.direct.readBase();
+      const r = dnsPlan({ dnsConfig: nm.dnsConfig, self: nm.self, peers: nm.peers.values(), acceptDns: o.acceptDns, osBase: mode === 'direct' ? this.base : null });
+      if (!r.ok) {
+        this.error = `${r.error}; keeping the last good DNS configuration`;
+        this.o.logf(`dns: ${this.error}`);
+        return;
+      }
+      this.plan = r.plan;
+      for (const p of r.plan.problems.slice(0, 4)) this.o.logf(`dns: ${p}`);
+      if (!this.server) {
+        const port = this.o.dnsPort ?? 53;
+        this.server = new MagicDnsServer({ listen: (o.ipv6 ? [QUAD100_V4, QUAD100_V6] : [QUAD100_V4]).map((host) => ({ host, port })), logf: this.o.logf });
+        const rep = await this.server.start();
+        for (const f of rep.failed) this.o.logf(`dns: cannot serve on ${f.addr.host}:${f.addr.port}: ${f.error}`);
+      }
+      this.server.setPlan(r.plan);
+      const os = r.plan.os ? { ...r.plan.os, nameservers: r.plan.os.nameservers.filter((n) => o.ipv6 || !n.includes(':')) } : null;
+      const key = JSON.stringify(os);
+      if (key !== this.osApplied) {
+        if (os === null) await this.revertOs();
+        else if (mode === 'resolved') {
+          this.resolved ??= new ResolvedLink({ runner: this.o.runner, ifindex: () => ifindexOf(this.o.iface), logf: this.o.logf });
+          await this.resolved.apply(os);
+        } else await this.direct.apply(os);
+        this.osApplied = key;
+      }
+      this.error = null;
+    } catch (e) {
+      this.error = `${(e as Error).message}; keeping the last good DNS configuration`;
+      this.o.logf(`dns: ${this.error}`);
+    }
+  }
+
+  private async revertOs(): Promise<void> {
+    if (this.resolved) await this.resolved.revert();
+    else await this.direct.restore();
+  }
+
+  status(): DnsStatus {
+    const suffix = this.plan?.magicSuffix ? this.plan.magicSuffix.replace(/\.$/, '') : null;
+    return {
+      acceptDns: this.acceptDns,
+      mode: this.osApplied && this.osApplied !== 'null' ? (this.mode ?? 'off') : 'off',
+      suffix,
+      serving: (this.server?.served().length ?? 0) > 0,
+      error: this.error,
+    };
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.revertOs();
+    } catch (e) {
+      this.o.logf(`dns: giving the OS back its configuration failed: ${(e as Error).message}`);
+    }
+    await this.server?.close().catch(() => undefined);
+    this.server = null;
+    this.osApplied = null;
+  }
+}
+
+/** The interface's index (/sys/class/net/NAME/ifindex); the interface may have been recreated since last time. */
+async function ifindexOf(iface: string): Promise<number> {
+  const text = await readFile(join('/sys/class/net', iface, 'ifindex'), 'utf8');
+  const n = Number(text.trim());
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`no interface index for ${iface}`);
+  return n;
+}
+
+export function createLinuxSystem(init: LinuxSystemInit): TailnetSystem {
+  const runner = init.runner ?? execRunner;
+  return {
+    router: new LinuxRouter({ iface: init.iface, table: init.table ?? WEFT_ROUTE_TABLE, pref: init.pref ?? WEFT_RULE_PREF, runner, logf: init.logf }),
+    filter: new LinuxFilter(init.iface, runner, init.logf),
+    dns: new LinuxDns({ iface: init.iface, stateDir: init.stateDir, logf: init.logf, runner, ...(init.resolvConf ? { resolvConf: init.resolvConf } : {}), ...(init.dnsPort !== undefined ? { dnsPort: init.dnsPort } : {}) }),
+    lan: () => connectedPrefixes(networkInterfaces(), (n) => isWeftInterfaceName(n) || n === init.iface),
+  };
+}
