@@ -56,7 +56,7 @@ describe('preload', () => {
   });
 
   it('invokes through the one channel with the validated request and checks the response', async () => {
-    const snap = { control: null, self: null, peers: [], regions: [], netcheck: null };
+    const snap = { control: null, self: null, peers: [], regions: [], netcheck: null, tailnet: null };
     m.invoke.mockResolvedValueOnce({ ok: true, value: snap });
     expect(await weft.invoke('mesh:snapshot', {})).toEqual({ ok: true, value: snap });
     expect(m.invoke).toHaveBeenCalledWith(INVOKE_CHANNEL, 'mesh:snapshot', {});
