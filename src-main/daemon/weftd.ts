@@ -78,6 +78,7 @@ function failingFirst(n: number, create: (name: string) => Promise<WgInterface>)
 
 export async function startWeftd(o: WeftdOptions): Promise<Weftd> {
   let create = o.createInterface ?? ((name: string): Promise<WgInterface> => startWireguardGo({ name }, { logf: o.logf }));
+  const createSystem = o.createSystem ?? (o.createInterface ? undefined : (name: string): TailnetSystem => createLinuxSystem({ iface: name, stateDir: o.dataDir, logf: o.logf }));
   const fail = Number(process.env['WEFT_DEBUG_FAIL_IFACE'] ?? 0);
   if (Number.isInteger(fail) && fail > 0) create = failingFirst(fail, create);
   const init: HostInit = {
@@ -86,7 +87,7 @@ export async function startWeftd(o: WeftdOptions): Promise<Weftd> {
     udpPort: o.udpPort,
     autoConnect: o.autoConnect,
     createInterface: create,
-    ...(o.createSystem ? { createSystem: o.createSystem } : o.createInterface ? {} : { createSystem: (name: string) => createLinuxSystem({ iface: name, stateDir: o.dataDir, logf: o.logf }) }),
+    ...(createSystem ? { createSystem } : {}),
     logf: o.logf,
     ...(o.stateDirFor ? { stateDirFor: o.stateDirFor } : {}),
     ...(o.hostname ? { hostname: o.hostname } : {}),
@@ -123,6 +124,14 @@ export async function startWeftd(o: WeftdOptions): Promise<Weftd> {
     if (n > 0) o.logf(`weftd: removed what an earlier run left: ${JSON.stringify(stale)}`);
   } catch (e) {
     o.logf(`weftd: stale cleanup failed: ${(e as Error).message}`);
+  }
+  // Routes, rules and the resolv.conf a killed run left go now, before any network is joined: the machine's DNS must
+  // not keep pointing at a MagicDNS that is gone while weftd waits (for a join, or for an unreachable server). The
+  // filter stays until the engine replaces it: it is the fail-closed state.
+  if (createSystem) {
+    const leftover = createSystem(o.iface ?? 'weft0');
+    await leftover.router.cleanup();
+    await leftover.dns?.cleanupAtStart();
   }
   try {
     await host.start();

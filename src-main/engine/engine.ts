@@ -35,6 +35,7 @@ import { applyDataPlane, ifaceRetryDelayMs, type DataPlaneTarget } from './wg/ap
 import type { WgConfig } from './wg/config.ts';
 import type { WgInterface } from './wg/iface.ts';
 import { planRoutes, type RoutePlan } from './router/plan.ts';
+import { parseIpPrefix } from './wg/ip-prefix.ts';
 import { QUAD100_V4, QUAD100_V6, type TailnetSystem } from './system.ts';
 import { effectiveAccess } from './filter/access.ts';
 import { shortName } from './control/status.ts';
@@ -100,6 +101,12 @@ export class Engine extends EventEmitter<EngineEvents> {
   private readonly clock: Clock;
   private readonly system: TailnetSystem | null;
   private lastSkipKey = '';
+  /** The self addresses the interface was brought up with. */
+  private upKey: string | null = null;
+  /** The filter (by identity) and self addresses last applied: an unchanged filter is not compiled again. */
+  private lastFilter: readonly FilterRule[] | null = null;
+  private lastFilterSelf = '';
+  private systemCheckTimer: TimerHandle | null = null;
   private readonly logf: Logf;
   private prefs: EnginePrefs;
   /** The last route plan applied in full (for status). */
@@ -149,9 +156,25 @@ export class Engine extends EventEmitter<EngineEvents> {
     const peers = live.map((p) => ({ ...p, AllowedIPs: plan.allowedIPs.get(p.ID) ?? [] }));
     // The ACL first: a new peer can reach this node only once the filter that names it is in force (fail closed:
     // a filter that cannot be applied keeps the last good one, and the netmap still applies).
-    if (this.system) {
-      const err = await this.system.filter.apply(nm.packetFilter, nm.self.Addresses.map((a) => a.replace(/\/(32|128)$/, '')));
+    // This node's addresses, as canonical IPs (anything else in the netmap is ignored, never passed on).
+    const selfIps = hostAddresses(nm.self.Addresses).filter((a) => this.ipv6 || !a.includes(':'));
+    // The self addresses changed (rare: a re-registration); the interface takes the new ones before routes use them.
+    const upKey = selfIps.join(' ');
+    if (upKey !== this.upKey && this.upKey !== null && selfIps.length > 0) {
+      try {
+        await wg.up({ addresses: selfIps, mtu: WG_TUN_MTU, serviceAddresses: this.serviceAddresses() });
+        this.upKey = upKey;
+      } catch (e) {
+        this.logf(`engine: updating the interface's addresses failed: ${(e as Error).message}`);
+      }
+    }
+    if (this.system && (nm.packetFilter !== this.lastFilter || upKey !== this.lastFilterSelf || this.system.filter.status().error !== null)) {
+      const err = await this.system.filter.apply(nm.packetFilter, selfIps);
       if (err) this.logf(`engine: the new ACL filter was not applied (${err}); the last good one stays in force`);
+      else {
+        this.lastFilter = nm.packetFilter;
+        this.lastFilterSelf = upKey;
+      }
     }
     const wgConfig = (): WgConfig => ({
       privateKey: this.control.nodePrivate,
@@ -174,8 +197,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         routes: plan.routes.map((r) => r.prefix),
         throws: plan.throws,
     };
-    const self = nm.self;
-    const src = (fam: 4 | 6): string | null => self.Addresses.map((a) => a.replace(/\/(32|128)$/, '')).find((a) => a.includes(':') === (fam === 6)) ?? null;
+    const src = (fam: 4 | 6): string | null => selfIps.find((a) => a.includes(':') === (fam === 6)) ?? null;
     const setRoutes = async (routes: string[], throws: string[]): Promise<void> => {
       if (this.system) await this.system.router.set({ routes, throws, src4: src(4), src6: this.ipv6 ? src(6) : null });
       else await wg.routes(routes);
@@ -245,7 +267,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         if (err) throw new Error(`cannot install the inbound filter, so the interface stays down: ${err}`);
       }
       wg = await this.init.createInterface();
-      const service = system?.dns ? [`${QUAD100_V4}/32`, `${QUAD100_V6}/128`] : [];
+      const service = this.serviceAddresses();
       try {
         await wg.up({ addresses: [...nm.self!.Addresses], mtu: WG_TUN_MTU, serviceAddresses: service });
       } catch (e) {
@@ -271,7 +293,9 @@ export class Engine extends EventEmitter<EngineEvents> {
       return false;
     }
     this.wg = wg;
+    this.upKey = hostAddresses(nm.self!.Addresses).filter((a) => this.ipv6 || !a.includes(':')).join(' ');
     this.ifaceFailures = 0;
+    if (system) this.scheduleSystemCheck();
     this.logf(`engine: ${wg.name} up with ${nm.self!.Addresses.join(' ')}, UDP ${magic.localPort}`);
     void this.restun(nm);
     if (this.init.portMapping !== false) {
@@ -454,6 +478,33 @@ export class Engine extends EventEmitter<EngineEvents> {
     return base;
   }
 
+  /** MagicDNS's addresses on the interface (only with a system that serves DNS). */
+  private serviceAddresses(): string[] {
+    if (!this.system?.dns) return [];
+    return this.ipv6 ? [`${QUAD100_V4}/32`, `${QUAD100_V6}/128`] : [`${QUAD100_V4}/32`];
+  }
+
+  /**
+   * Every SYSTEM_CHECK_MS: the filter is still in the kernel (a firewall reload may flush every table), and the next
+   * route update compares with the kernel again (rules deleted by someone else come back).
+   */
+  private scheduleSystemCheck(): void {
+    if (this.stopped || !this.system) return;
+    this.systemCheckTimer = this.clock.setTimeout(() => {
+      this.systemCheckTimer = null;
+      const system = this.system;
+      if (this.stopped || !system) return;
+      this.applying = this.applying
+        .then(async () => {
+          await system.filter.check();
+          system.router.markStale();
+          if (!this.stopped && this.wg) await this.applyNetmap(this.control.netmap);
+        })
+        .catch((e: unknown) => this.logf(`engine: system check failed: ${(e as Error).message}`))
+        .finally(() => this.scheduleSystemCheck());
+    }, SYSTEM_CHECK_MS);
+  }
+
   /** Operator preferences (weftd settings): applied to the current netmap at once. */
   setPrefs(p: Partial<EnginePrefs>): void {
     const next = { ...this.prefs, ...p };
@@ -496,6 +547,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.stopped = true;
     if (this.restunTimer) this.clock.clearTimeout(this.restunTimer);
     if (this.ifaceRetry) this.clock.clearTimeout(this.ifaceRetry);
+    if (this.systemCheckTimer) this.clock.clearTimeout(this.systemCheckTimer);
     await this.portmap?.stop();
     await this.control.stop();
     await this.applying.catch(() => {});
@@ -510,6 +562,17 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.magic = null;
     this.wg = null;
   }
+}
+
+/** How often the kernel state beside the interface is checked (filter present, policy rules in place). */
+const SYSTEM_CHECK_MS = 15_000;
+
+/** Host addresses ("100.64.0.1/32", "fd7a::1/128", or bare) as canonical IPs; anything else is dropped. */
+function hostAddresses(addrs: readonly string[]): string[] {
+  return addrs.flatMap((a) => {
+    const p = parseIpPrefix(a, { allowBare: true });
+    return p && p.bits === (p.family === 4 ? 32 : 128) ? [p.ip] : [];
+  });
 }
 
 /** A free UDP port on loopback for wireguard-go (bound, read and released). */

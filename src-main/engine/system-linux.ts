@@ -15,9 +15,9 @@ import type { FilterRule } from '../protocol/control/tailcfg.ts';
 import { WEFT_ROUTE_TABLE, WEFT_RULE_PREF } from './constants.ts';
 import type { NetMap } from './control/map-session.ts';
 import { dnsPlan, type DnsPlan, type OsBase } from './dns/plan.ts';
-import { detectDnsMode, DirectResolvConf, ResolvedLink } from './dns/os.ts';
+import { detectDnsMode, DirectResolvConf, isMountPoint, RESOLV_CONF, RESOLV_CONF_BACKUP, ResolvedLink } from './dns/os.ts';
 import { MagicDnsServer } from './dns/server.ts';
-import { compileFilter, filterTableName } from './filter/compile.ts';
+import { compileFilter, filterTableName, type CompiledFilter } from './filter/compile.ts';
 import { NftFilter } from './filter/nft.ts';
 import { execRunner, type CommandRunner } from './io/exec.ts';
 import { LinuxRouter } from './router/linux.ts';
@@ -38,21 +38,22 @@ export interface LinuxSystemInit {
   pref?: number;
   /** Where the OS's resolver configuration lives (tests). @default /etc/resolv.conf */
   resolvConf?: string;
-  /** The port MagicDNS serves on (tests). @default 53 */
-  dnsPort?: number;
+  /** Where MagicDNS serves (tests: a loopback port; the OS is then pointed at quad-100 as usual). @default quad-100:53 */
+  dnsListen?: { host: string; port: number }[];
 }
 
 class LinuxFilter implements FilterPort {
   private readonly nft: NftFilter;
   private readonly table: string;
   private lastKey: string | null = null;
+  private lastCompiled: CompiledFilter | null = null;
   private rules: readonly FilterRule[] | null = null;
   private lastError: string | null = null;
 
   constructor(
     private readonly iface: string,
-    runner: CommandRunner,
-    logf: Logf,
+    private readonly runner: CommandRunner,
+    private readonly logf: Logf,
   ) {
     this.nft = new NftFilter(runner, logf);
     this.table = filterTableName(iface);
@@ -69,9 +70,20 @@ class LinuxFilter implements FilterPort {
       return r.error;
     }
     this.lastKey = key;
+    this.lastCompiled = compiled;
     this.lastError = null;
     if (rules !== null) this.rules = rules;
     return null;
+  }
+
+  async check(): Promise<void> {
+    const c = this.lastCompiled;
+    if (!c) return;
+    const r = await this.runner(['nft', 'list', 'table', 'inet', this.table]);
+    if (r.code === 0) return;
+    this.logf(`filter: table inet ${this.table} is gone (a firewall reload?); loading it again`);
+    const again = await this.nft.apply(c);
+    if (!again.ok) this.lastError = `the filter was removed from the kernel and cannot be loaded again: ${again.error}`;
   }
 
   status(): FilterStatus {
@@ -94,7 +106,7 @@ class LinuxFilter implements FilterPort {
 
 class LinuxDns implements DnsPort {
   private server: MagicDnsServer | null = null;
-  private readonly direct: DirectResolvConf;
+  private directConf: DirectResolvConf | null = null;
   private resolved: ResolvedLink | null = null;
   private mode: 'resolved' | 'direct' | null = null;
   private plan: DnsPlan | null = null;
@@ -103,13 +115,26 @@ class LinuxDns implements DnsPort {
   private acceptDns = true;
   private base: OsBase | null = null;
 
-  constructor(private readonly o: Required<Pick<LinuxSystemInit, 'iface' | 'stateDir' | 'logf'>> & { runner: CommandRunner; resolvConf?: string; dnsPort?: number }) {
-    this.direct = new DirectResolvConf({ ...(o.resolvConf ? { path: o.resolvConf } : {}), backupPath: join(o.stateDir, 'resolv.pre-weft.conf'), logf: o.logf });
+  constructor(private readonly o: Required<Pick<LinuxSystemInit, 'iface' | 'stateDir' | 'logf'>> & { runner: CommandRunner; resolvConf?: string; dnsListen?: { host: string; port: number }[] }) {
+  }
+
+  /**
+   * resolv.conf's manager. The original is kept beside it (/etc/resolv.pre-weft-backup.conf, Weft's own name, so a
+   * symlinked resolv.conf comes back as the same symlink), except when resolv.conf is a mount point (a container's,
+   * or `ip netns exec`'s /etc/netns/NAME/resolv.conf): then its directory is not its own, and the original is kept
+   * in Weft's state directory. The choice depends only on the machine, so a run after a crash finds the backup.
+   */
+  private async direct(): Promise<DirectResolvConf> {
+    if (this.directConf) return this.directConf;
+    const path = this.o.resolvConf ?? RESOLV_CONF;
+    const backupPath = (await isMountPoint(path)) || this.o.resolvConf ? join(this.o.stateDir, 'resolv.pre-weft.conf') : RESOLV_CONF_BACKUP;
+    this.directConf = new DirectResolvConf({ path, backupPath, logf: this.o.logf });
+    return this.directConf;
   }
 
   async cleanupAtStart(): Promise<void> {
     try {
-      const r = await this.direct.cleanupAtStart();
+      const r = await (await this.direct()).cleanupAtStart();
       if (r !== 'nothing-to-do') this.o.logf(`dns: at start, resolv.conf ${r} (left by an earlier run)`);
     } catch (e) {
       this.o.logf(`dns: restoring resolv.conf at start failed: ${(e as Error).message}`);
@@ -118,7 +143,7 @@ class LinuxDns implements DnsPort {
 
   private async osMode(): Promise<'resolved' | 'direct'> {
     if (this.mode) return this.mode;
-    const d = await detectDnsMode({ runner: this.o.runner, backupPath: this.direct.backupPath, ...(this.o.resolvConf ? { resolvConfPath: this.o.resolvConf } : {}) });
+    const d = await detectDnsMode({ runner: this.o.runner, backupPath: (await this.direct()).backupPath, ...(this.o.resolvConf ? { resolvConfPath: this.o.resolvConf } : {}) });
     if (d.warning) this.o.logf(`dns: ${d.warning}`);
     this.mode = d.mode;
     this.o.logf(`dns: configuring the OS through ${d.mode === 'resolved' ? 'systemd-resolved' : 'resolv.conf (direct)'} (${d.reason})`);
@@ -130,7 +155,8 @@ class LinuxDns implements DnsPort {
     try {
       const mode = await this.osMode();
       // Direct mode cannot split DNS: quad-100 forwards everything else to what the OS used before Weft.
-      if (mode === 'direct' && !this.base) this.base = await this.direct.readBase();
+      const direct = await this.direct();
+      if (mode === 'direct' && !this.base) this.base = await direct.readBase();
       const r = dnsPlan({ dnsConfig: nm.dnsConfig, self: nm.self, peers: nm.peers.values(), acceptDns: o.acceptDns, osBase: mode === 'direct' ? this.base : null });
       if (!r.ok) {
         this.error = `${r.error}; keeping the last good DNS configuration`;
@@ -139,21 +165,26 @@ class LinuxDns implements DnsPort {
       }
       this.plan = r.plan;
       for (const p of r.plan.problems.slice(0, 4)) this.o.logf(`dns: ${p}`);
-      if (!this.server) {
-        const port = this.o.dnsPort ?? 53;
-        this.server = new MagicDnsServer({ listen: (o.ipv6 ? [QUAD100_V4, QUAD100_V6] : [QUAD100_V4]).map((host) => ({ host, port })), logf: this.o.logf });
+      const listen = this.o.dnsListen ?? (o.ipv6 ? [QUAD100_V4, QUAD100_V6] : [QUAD100_V4]).map((host) => ({ host, port: 53 }));
+      this.server ??= new MagicDnsServer({ listen, logf: this.o.logf });
+      // (Again) until every address is served: one taken by another resolver is retried at the next netmap.
+      if (this.server.served().length < listen.length) {
         const rep = await this.server.start();
         for (const f of rep.failed) this.o.logf(`dns: cannot serve on ${f.addr.host}:${f.addr.port}: ${f.error}`);
       }
       this.server.setPlan(r.plan);
-      const os = r.plan.os ? { ...r.plan.os, nameservers: r.plan.os.nameservers.filter((n) => o.ipv6 || !n.includes(':')) } : null;
+      // The OS is pointed only at addresses actually served: a quad-100 that cannot listen must not take the host's DNS.
+      const served = new Set(this.server.served().map((a) => a.host));
+      const ns = (r.plan.os?.nameservers ?? []).filter((n) => (o.ipv6 || !n.includes(':')) && (served.has(n) || this.o.dnsListen !== undefined));
+      const os = r.plan.os && ns.length > 0 ? { ...r.plan.os, nameservers: ns } : null;
+      if (r.plan.os && !os) throw new Error('MagicDNS cannot listen on 100.100.100.100 (another resolver holds port 53?); the OS keeps its own DNS');
       const key = JSON.stringify(os);
       if (key !== this.osApplied) {
         if (os === null) await this.revertOs();
         else if (mode === 'resolved') {
           this.resolved ??= new ResolvedLink({ runner: this.o.runner, ifindex: () => ifindexOf(this.o.iface), logf: this.o.logf });
           await this.resolved.apply(os);
-        } else await this.direct.apply(os);
+        } else await direct.apply(os);
         this.osApplied = key;
       }
       this.error = null;
@@ -165,7 +196,7 @@ class LinuxDns implements DnsPort {
 
   private async revertOs(): Promise<void> {
     if (this.resolved) await this.resolved.revert();
-    else await this.direct.restore();
+    else await (await this.direct()).restore();
   }
 
   status(): DnsStatus {
@@ -204,7 +235,7 @@ export function createLinuxSystem(init: LinuxSystemInit): TailnetSystem {
   return {
     router: new LinuxRouter({ iface: init.iface, table: init.table ?? WEFT_ROUTE_TABLE, pref: init.pref ?? WEFT_RULE_PREF, runner, logf: init.logf }),
     filter: new LinuxFilter(init.iface, runner, init.logf),
-    dns: new LinuxDns({ iface: init.iface, stateDir: init.stateDir, logf: init.logf, runner, ...(init.resolvConf ? { resolvConf: init.resolvConf } : {}), ...(init.dnsPort !== undefined ? { dnsPort: init.dnsPort } : {}) }),
+    dns: new LinuxDns({ iface: init.iface, stateDir: init.stateDir, logf: init.logf, runner, ...(init.resolvConf ? { resolvConf: init.resolvConf } : {}), ...(init.dnsListen ? { dnsListen: init.dnsListen } : {}) }),
     lan: () => connectedPrefixes(networkInterfaces(), (n) => isWeftInterfaceName(n) || n === init.iface),
   };
 }

@@ -22,6 +22,11 @@ export interface FilterPort {
   status(): FilterStatus;
   /** The rules now enforced (null before the first filter from control). */
   enforced(): readonly FilterRule[] | null;
+  /**
+   * Checks that the enforced filter is still in the kernel and loads it again if someone removed it (e.g. a
+   * firewall reload that flushes the whole ruleset). Never throws.
+   */
+  check(): Promise<void>;
   /** Removes the filter (clean exit, with the interface gone). Never throws. */
   remove(): Promise<void>;
 }

@@ -270,7 +270,7 @@ describe.each(HEADSCALE_VERSIONS)('Weft in a real tailnet, headscale %s', (versi
     expect(readFileSync(resolvPath('a1'), 'utf8')).toBe(ORIGINAL_RESOLV);
     // SIGKILL with Weft's resolv.conf in place: the next start (here without MagicDNS) restores the original first.
     a1 = await startA1();
-    expect(readFileSync(resolvPath('a1'), 'utf8')).toMatch(/^nameserver 100\.100\.100\.100$/m);
+    await eventually('Weft points resolv.conf at MagicDNS', 10_000, async () => (/^nameserver 100\.100\.100\.100$/m.test(readFileSync(resolvPath('a1'), 'utf8')) ? true : undefined));
     await a1.kill('SIGKILL');
     expect(readFileSync(resolvPath('a1'), 'utf8')).toMatch(/^nameserver 100\.100\.100\.100$/m);
     a1 = await startA1(['--accept-dns=false']);

@@ -48,7 +48,7 @@ function boolValue(name: string, v: string | undefined, dflt: boolean): boolean 
 export const upCommand: Command = {
   summary: 'connect to the tailnet and stay connected',
   async run(argv) {
-    const { values } = parseFlags(
+    const { values, positionals } = parseFlags(
       boolFlags(argv, ['accept-routes', 'accept-dns']),
       {
         'login-server': { type: 'string' },
@@ -68,6 +68,8 @@ export const upCommand: Command = {
       process.stdout.write(`${usage}\n`);
       return 0;
     }
+    // A stray word is a mistake, not something to ignore: `--accept-dns false` must not leave MagicDNS on.
+    if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]!.slice(0, 40)}" (boolean flags take =true or =false, e.g. --accept-dns=false)\n\n${usage}`);
     if (!values['login-server']) throw new CliError(`--login-server is required\n\n${usage}`);
     let server: URL;
     try {

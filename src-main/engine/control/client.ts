@@ -381,8 +381,9 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
    * A PingRequest (tailcfg.PingRequest): with empty `Types`, an HTTP HEAD to its URL with the normal control HTTP
    * client (not Noise), 15 s timeout, status ignored (Tailscale's controlclient/direct.go `answerHeadPing`).
    * headscale 0.29 sends it from its debug ping page and from the HA subnet-router prober, at
-   * `<server_url>/machine/ping-response?id=…`. Only URLs on the control server's own origin are followed, so a
-   * netmap cannot make this node probe other hosts; other ping types (disco, TSMP, c2n) are not implemented yet.
+   * `<server_url>/machine/ping-response?id=…`. Only URLs on the control server (its login origin, or the server_url
+   * host it sends as Domain) are followed, so a netmap cannot make this node probe other hosts; other ping types
+   * (disco, TSMP, c2n) are not implemented yet.
    */
   private async answerPing(req: PingRequest): Promise<void> {
     if (req.Types !== '' || req.URLIsNoise) {
@@ -396,7 +397,10 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       this.logf('control: PingRequest with an unreadable URL; ignored');
       return;
     }
-    if (url.origin !== this.init.server.origin) {
+    // headscale builds the URL from its server_url, whose host it also sends as MapResponse.Domain: a node that
+    // logged in through another name or address still answers its own server.
+    const ownServer = url.origin === this.init.server.origin || ((url.protocol === 'https:' || url.protocol === 'http:') && url.hostname !== '' && url.hostname === this.nm.domain);
+    if (!ownServer) {
       this.logf(`control: PingRequest to ${url.origin}, not the control server; ignored`);
       return;
     }

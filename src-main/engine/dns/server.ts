@@ -91,6 +91,8 @@ interface Listener {
 
 /** Per TCP connection: queries answered concurrently before reading pauses. */
 const MAX_PIPELINED = 16;
+/** Replies a TCP client has not read yet, at most; a client past it is disconnected. */
+const MAX_TCP_UNREAD_BYTES = 256 * 1024;
 
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -278,10 +280,22 @@ export class MagicDnsServer {
         if (pending >= MAX_PIPELINED) sock.pause();
         void this.handle(msg, 'tcp').then((resp) => {
           pending--;
-          if (pending < MAX_PIPELINED && sock.isPaused()) sock.resume();
-          if (resp && !sock.destroyed) sock.write(frame(resp));
+          if (resp && !sock.destroyed) {
+            sock.write(frame(resp));
+            // A client that sends and never reads would make this process buffer without end: past the bound it
+            // is cut off; short of it, reading pauses until its replies drain.
+            if (sock.writableLength > MAX_TCP_UNREAD_BYTES) {
+              sock.destroy();
+              return;
+            }
+          }
+          if (pending < MAX_PIPELINED && sock.isPaused() && !sock.writableNeedDrain) sock.resume();
         });
       }
+      if (sock.writableNeedDrain) sock.pause();
+    });
+    sock.on('drain', () => {
+      if (pending < MAX_PIPELINED && sock.isPaused()) sock.resume();
     });
   }
 

@@ -431,6 +431,13 @@ function head(b: Builder, iface: string, self: AddrSet, quad100: boolean): void 
   const ctOk = match('in', { ct: { key: 'state' } }, ['established', 'related']);
   const ctInvalid = match('in', { ct: { key: 'state' } }, ['invalid']);
 
+  // MagicDNS's addresses live on the tunnel interface, and Linux is weak-host: without this the LAN (or a
+  // container) could query quad-100 through this machine. Only the host itself may (its queries arrive on lo).
+  if (quad100) {
+    const notLo = match('!=', { meta: { key: 'iifname' } }, 'lo');
+    b.rule(CHAIN_INPUT, [notLo, match('==', addrField(4, 'daddr'), QUAD100_V4), counter, drop], 'weft: MagicDNS is for this host only');
+    b.rule(CHAIN_INPUT, [notLo, match('==', addrField(6, 'daddr'), QUAD100_V6), counter, drop], 'weft: MagicDNS is for this host only');
+  }
   // Anything not from the tunnel leaves this chain (other tables still judge it).
   b.rule(CHAIN_INPUT, [notMine, accept]);
   b.rule(CHAIN_INPUT, [ctOk, counter, accept], 'weft: replies');

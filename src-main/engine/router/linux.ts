@@ -16,7 +16,7 @@
 import type { CommandRunner } from '../io/exec.ts';
 import { describeFailure } from '../io/exec.ts';
 import type { Logf } from '../sys/log.ts';
-import { canonicalPrefix } from '../wg/ip-prefix.ts';
+import { canonicalPrefix, parseIp } from '../wg/ip-prefix.ts';
 
 export interface RouterState {
   routes: readonly string[];
@@ -32,6 +32,8 @@ export interface Router {
   set(s: RouterState): Promise<void>;
   /** Removes Weft's table and rules. Never throws. */
   cleanup(): Promise<void>;
+  /** Makes the next set() compare with the kernel again (a periodic check: rules deleted by someone else). */
+  markStale(): void;
   readonly table: number;
 }
 
@@ -54,6 +56,9 @@ interface IpRoute {
 
 export class LinuxRouter implements Router {
   readonly table: number;
+  /** The last state set in full (set() with the same state spawns nothing). */
+  private lastKey: string | null = null;
+  private recheck = false;
   constructor(private readonly o: LinuxRouterInit) {
     this.table = o.table;
   }
@@ -73,7 +78,7 @@ export class LinuxRouter implements Router {
     const r = await this.o.runner(argv);
     const out = new Map<string, string>();
     if (r.code !== 0) {
-      if (/table does not exist/i.test(r.stderr)) return out;
+      if (/table does not exist|not supported/i.test(r.stderr)) return out;
       throw new Error(describeFailure(argv, r));
     }
     let rows: IpRoute[] = [];
@@ -92,8 +97,8 @@ export class LinuxRouter implements Router {
     return out;
   }
 
-  private async ensureRules(): Promise<void> {
-    for (const f of this.families()) {
+  private async ensureRules(families: readonly (4 | 6)[]): Promise<void> {
+    for (const f of families) {
       const argv = ['ip', '-j', `-${f}`, 'rule', 'show', 'pref', String(this.o.pref)];
       const r = await this.o.runner(argv);
       let present = false;
@@ -110,11 +115,20 @@ export class LinuxRouter implements Router {
   }
 
   async set(s: RouterState): Promise<void> {
-    await this.ensureRules();
+    // Everything that reaches `ip -batch` is re-checked here, whatever the caller did: a canonical prefix or IP is
+    // one token, so no netmap value can smuggle a second command into the batch.
+    for (const p of [...s.routes, ...s.throws]) if (canonicalPrefix(p) !== p) throw new Error(`router: refusing ${JSON.stringify(p.slice(0, 64))}: not a canonical prefix`);
+    for (const a of [s.src4, s.src6]) if (a !== null && parseIp(a)?.ip !== a) throw new Error(`router: refusing source ${JSON.stringify(a.slice(0, 64))}: not an IP address`);
+    // IPv6 only when this node has an IPv6 address (a host booted with ipv6.disable=1 has no IPv6 routing at all).
+    const families: (4 | 6)[] = s.src6 === null || this.o.ipv6 === false ? [4] : [4, 6];
+    const key = JSON.stringify([s, families]);
+    if (key === this.lastKey && !this.recheck) return;
+    this.recheck = false;
+    await this.ensureRules(families);
     const t = String(this.table);
     const adds: string[] = [];
     const dels: string[] = [];
-    for (const f of this.families()) {
+    for (const f of families) {
       const current = await this.read(f);
       const src = f === 4 ? s.src4 : s.src6;
       const want = new Map<string, { line: string; cmd: string }>();
@@ -128,12 +142,19 @@ export class LinuxRouter implements Router {
     // ip -batch takes one command per line, without options; the family follows from each prefix.
     if (adds.length > 0) await this.run(['ip', '-batch', '-'], adds.join('\n') + '\n');
     if (dels.length > 0) await this.run(['ip', '-force', '-batch', '-'], dels.join('\n') + '\n');
+    this.lastKey = key;
+  }
+
+  /** The next set() reads the kernel again even if the state is the same (rules deleted by someone else). */
+  markStale(): void {
+    this.recheck = true;
   }
 
   async cleanup(): Promise<void> {
+    this.lastKey = null;
     for (const f of this.families()) {
       const flush = await this.o.runner(['ip', `-${f}`, 'route', 'flush', 'table', String(this.table)]);
-      if (flush.code !== 0 && !/table does not exist|No such/i.test(flush.stderr)) this.o.logf(`router: ${describeFailure(['ip', `-${f}`, 'route', 'flush', 'table', String(this.table)], flush)}`);
+      if (flush.code !== 0 && !/table does not exist|No such|not supported/i.test(flush.stderr)) this.o.logf(`router: ${describeFailure(['ip', `-${f}`, 'route', 'flush', 'table', String(this.table)], flush)}`);
       // Bounded: one rule per family is ours; a few extra passes clear duplicates left by a crash mid-set.
       for (let i = 0; i < 8; i++) {
         const r = await this.o.runner(['ip', `-${f}`, 'rule', 'del', 'pref', String(this.o.pref), 'lookup', String(this.table)]);

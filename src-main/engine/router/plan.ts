@@ -68,9 +68,10 @@ export function planRoutes(inp: RoutePlanInput): RoutePlan {
   const peers = [...inp.peers].filter((p) => !p.Expired).sort((a, b) => Number(a.ID) - Number(b.ID) || a.ID.localeCompare(b.ID));
   for (const peer of peers) {
     const name = shortName(peer);
+    // Only host prefixes count as a peer's own address; anything wider goes through the subnet-route checks.
     const own = new Set(peer.Addresses.flatMap((a) => {
       const p = parseIpPrefix(a, { allowBare: true });
-      return p ? [formatPrefix(maskPrefix(p))] : [];
+      return p && p.bits === (p.family === 4 ? 32 : 128) ? [formatPrefix(p)] : [];
     }));
     const allowed: string[] = [];
     let exitNoted = false;

@@ -4,7 +4,8 @@
  *  - fail closed: stale state is cleaned and the allow-nothing filter installed before the interface exists, and
  *    the filter from control before the peers are configured; a filter that cannot be installed at first keeps the
  *    interface down;
- *  - a filter that cannot be applied later keeps the last good one, is reported, and the engine keeps serving;
+ *  - a filter from control that cannot be applied keeps the last good one (allow nothing), is reported, and is
+ *    tried again with the next netmap while the engine keeps serving;
  *  - routes go to the system's table (peers' own addresses, with this node's source), not through the interface;
  *  - stop removes routes, DNS and, last, the filter.
  */
@@ -26,6 +27,9 @@ class RecordingSystem implements TailnetSystem {
   calls: string[] = [];
   routerStates: RouterState[] = [];
   filterError: string | null = null;
+  /** Fails only filters from control (the allow-nothing one still loads). */
+  failRules: string | null = null;
+  filterStatusRules = (): readonly FilterRule[] | null => this.applied;
   private applied: readonly FilterRule[] | null = null;
   private lastError: string | null = null;
   router = {
@@ -37,10 +41,17 @@ class RecordingSystem implements TailnetSystem {
     cleanup: async (): Promise<void> => {
       this.calls.push('router.cleanup');
     },
+    markStale: (): void => {
+      this.calls.push('router.markStale');
+    },
   };
   filter = {
     apply: async (rules: readonly FilterRule[] | null): Promise<string | null> => {
       this.calls.push(rules === null ? 'filter.apply(none)' : `filter.apply(${rules.length})`);
+      if (rules !== null && this.failRules) {
+        this.lastError = this.failRules;
+        return this.failRules;
+      }
       if (this.filterError) {
         this.lastError = this.filterError;
         return this.filterError;
@@ -58,6 +69,9 @@ class RecordingSystem implements TailnetSystem {
       skipped: [],
     }),
     enforced: (): readonly FilterRule[] | null => this.applied,
+    check: async (): Promise<void> => {
+      this.calls.push('filter.check');
+    },
     remove: async (): Promise<void> => {
       this.calls.push('filter.remove');
     },
@@ -137,9 +151,8 @@ describe('engine and its system (routes, filter, DNS)', () => {
     expect(c.indexOf('filter.apply(none)')).toBeLessThan(c.indexOf('createInterface'));
     const firstPeerSet = c.indexOf('wg.set(1)');
     expect(c.slice(0, firstPeerSet).some((x) => /^filter\.apply\(\d+\)$/.test(x))).toBe(true);
-    // The filter for the netmap that brought b in was applied in the same pass, before that WireGuard set.
-    const lastFilter = c.slice(0, firstPeerSet).findLastIndex((x) => /^filter\.apply\(\d+\)$/.test(x));
-    expect(c.slice(lastFilter, firstPeerSet).filter((x) => x.startsWith('wg.set'))).toEqual([]);
+    // An unchanged filter is not loaded again for every netmap.
+    expect(c.filter((x) => /^filter\.apply\(\d+\)$/.test(x))).toHaveLength(1);
     // The quad-100 service addresses go on the interface after the node's own.
     expect(wg.upCalls[0]?.serviceAddresses).toEqual(['100.100.100.100/32', 'fd7a:115c:a1e0::53/128']);
     const st = await a.status();
@@ -167,18 +180,24 @@ describe('engine and its system (routes, filter, DNS)', () => {
     await eventually('the retry creates the interface', 10_000, async () => (order.includes('createInterface') ? true : undefined));
   });
 
-  it('keeps the last good filter when a new one fails, says so, and keeps serving', async () => {
+  it('keeps the last good filter (here: allow nothing) when the one from control fails, says so, keeps serving, and retries', async () => {
     const sys = new RecordingSystem();
-    const wg = new FakeWgInterface('weft0');
-    const a = engine('a', sys, wg, null);
+    sys.failRules = 'nft: syntax error';
+    const a = engine('a', sys, new FakeWgInterface('weft0'), null);
     await a.start();
-    await eventually('filter applied', 5_000, async () => ((await a.status()).tailnet?.filter.state === 'applied' ? true : undefined));
-    sys.filterError = 'nft: syntax error';
+    let st = await a.status();
+    expect(st.control.state).toBe('connected');
+    expect(st.tailnet?.filter).toMatchObject({ state: 'error', error: 'nft: syntax error' });
+    expect(sys.filterStatusRules()).toBeNull(); // still the allow-nothing filter: fail closed
+    // The engine keeps serving: a new peer is still taken in, and the failed filter is tried again with it.
+    sys.failRules = null;
     const b = engine('b', undefined, new FakeWgInterface('weft1'), null);
     await b.start();
-    await eventually('a still takes b in', 10_000, async () => ((await a.status()).peers.length === 1 ? true : undefined));
-    const st = await a.status();
-    expect(st.tailnet?.filter).toMatchObject({ state: 'applied', error: 'nft: syntax error' });
-    expect(st.control.state).toBe('connected');
+    await eventually('a takes b in and applies the filter', 10_000, async () => {
+      const s = await a.status();
+      return s.peers.length === 1 && s.tailnet?.filter.state === 'applied' ? s : undefined;
+    });
+    st = await a.status();
+    expect(st.tailnet?.filter.error).toBeNull();
   });
 });

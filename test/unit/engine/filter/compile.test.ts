@@ -215,6 +215,8 @@ describe('compileFilter', () => {
       expect(c.error).toBeNull();
       expect(c.nftRuleCount).toBe(0);
       expect(rulesOf(c.ruleset).map((r) => `${r.chain}: ${r.text}`)).toEqual([
+        'input: iifname != lo ip daddr 100.100.100.100 counter drop',
+        'input: iifname != lo ip6 daddr fd7a:115c:a1e0::53 counter drop',
         'input: iifname != weft0 accept',
         'input: ct state established,related counter accept',
         'input: ct state invalid counter drop',
@@ -346,7 +348,7 @@ describe('compileFilter (property)', { timeout: 60_000 }, () => {
       dst: fc.constantFrom(0, 0, 0, 1, 2),
       proto: fc.constantFrom<'icmp' | number>('icmp', 'icmp', 6, 6, 6, 17, 17, 132, 47, 50, 99),
       dport: fc.constantFrom(20, 22, 22, 25, 1000),
-      iif: fc.constantFrom('weft0', 'weft0', 'weft0', 'eth0'),
+      iif: fc.constantFrom('weft0', 'weft0', 'weft0', 'eth0', 'lo'),
       ct: fc.constantFrom<NonNullable<Packet['ct']>>('new', 'new', 'new', 'established', 'invalid'),
     })
     .map((p): Packet => {

@@ -178,6 +178,8 @@ const validPorts = (d: FilterRule['DstPorts'][number]): boolean => d.Ports.First
 
 /** The verdict for a new inbound packet on `iface`, as tailscaled would give it with Weft's differences. */
 export function modelVerdict(rules: readonly FilterRule[] | null, selfAddrs: readonly string[], iface: string, pkt: Packet): 'accept' | 'drop' {
+  // MagicDNS's addresses answer the host only (its own queries arrive on lo), whatever the interface.
+  if (pkt.iif !== 'lo' && (pkt.dst === '100.100.100.100' || pkt.dst === 'fd7a:115c:a1e0::53')) return 'drop';
   if (pkt.iif !== iface) return 'accept';
   const ct = pkt.ct ?? 'new';
   if (ct === 'established' || ct === 'related') return 'accept';

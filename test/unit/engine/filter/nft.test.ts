@@ -104,7 +104,7 @@ describe('NftFilter', () => {
     await new Promise((r) => setTimeout(r, 20));
     release();
     await Promise.all([a, b]);
-    expect(order).toEqual(['start 19', 'end 19', 'start 16', 'end 16']);
+    expect(order).toEqual(['start 21', 'end 21', 'start 18', 'end 18']);
     expect(f.status().ruleCount).toBe(0);
   });
 
