@@ -126,7 +126,11 @@ export class PeerKit {
   }
 
   /** After `weft up` exits: no interface, route or socket of Weft's is left in the namespace. */
-  async expectNothingLeft(p: WeftPeer): Promise<void> {
+  /**
+   * `afterKill`: the process was SIGKILLed, so Weft's policy rule and its nftables table stay until the next start
+   * replaces them (the fail-closed state: nothing new reaches this host through a tunnel that is gone anyway).
+   */
+  async expectNothingLeft(p: WeftPeer, o: { afterKill?: boolean } = {}): Promise<void> {
     const links = await this.lab.exec(p.host, ['ip', '-o', 'link', 'show']);
     expect(links.stdout).not.toContain(p.iface);
     const routes = await this.lab.exec(p.host, ['ip', 'route', 'show']);
@@ -134,12 +138,16 @@ export class PeerKit {
     const udp = await this.lab.exec(p.host, ['ss', '-Hunlp']);
     expect(udp.stdout.split('\n').filter((l) => /:41641\b/.test(l))).toEqual([]);
     // Weft's routing table, its policy rules and its nftables table are gone too.
-    const rules = await this.lab.exec(p.host, ['ip', 'rule', 'show']);
-    expect(rules.stdout).not.toMatch(/lookup 7070/);
     const table = await this.lab.exec(p.host, ['ip', 'route', 'show', 'table', '7070']);
     expect(table.stdout.trim()).toBe('');
+    const rules = await this.lab.exec(p.host, ['ip', 'rule', 'show']);
     const nft = await this.lab.exec(p.host, ['nft', 'list', 'tables']);
-    expect(nft.stdout).not.toContain(p.iface);
+    if (o.afterKill) {
+      expect(nft.stdout).toContain(p.iface);
+    } else {
+      expect(rules.stdout).not.toMatch(/lookup 7070/);
+      expect(nft.stdout).not.toContain(p.iface);
+    }
   }
 
   /** Waits until each Weft side has the other's endpoints and disco key from control (bounded). */
