@@ -497,6 +497,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       this.applying = this.applying
         .then(async () => {
           await system.filter.check();
+          await system.dns?.check();
           system.router.markStale();
           if (!this.stopped && this.wg) await this.applyNetmap(this.control.netmap);
         })

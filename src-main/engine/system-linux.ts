@@ -14,7 +14,7 @@ import type { DnsStatus, FilterStatus } from '../../src-shared/model/tailnet.ts'
 import type { FilterRule } from '../protocol/control/tailcfg.ts';
 import { WEFT_ROUTE_TABLE, WEFT_RULE_PREF } from './constants.ts';
 import type { NetMap } from './control/map-session.ts';
-import { dnsPlan, type DnsPlan, type OsBase } from './dns/plan.ts';
+import { dnsPlan, type DnsPlan, type OsBase, type OsDnsConfig } from './dns/plan.ts';
 import { detectDnsMode, DirectResolvConf, isMountPoint, RESOLV_CONF, RESOLV_CONF_BACKUP, ResolvedLink } from './dns/os.ts';
 import { MagicDnsServer } from './dns/server.ts';
 import { compileFilter, filterTableName, type CompiledFilter } from './filter/compile.ts';
@@ -104,6 +104,9 @@ class LinuxFilter implements FilterPort {
   }
 }
 
+/** Rewrites by someone else that are answered by putting MagicDNS back; then Weft stops fighting (as tailscaled). */
+const MAX_TRAMPLES = 10;
+
 class LinuxDns implements DnsPort {
   private server: MagicDnsServer | null = null;
   private directConf: DirectResolvConf | null = null;
@@ -114,6 +117,9 @@ class LinuxDns implements DnsPort {
   private error: string | null = null;
   private acceptDns = true;
   private base: OsBase | null = null;
+  /** What the OS was last given (direct mode: to put back after someone else rewrote resolv.conf). */
+  private lastOs: OsDnsConfig | null = null;
+  private tramples = 0;
 
   constructor(private readonly o: Required<Pick<LinuxSystemInit, 'iface' | 'stateDir' | 'logf'>> & { runner: CommandRunner; resolvConf?: string; dnsListen?: { host: string; port: number }[] }) {
   }
@@ -186,6 +192,7 @@ class LinuxDns implements DnsPort {
           await this.resolved.apply(os);
         } else await direct.apply(os);
         this.osApplied = key;
+        this.lastOs = os;
       }
       this.error = null;
     } catch (e) {
@@ -197,6 +204,21 @@ class LinuxDns implements DnsPort {
   private async revertOs(): Promise<void> {
     if (this.resolved) await this.resolved.revert();
     else await (await this.direct()).restore();
+  }
+
+  async check(): Promise<void> {
+    if (this.mode !== 'direct' || !this.lastOs || this.osApplied === null || this.osApplied === 'null') return;
+    try {
+      const direct = await this.direct();
+      if (await direct.isOwn()) return;
+      if (this.tramples >= MAX_TRAMPLES) return;
+      this.tramples++;
+      this.o.logf(`dns: someone else rewrote ${direct.path}; it becomes the original, and MagicDNS goes back in (${this.tramples} of ${MAX_TRAMPLES})`);
+      await direct.apply(this.lastOs);
+      this.base = null; // the next netmap forwards "." to the new file's resolvers
+    } catch (e) {
+      this.o.logf(`dns: checking resolv.conf failed: ${(e as Error).message}`);
+    }
   }
 
   status(): DnsStatus {
@@ -219,6 +241,7 @@ class LinuxDns implements DnsPort {
     await this.server?.close().catch(() => undefined);
     this.server = null;
     this.osApplied = null;
+    this.lastOs = null;
   }
 }
 

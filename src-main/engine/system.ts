@@ -37,6 +37,11 @@ export interface DnsPort {
   /** Serves MagicDNS from the netmap and points the OS at it (or not, without acceptDns). Never throws. */
   apply(nm: NetMap, o: { acceptDns: boolean; ipv6: boolean }): Promise<void>;
   status(): DnsStatus;
+  /**
+   * A periodic check: a resolv.conf someone else rewrote (NetworkManager, dhclient) becomes the new original and
+   * MagicDNS is put back, a bounded number of times. Never throws.
+   */
+  check(): Promise<void>;
   /** Stops serving and gives the OS back its configuration. Never throws. */
   close(): Promise<void>;
 }

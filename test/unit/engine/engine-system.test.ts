@@ -84,6 +84,9 @@ class RecordingSystem implements TailnetSystem {
       this.calls.push('dns.apply');
     },
     status: (): DnsStatus => ({ acceptDns: true, mode: 'off', suffix: null, serving: false, error: null }),
+    check: async (): Promise<void> => {
+      this.calls.push('dns.check');
+    },
     close: async (): Promise<void> => {
       this.calls.push('dns.close');
     },

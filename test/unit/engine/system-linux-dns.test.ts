@@ -98,6 +98,22 @@ describe('MagicDNS in the Linux system (direct resolv.conf)', () => {
     expect(await readFile(join(dir, 'resolv.conf'), 'utf8')).toBe(ORIGINAL);
   });
 
+  it('puts MagicDNS back when someone else rewrites resolv.conf, which becomes the new original', async () => {
+    const port = await freePort();
+    dns = createLinuxSystem({ iface: 'weftt0', stateDir: dir, logf: (l) => logs.push(l), runner: noResolved, resolvConf: join(dir, 'resolv.conf'), dnsListen: [{ host: '127.0.0.1', port }] }).dns!;
+    await dns.apply(netmap('me.ts.example.com.'), { acceptDns: true, ipv6: false });
+    await dns.check(); // Weft's own file: nothing to do
+    expect(logs.join('\n')).not.toMatch(/someone else rewrote/);
+    const dhcp = '# written by a DHCP client\nnameserver 198.51.100.53\n';
+    await writeFile(join(dir, 'resolv.conf'), dhcp);
+    await dns.check();
+    expect(await readFile(join(dir, 'resolv.conf'), 'utf8')).toMatch(/^nameserver 100\.100\.100\.100$/m);
+    expect(logs.join('\n')).toMatch(/someone else rewrote .*resolv\.conf; it becomes the original/);
+    await dns.close();
+    dns = null;
+    expect(await readFile(join(dir, 'resolv.conf'), 'utf8')).toBe(dhcp);
+  });
+
   it('accept-dns off leaves the OS alone, and a start after a crash restores what the crash left', async () => {
     const port = await freePort();
     const mk = (): DnsPort =>
