@@ -177,3 +177,9 @@ export const DERP_BACKOFF_MAX_MS = 5000;
 export const DERP_READ_TIMEOUT_MS = 120_000;
 /** Bound on dialling a DERP server (TCP, TLS and the HTTP upgrade) before it counts as a failed attempt. */
 export const DERP_DIAL_TIMEOUT_MS = 10_000;
+/** Unsent bytes a DERP socket may buffer; past this a packet is dropped, not queued (best effort; magicsock drops past 32 queued packets too). */
+export const DERP_SEND_QUEUE_MAX_BYTES = 1 << 20;
+/** Dropped DERP sends are logged at most once per 10 s per connection, with the count, so a stalled server cannot flood the log. */
+export const DERP_DROP_LOG_INTERVAL_MS = 10_000;
+/** From dial to an opened ServerInfo, as Go's 10 s budget covers dial + TLS + upgrade + DERP handshake; later it is a failed attempt. */
+export const DERP_HANDSHAKE_TIMEOUT_MS = 10_000;

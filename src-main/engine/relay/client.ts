@@ -7,14 +7,41 @@
  * Plain HTTP or TLS by URL scheme (the lab's headscale serves its embedded DERP over plain HTTP). Packets
  * are addressed by node key. A lost connection is redialled with backoff (1 s doubling to 5 s, as
  * magicsock does); sends while down are dropped, as DERP is best effort.
+ *
+ * The connection counts as up only once the ServerInfo frame has opened: it is sealed by the key the server
+ * announced in ServerKey to our node key (Go's parseServerInfo). A ServerInfo that does not open or parse,
+ * one before ServerKey, or none within DERP_HANDSHAKE_TIMEOUT_MS of the dial fails the attempt (and so
+ * redials with backoff). Relayed packets and PeerGone before that are ignored.
+ *
+ * Sends are bounded: when the socket already holds DERP_SEND_QUEUE_MAX_BYTES of unsent bytes (a server that
+ * stopped reading), a packet is dropped and counted in `droppedSends` rather than buffered; drops are logged
+ * at most once per DERP_DROP_LOG_INTERVAL_MS. send never throws.
  */
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import { publicKeyOf } from '../../protocol/crypto/noise.ts';
-import { DerpFrameReader, PROTOCOL_VERSION, encodeFrame, parseFrame, sealClientInfo } from '../../protocol/wire/derp.ts';
-import { DERP_BACKOFF_MAX_MS, DERP_BACKOFF_MIN_MS, DERP_DIAL_TIMEOUT_MS, DERP_READ_TIMEOUT_MS } from '../constants.ts';
+import {
+  DerpFrameReader,
+  FrameType,
+  KEY_LEN,
+  MAX_PACKET_SIZE,
+  PROTOCOL_VERSION,
+  encodeFrame,
+  openServerInfo,
+  parseFrame,
+  sealClientInfo,
+} from '../../protocol/wire/derp.ts';
+import {
+  DERP_BACKOFF_MAX_MS,
+  DERP_BACKOFF_MIN_MS,
+  DERP_DIAL_TIMEOUT_MS,
+  DERP_DROP_LOG_INTERVAL_MS,
+  DERP_HANDSHAKE_TIMEOUT_MS,
+  DERP_READ_TIMEOUT_MS,
+  DERP_SEND_QUEUE_MAX_BYTES,
+} from '../constants.ts';
 import type { Clock, TimerHandle } from '../sys/clock.ts';
 import type { Logf } from '../sys/log.ts';
 import type { DerpTarget } from './targets.ts';
@@ -39,11 +66,16 @@ export interface DerpConnInit {
 export class DerpConn extends EventEmitter<DerpConnEvents> {
   // Owned by this instance.
   private sock: Socket | null = null;
+  private req: http.ClientRequest | null = null;
   private up = false;
   private closed = false;
   private failures = 0;
   private retry: TimerHandle | null = null;
   private readTimer: TimerHandle | null = null;
+  private handshakeTimer: TimerHandle | null = null;
+  private drops = 0;
+  private dropsSinceLog = 0;
+  private lastDropLog = -Infinity;
   readonly nodePub: Uint8Array;
 
   constructor(private readonly init: DerpConnInit) {
@@ -53,6 +85,16 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
 
   get connected(): boolean {
     return this.up;
+  }
+
+  /** Packets (and Pongs) dropped because the socket already held DERP_SEND_QUEUE_MAX_BYTES unsent, or unencodable. */
+  get droppedSends(): number {
+    return this.drops;
+  }
+
+  /** Bytes written to the current socket and not yet handed to the kernel (0 when down). */
+  get bufferedBytes(): number {
+    return this.sock?.writableLength ?? 0;
   }
 
   get regionId(): number {
@@ -88,13 +130,28 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     const req = t.secure
       ? https.request({ ...common, agent: false, servername: t.serverName ?? undefined, rejectUnauthorized: !t.insecure })
       : http.request({ ...common, agent: false });
-    req.on('upgrade', (_res, sock, head) => this.onUpgrade(sock, new Uint8Array(head)));
+    this.req = req;
+    // The whole attempt, up to an opened ServerInfo, has one deadline (the request's own timeout is per idle gap).
+    this.handshakeTimer = this.init.clock.setTimeout(() => {
+      this.handshakeTimer = null;
+      this.fail(`DERP ${this.origin}: no valid ServerInfo within ${DERP_HANDSHAKE_TIMEOUT_MS / 1000} s`);
+    }, DERP_HANDSHAKE_TIMEOUT_MS);
+    req.on('upgrade', (_res, sock, head) => {
+      if (this.req !== req) {
+        sock.destroy();
+        return;
+      }
+      this.req = null;
+      this.onUpgrade(sock, new Uint8Array(head));
+    });
     req.on('response', (res) => {
       res.resume();
-      this.fail(`DERP ${this.origin} answered HTTP ${res.statusCode} instead of upgrading`);
+      if (this.req === req) this.fail(`DERP ${this.origin} answered HTTP ${res.statusCode} instead of upgrading`);
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', (e) => this.fail(`DERP ${this.origin}: ${e.message}`));
+    req.on('error', (e) => {
+      if (this.req === req) this.fail(`DERP ${this.origin}: ${e.message}`);
+    });
     req.end();
   }
 
@@ -104,40 +161,62 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
       return;
     }
     this.sock = sock;
+    // The dial's idle timeout must not outlive the upgrade: the read timer watches the connection from here on.
+    sock.setTimeout(0);
     const reader = new DerpFrameReader();
     let serverPub: Uint8Array | null = null;
     const onBytes = (d: Uint8Array): void => {
+      if (this.sock !== sock) return;
       this.armReadTimer();
       for (const raw of reader.push(d)) {
+        if (this.sock !== sock) return; // failed while handling an earlier frame of this chunk
         if (raw.kind === 'malformed') {
           this.fail(`DERP stream malformed: ${raw.reason}`);
           return;
         }
         const f = parseFrame(raw.type, raw.body);
-        if (f.kind === 'malformed') continue; // an unusable frame is skipped, as the Go client does
+        if (f.kind === 'malformed') {
+          // Go ends the connection on a bad ServerKey greeting or a short ServerInfo; other unusable frames are skipped.
+          if (raw.type === FrameType.ServerInfo || (raw.type === FrameType.ServerKey && !serverPub)) {
+            this.fail(`DERP ${this.origin}: bad ${raw.type === FrameType.ServerInfo ? 'ServerInfo' : 'ServerKey'} frame: ${f.reason}`);
+            return;
+          }
+          continue;
+        }
         switch (f.kind) {
           case 'server-key':
             if (serverPub) break;
-            serverPub = f.serverPub;
+            serverPub = f.serverPub.slice();
             this.write(encodeFrame(sealClientInfo({ clientPriv: this.init.nodePriv, serverPub, info: { version: PROTOCOL_VERSION, canAckPings: true } })));
             if (this.init.preferred) this.write(encodeFrame({ kind: 'note-preferred', preferred: true }));
             break;
-          case 'server-info':
+          case 'server-info': {
+            if (!serverPub) {
+              this.fail(`DERP ${this.origin}: ServerInfo before ServerKey`);
+              return;
+            }
+            const opened = openServerInfo({ clientPriv: this.init.nodePriv, serverPub, frame: f });
+            if (opened.kind === 'malformed') {
+              this.fail(`DERP ${this.origin}: ServerInfo did not verify (${opened.reason})`);
+              return;
+            }
             if (!this.up) {
               this.up = true;
               this.failures = 0;
-              this.init.logf(`derp: connected to region ${this.regionId} (${this.origin})`);
+              this.clearHandshakeTimer();
+              this.init.logf(`derp: connected to region ${this.regionId} (${this.origin}), server version ${opened.info.version}`);
               this.emit('connected');
             }
             break;
+          }
           case 'recv-packet':
-            this.emit('packet', f.src, f.packet);
+            if (this.up) this.emit('packet', f.src, f.packet);
             break;
           case 'ping':
-            this.write(encodeFrame({ kind: 'pong', data: f.data }));
+            this.writeBounded(encodeFrame({ kind: 'pong', data: f.data }));
             break;
           case 'peer-gone':
-            this.emit('peer-gone', f.peer, f.reason);
+            if (this.up) this.emit('peer-gone', f.peer, f.reason);
             break;
           case 'health':
             if (f.problem) this.init.logf(`derp: region ${this.regionId} health: ${f.problem}`);
@@ -148,9 +227,18 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
       }
     };
     sock.on('data', (d: Buffer) => onBytes(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
-    sock.on('close', () => this.fail('DERP connection closed'));
-    sock.on('error', (e) => this.fail(`DERP connection error: ${e.message}`));
+    sock.on('close', () => {
+      if (this.sock === sock) this.fail('DERP connection closed');
+    });
+    sock.on('error', (e) => {
+      if (this.sock === sock) this.fail(`DERP connection error: ${e.message}`);
+    });
     if (head.length > 0) onBytes(head);
+  }
+
+  private clearHandshakeTimer(): void {
+    if (this.handshakeTimer) this.init.clock.clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = null;
   }
 
   private armReadTimer(): void {
@@ -158,15 +246,49 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     this.readTimer = this.init.clock.setTimeout(() => this.fail('no DERP frame for 120 s'), DERP_READ_TIMEOUT_MS);
   }
 
+  /** Handshake frames: small, once per connection, written regardless of the send cap. */
   private write(frame: Uint8Array): void {
     this.sock?.write(frame);
   }
 
-  /** Sends a packet to a node key through the server; dropped while not connected. */
+  /** Writes unless the socket already holds DERP_SEND_QUEUE_MAX_BYTES unsent; returns false (and counts) on a drop. */
+  private writeBounded(frame: Uint8Array): boolean {
+    const sock = this.sock;
+    if (!sock) return false;
+    if (sock.writableLength + frame.length > DERP_SEND_QUEUE_MAX_BYTES) {
+      this.dropped(`send queue full (${sock.writableLength} bytes unsent)`);
+      return false;
+    }
+    sock.write(frame);
+    return true;
+  }
+
+  private dropped(why: string): void {
+    this.drops++;
+    this.dropsSinceLog++;
+    const now = this.init.clock.now();
+    if (now - this.lastDropLog < DERP_DROP_LOG_INTERVAL_MS) return;
+    this.init.logf(`derp: region ${this.regionId}: dropped ${this.dropsSinceLog} send(s): ${why}; ${this.drops} in total`);
+    this.lastDropLog = now;
+    this.dropsSinceLog = 0;
+  }
+
+  /**
+   * Sends a packet to a node key through the server. Returns false when it was dropped: not connected, the
+   * socket's unsent bytes at the cap, or a packet DERP cannot carry (wrong key length, over 64 KiB). Never throws.
+   */
   send(dst: Uint8Array, packet: Uint8Array): boolean {
     if (!this.up || !this.sock) return false;
-    this.write(encodeFrame({ kind: 'send-packet', dst, packet }));
-    return true;
+    if (dst.length !== KEY_LEN || packet.length > MAX_PACKET_SIZE) {
+      this.dropped(`unsendable packet (key ${dst.length} bytes, packet ${packet.length} bytes)`);
+      return false;
+    }
+    try {
+      return this.writeBounded(encodeFrame({ kind: 'send-packet', dst, packet }));
+    } catch (e) {
+      this.dropped(`write failed: ${e instanceof Error ? e.message : String(e)}`);
+      return false;
+    }
   }
 
   private fail(why: string): void {
@@ -174,9 +296,13 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     this.up = false;
     if (this.readTimer) this.init.clock.clearTimeout(this.readTimer);
     this.readTimer = null;
+    this.clearHandshakeTimer();
     const s = this.sock;
     this.sock = null;
     s?.destroy();
+    const r = this.req;
+    this.req = null;
+    r?.destroy();
     if (this.closed || this.retry) return;
     if (wasUp) this.emit('disconnected', why);
     this.init.logf(`derp: region ${this.regionId}: ${why}; redialling`);
@@ -192,9 +318,13 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     this.closed = true;
     if (this.retry) this.init.clock.clearTimeout(this.retry);
     if (this.readTimer) this.init.clock.clearTimeout(this.readTimer);
+    this.readTimer = null;
+    this.clearHandshakeTimer();
     this.up = false;
     this.sock?.destroy();
     this.sock = null;
+    this.req?.destroy();
+    this.req = null;
   }
 
 }
