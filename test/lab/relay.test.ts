@@ -15,8 +15,10 @@
  * Lanes: the scenarios are independent of each other, and most of each one's time is waiting (ping rounds, 20-30 s
  * flows, discovery timers), so the file runs them in three lanes side by side. Each lane is a lab of its own (its
  * own namespaces, derper, headscale and tailnet, nothing shared with the other lanes) and runs its tests one after
- * another, every test setting the routers it uses; createLab() kills each lane's processes by PID and deletes its
- * namespaces, also when a test fails. Within a test, the two nodes start together and stop together.
+ * another, every test setting the routers it uses; the lane's afterAll (Lab.destroy) kills its processes by PID and
+ * deletes its namespaces, also when a test fails. The timed part of the upgrade, dead-path and rebinding tests (from
+ * the last warm-up pings to the end of the polling against the deadline) never overlaps another lane's (see
+ * TimedWindows). Within a test, the two nodes start together and stop together.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -92,11 +94,57 @@ async function routers(lab: Lab, list: [RouterName, RouterProfile][]): Promise<v
 }
 
 /**
- * Starts both nodes at once. If one fails to come up, stops the other before rethrowing, so the next test in the
- * lane starts with no node of this one left.
+ * The lanes' timed windows, one at a time. A timed window is the part of a test that a deadline measures, with its
+ * lead-in: from the check of the starting path (for the dead-path and rebinding tests, from the warm-up pings that
+ * put the pair on it, so that the flow starts on a fresh path as before) through the network change to the end of
+ * the polling against the deadline; the flow's remaining seconds and the checks on its replies come after. Each
+ * poll is a `weft status` process of about 1.5 CPU-seconds (the rebinding test runs two at once) on a machine the
+ * lanes share, so two windows at once would measure each other's polling rather than Weft (seen: 7.6 s instead of
+ * about 2-4 s for the Weft↔Weft upgrade when both upgrade windows overlapped). Windows therefore take turns, first
+ * come, first served, and the heavy steps at the start of the other lanes' tests (nodes starting, `weft status`
+ * polls until the netmaps are in, `weft netcheck`) wait while one is open. A wait is bounded: a window ends within
+ * its test's time-out, and there are five. Nothing inside a window waits for anything but the window before it.
  */
-async function startBoth<A extends Peer, B extends Peer>(pa: Promise<A>, pb: Promise<B>): Promise<[A, B]> {
-  const [ra, rb] = await Promise.allSettled([pa, pb]);
+class TimedWindows {
+  private tail: Promise<void> = Promise.resolve();
+  /** Windows open or waiting for their turn. */
+  private pending = 0;
+
+  /** Runs `f` once every window asked for before it has ended. */
+  async window<T>(f: () => Promise<T>): Promise<T> {
+    this.pending++;
+    const before = this.tail;
+    let end = (): void => undefined;
+    this.tail = new Promise<void>((r) => {
+      end = r;
+    });
+    try {
+      await before;
+      return await f();
+    } finally {
+      this.pending--;
+      end();
+    }
+  }
+
+  /**
+   * Runs `f`, a CPU-heavy step at the start of a test (starting nodes, waiting for their netmaps), once no window is
+   * open or waiting (at most 10 rounds of waiting for the last one asked for).
+   */
+  async quiet<T>(f: () => Promise<T>): Promise<T> {
+    for (let i = 0; i < 10 && this.pending > 0; i++) await this.tail;
+    return f();
+  }
+}
+
+const timed = new TimedWindows();
+
+/**
+ * Starts both nodes at once, outside the timed windows. If one fails to come up, stops the other before rethrowing,
+ * so the next test in the lane starts with no node of this one left.
+ */
+async function startBoth<A extends Peer, B extends Peer>(startA: () => Promise<A>, startB: () => Promise<B>): Promise<[A, B]> {
+  const [ra, rb] = await timed.quiet(() => Promise.allSettled([startA(), startB()]));
   if (ra.status === 'fulfilled' && rb.status === 'fulfilled') return [ra.value, rb.value];
   const up: Peer[] = [];
   if (ra.status === 'fulfilled') up.push(ra.value);
@@ -145,9 +193,9 @@ function relayTests(env: () => Env, otherKind: OtherKind, cases: RelayCase[]): v
     it.each(cases)('%s: the tunnel works and both sides show the relay region', async (_n, list, aUrl) => {
       const { lab, kit } = env();
       await routers(lab, list);
-      const [a, b] = await startBoth(kit.upWeft('a1', aUrl ? { loginServer: aUrl } : {}), kit.up(otherKind, 'b1'));
+      const [a, b] = await startBoth(() => kit.upWeft('a1', aUrl ? { loginServer: aUrl } : {}), () => kit.up(otherKind, 'b1'));
       try {
-        await kit.settle(a, b);
+        await timed.quiet(() => kit.settle(a, b));
         // 10 s of pings, and a second round if a side's first replies have not come yet (the peer's disco key can
         // reach a side's netmap a few seconds after it joined; seen once in CI under load).
         let [okA, okB] = await kit.tunnelPing(a, b);
@@ -173,25 +221,28 @@ function upgradeTest(env: () => Env, otherKind: OtherKind): void {
     it('upgrade: on relay while UDP is blocked, direct within 10 s of the router opening UDP', async () => {
       const { lab, kit } = env();
       await routers(lab, [['na', UDP_BLOCKED], ['nb', EIM_APDF]]);
-      const [a, b] = await startBoth(kit.upWeft('a1', { loginServer: CONTROL_443 }), kit.up(otherKind, 'b1'));
+      const [a, b] = await startBoth(() => kit.upWeft('a1', { loginServer: CONTROL_443 }), () => kit.up(otherKind, 'b1'));
       try {
-        await kit.settle(a, b);
+        await timed.quiet(() => kit.settle(a, b));
         let [okA, okB] = await kit.tunnelPing(a, b);
         if (!(okA && okB)) [okA, okB] = await kit.tunnelPing(a, b);
         expect(okA && okB, kit.logs(a, b)).toBe(true);
-        expect(relayed(await a.linkTo(b)), 'starts on the relay').toBe(true);
-        const f = flow(lab, b, a, 20);
-        await sleep(2000);
-        await lab.setRouter('na', EIM_APDF);
-        const t0 = Date.now();
-        const weftTook = await within(10_000, async () => (await a.linkTo(b)).kind === 'direct');
-        expect(weftTook, `Weft direct within 10 s of UDP opening\n${kit.logs(a, b)}`).not.toBeNull();
-        // The peer's side: a Weft peer follows at once. tailscaled takes up to its next 5 s discovery round (it
-        // sometimes does not act on the CallMeMaybe that carries our new endpoint), so it gets 15 s.
-        const budget = otherKind === 'weft' ? 10_000 : 15_000;
-        const took = await within(budget - (Date.now() - t0), async () => (await b.linkTo(a)).kind === 'direct');
-        expect(took, `${otherKind} direct within ${budget / 1000} s of UDP opening\n${kit.logs(a, b)}`).not.toBeNull();
-        console.log(`upgrade (Weft ↔ ${otherKind}): Weft direct ${weftTook} ms, ${otherKind} ${Date.now() - t0} ms after UDP opened`);
+        const f = await timed.window(async () => {
+          expect(relayed(await a.linkTo(b)), 'starts on the relay').toBe(true);
+          const f = flow(lab, b, a, 20);
+          await sleep(2000);
+          await lab.setRouter('na', EIM_APDF);
+          const t0 = Date.now();
+          const weftTook = await within(10_000, async () => (await a.linkTo(b)).kind === 'direct');
+          expect(weftTook, `Weft direct within 10 s of UDP opening\n${kit.logs(a, b)}`).not.toBeNull();
+          // The peer's side: a Weft peer follows at once. tailscaled takes up to its next 5 s discovery round (it
+          // sometimes does not act on the CallMeMaybe that carries our new endpoint), so it gets 15 s.
+          const budget = otherKind === 'weft' ? 10_000 : 15_000;
+          const took = await within(budget - (Date.now() - t0), async () => (await b.linkTo(a)).kind === 'direct');
+          expect(took, `${otherKind} direct within ${budget / 1000} s of UDP opening\n${kit.logs(a, b)}`).not.toBeNull();
+          console.log(`upgrade (Weft ↔ ${otherKind}): Weft direct ${weftTook} ms, ${otherKind} ${Date.now() - t0} ms after UDP opened`);
+          return f;
+        });
         const out = await f.done;
         expect(parsePingSeqs(out).length, out).toBeGreaterThan(f.count - 10);
       } finally {
@@ -206,25 +257,28 @@ function deadPathTest(env: () => Env, otherKind: OtherKind): void {
     it('dead direct path: dropping all UDP between the routers moves traffic to the relay within 10 s', async () => {
       const { lab, kit } = env();
       await routers(lab, [['na', EIM_APDF], ['nb', EIM_APDF]]);
-      const [a, b] = await startBoth(kit.upWeft('a1'), kit.up(otherKind, 'b1'));
+      const [a, b] = await startBoth(() => kit.upWeft('a1'), () => kit.up(otherKind, 'b1'));
       try {
-        await kit.settle(a, b);
-        await kit.tunnelPing(a, b, 6);
-        expect((await kit.waitLinks(a, b, 'direct')).map((l) => l.kind)).toEqual(['direct', 'direct']);
-        const f = flow(lab, a, b, 25);
-        await sleep(3000);
+        await timed.quiet(() => kit.settle(a, b));
         const cut = join(lab.tmpDir, 'cut.nft');
         writeFileSync(
           cut,
           'table inet weftcut {\n  chain cut {\n    type filter hook forward priority -10; policy accept;\n' +
             '    ip daddr 198.51.100.18 meta l4proto udp drop\n    ip saddr 198.51.100.18 meta l4proto udp drop\n  }\n}\n',
         );
-        const r = await lab.exec('na', ['nft', '-f', cut]);
-        expect(r.code, r.stderr).toBe(0);
-        const cutAt = Date.now() / 1000;
-        const took = await within(10_000, async () => relayed(await a.linkTo(b)));
-        expect(took, `Weft on the relay within 10 s\n${kit.logs(a, b)}`).not.toBeNull();
-        console.log(`dead path (Weft ↔ ${otherKind}): Weft on the relay ${took} ms after the cut`);
+        const { f, cutAt } = await timed.window(async () => {
+          await kit.tunnelPing(a, b, 6);
+          expect((await kit.waitLinks(a, b, 'direct')).map((l) => l.kind)).toEqual(['direct', 'direct']);
+          const f = flow(lab, a, b, 25);
+          await sleep(3000);
+          const r = await lab.exec('na', ['nft', '-f', cut]);
+          expect(r.code, r.stderr).toBe(0);
+          const cutAt = Date.now() / 1000;
+          const took = await within(10_000, async () => relayed(await a.linkTo(b)));
+          expect(took, `Weft on the relay within 10 s\n${kit.logs(a, b)}`).not.toBeNull();
+          console.log(`dead path (Weft ↔ ${otherKind}): Weft on the relay ${took} ms after the cut`);
+          return { f, cutAt };
+        });
         const out = await f.done;
         // Traffic moved: replies keep coming over the relay after the cut.
         const late = parsePingSeqs(out).filter((x) => x.at > cutAt + 10);
@@ -248,24 +302,27 @@ function rebindingTest(env: () => Env): void {
     it('rebinding: the home router remaps UDP mid-flow; direct again within 15 s, < 20 of the 5/s pings lost, none once relayed', async () => {
       const { lab, kit } = env();
       await routers(lab, [['na', EIM_APDF], ['nb', EIM_APDF]]);
-      const [a, b] = await startBoth(kit.upWeft('a1'), kit.upWeft('b1'));
+      const [a, b] = await startBoth(() => kit.upWeft('a1'), () => kit.upWeft('b1'));
       try {
-        await kit.settle(a, b);
-        await kit.tunnelPing(a, b, 6);
-        const [la] = await kit.waitLinks(a, b, 'direct');
-        const lb = await b.linkTo(a);
-        expect([la.kind, lb.kind]).toEqual(['direct', 'direct']);
-        const before = lb.kind === 'direct' ? lb.endpoint : '';
-        const f = flow(lab, a, b, 30);
-        await sleep(4000);
-        // New UDP mappings from 20000-29999 for every flow, the old ones gone (TCP, hence DERP and control, untouched).
-        const r = await lab.exec('na', ['sh', '-c', 'nft insert rule ip natlab post oifname "wan" meta l4proto udp masquerade to :20000-29999 && conntrack -D -p udp >/dev/null']);
-        expect(r.code, r.stderr).toBe(0);
-        const took = await within(15_000, async () => {
-          const [x, y] = await Promise.all([a.linkTo(b), b.linkTo(a)]);
-          return x.kind === 'direct' && y.kind === 'direct' && /^198\.51\.100\.2:2\d{4}$/.test(y.endpoint);
+        await timed.quiet(() => kit.settle(a, b));
+        const { f, took } = await timed.window(async () => {
+          await kit.tunnelPing(a, b, 6);
+          const [la] = await kit.waitLinks(a, b, 'direct');
+          const lb = await b.linkTo(a);
+          expect([la.kind, lb.kind]).toEqual(['direct', 'direct']);
+          const before = lb.kind === 'direct' ? lb.endpoint : '';
+          const f = flow(lab, a, b, 30);
+          await sleep(4000);
+          // New UDP mappings from 20000-29999 for every flow, the old ones gone (TCP, hence DERP and control, untouched).
+          const r = await lab.exec('na', ['sh', '-c', 'nft insert rule ip natlab post oifname "wan" meta l4proto udp masquerade to :20000-29999 && conntrack -D -p udp >/dev/null']);
+          expect(r.code, r.stderr).toBe(0);
+          const took = await within(15_000, async () => {
+            const [x, y] = await Promise.all([a.linkTo(b), b.linkTo(a)]);
+            return x.kind === 'direct' && y.kind === 'direct' && /^198\.51\.100\.2:2\d{4}$/.test(y.endpoint);
+          });
+          expect(took, `direct again (via the new mapping) within 15 s; before: ${before}\n${kit.logs(a, b)}`).not.toBeNull();
+          return { f, took };
         });
-        expect(took, `direct again (via the new mapping) within 15 s; before: ${before}\n${kit.logs(a, b)}`).not.toBeNull();
         const out = await f.done;
         const got = new Set(parsePingSeqs(out).map((x) => x.seq));
         const lost = Array.from({ length: f.count }, (_, i) => i + 1).filter((s) => !got.has(s));
@@ -289,11 +346,11 @@ function portMappingTest(env: () => Env): void {
         await routers(lab, [['na', { ...EDM, inputDrop: false, miniupnpd: true }], ['nb', EIM_APDF]]);
         const upnp = await startMiniupnpd(lab, 'na', { lanIf: 'br-lan', stunIp: STUN.ip });
         try {
-          const [a, b] = await startBoth(kit.upWeft('a1'), kit.upWeft('b1'));
+          const [a, b] = await startBoth(() => kit.upWeft('a1'), () => kit.upWeft('b1'));
           try {
             const m = await a.proc.waitForOutput(/engine: port mapping (198\.51\.100\.2:\d+)/, 20_000);
             const mapped = m[1]!;
-            await kit.settle(a, b);
+            await timed.quiet(() => kit.settle(a, b));
             const seen = (await kit.weftStatus(b)).peers.find((p) => p.name === a.name)?.endpoints ?? [];
             expect(seen, 'the mapping is advertised through control').toContain(mapped);
             await kit.tunnelPing(a, b, 6);
@@ -318,9 +375,9 @@ function netcheckTest(env: () => Env): void {
     it('without --stun or --derp-map, probes the running node’s DERP map: the derper region, its latency and our public address', async () => {
       const { lab, kit, derper } = env();
       await routers(lab, [['na', EIM_APDF]]);
-      const a = await kit.upWeft('a1');
+      const a = await timed.quiet(() => kit.upWeft('a1'));
       try {
-        const r = await lab.exec('a1', [...WEFT, 'netcheck', '--json', '--no-portmap', '--state-dir', a.dir], { timeoutMs: 30_000 });
+        const r = await timed.quiet(() => lab.exec('a1', [...WEFT, 'netcheck', '--json', '--no-portmap', '--state-dir', a.dir], { timeoutMs: 30_000 }));
         expect(r.code, r.stderr).toBe(0);
         const report = NetcheckReport.parse(JSON.parse(r.stdout));
         expect(report.udp).toBe(true);
@@ -340,7 +397,8 @@ function netcheckTest(env: () => Env): void {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Three lanes of about equal length (the longest scenarios first, so they do not all end up in the same stretch).
+// Three lanes of about equal length (~2 min each), ordered so that their timed windows fall at different times:
+// rebinding first in lab 1, relay cases before the timed tests in labs 2 and 3.
 
 lane('lab 1', (env) => {
   rebindingTest(env);
@@ -350,15 +408,15 @@ lane('lab 1', (env) => {
 });
 
 lane('lab 2', (env) => {
-  deadPathTest(env, 'weft');
-  upgradeTest(env, 'tailscaled');
   relayTests(env, 'weft', [EDM_EIM]);
+  deadPathTest(env, 'weft');
   relayTests(env, 'tailscaled', [BOTH_EDM]);
+  upgradeTest(env, 'tailscaled');
 });
 
 lane('lab 3', (env) => {
+  relayTests(env, 'tailscaled', [EDM_EIM, ONE_BLOCKED]);
   deadPathTest(env, 'tailscaled');
   portMappingTest(env);
   relayTests(env, 'weft', [ONE_BLOCKED]);
-  relayTests(env, 'tailscaled', [EDM_EIM, ONE_BLOCKED]);
 });
