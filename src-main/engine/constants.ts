@@ -120,6 +120,10 @@ export const WG_TUN_MTU = 1280;
  * `main` (32766): a tailnet route wins over a broader LAN route, and `throw` routes hand the LAN back to `main`.
  */
 export const WEFT_ROUTE_TABLE = 7070;
+
+/** MagicDNS's service addresses (Tailscale's tsaddr.TailscaleServiceIP and TailscaleServiceIPv6). */
+export const QUAD100_V4 = '100.100.100.100';
+export const QUAD100_V6 = 'fd7a:115c:a1e0::53';
 export const WEFT_RULE_PREF = 5300;
 
 /** How long to wait for wireguard-go's UAPI socket after spawning it (it appears in ~10 ms here). */

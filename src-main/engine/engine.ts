@@ -521,7 +521,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (!this.wg) return null;
     const nm = this.control.netmap;
     const plan = this.routePlan;
-    const selfAddrs = (nm.self?.Addresses ?? []).map((a) => a.replace(/\/(32|128)$/, ''));
+    const selfAddrs = hostAddresses(nm.self?.Addresses ?? []);
     const filter: FilterStatus = this.system
       ? this.system.filter.status()
       : { state: 'none', ruleCount: 0, nftRuleCount: 0, appliedAt: null, error: 'no kernel filter in this mode (a test interface)', skipped: [] };
@@ -535,7 +535,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         error: this.routeError,
       },
       dns: this.system?.dns?.status() ?? { acceptDns: this.prefs.acceptDns, mode: 'off', suffix: null, serving: false, error: null },
-      access: filter.state === 'none' ? [] : effectiveAccess(this.enforcedRules(), selfAddrs, [...nm.peers.values()].map((p) => ({ name: shortName(p), addresses: p.Addresses.map((a) => a.replace(/\/(32|128)$/, '')) }))),
+      access: filter.state === 'none' ? [] : effectiveAccess(this.enforcedRules(), selfAddrs, [...nm.peers.values()].map((p) => ({ name: shortName(p), addresses: hostAddresses(p.Addresses) }))),
     };
   }
 

@@ -54,6 +54,4 @@ export interface TailnetSystem {
   lan(): LanPrefix[];
 }
 
-/** MagicDNS's service addresses (Tailscale's tsaddr.TailscaleServiceIP and TailscaleServiceIPv6). */
-export const QUAD100_V4 = '100.100.100.100';
-export const QUAD100_V6 = 'fd7a:115c:a1e0::53';
+export { QUAD100_V4, QUAD100_V6 } from './constants.ts';

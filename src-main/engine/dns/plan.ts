@@ -33,8 +33,8 @@ import type { DnsConfig, Node } from '../../protocol/control/tailcfg.ts';
 import { bytesToIp, formatAddr, ipToBytes, parseHostPort } from '../../protocol/wire/addr.ts';
 
 /** quad-100: the MagicDNS resolver's addresses (Tailscale net/tsaddr) and the name they answer to. */
-export const QUAD100_V4 = '100.100.100.100';
-export const QUAD100_V6 = 'fd7a:115c:a1e0::53';
+export { QUAD100_V4, QUAD100_V6 } from '../constants.ts';
+import { QUAD100_V4, QUAD100_V6 } from '../constants.ts';
 export const QUAD100_NAME = 'magicdns.localhost-tailscale-daemon.';
 
 /** The IPv6 reverse zone of the tailnet ULA fd7a:115c:a1e0::/48. */

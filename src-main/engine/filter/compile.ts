@@ -80,8 +80,7 @@ export const MAX_RULESET_BYTES = 1_000_000;
 const MAX_SKIPPED = 64;
 
 /** The MagicDNS addresses on Weft's interface; never reachable from peers (see header). */
-const QUAD100_V4 = '100.100.100.100';
-const QUAD100_V6 = 'fd7a:115c:a1e0::53';
+import { QUAD100_V4, QUAD100_V6 } from '../constants.ts';
 
 const PROTO_ICMP = 1;
 const PROTO_TCP = 6;

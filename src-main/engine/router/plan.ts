@@ -18,6 +18,7 @@
  */
 import type { RouteEntry, RouteSkip } from '../../../src-shared/model/tailnet.ts';
 import type { Node } from '../../protocol/control/tailcfg.ts';
+import { shortName } from '../control/status.ts';
 import { formatPrefix, maskPrefix, parseIpPrefix, type IpPrefix } from '../wg/ip-prefix.ts';
 import { routeRefusal } from '../wg/validate.ts';
 
@@ -47,7 +48,6 @@ export interface RoutePlan {
   allowedIPs: Map<string, string[]>;
 }
 
-const shortName = (n: Node): string => n.Name.replace(/\.$/, '').split('.')[0] || n.Hostinfo?.Hostname || `node-${n.ID}`;
 
 /** Whether `outer` contains `inner` (same family, outer no longer, same leading bits). */
 export function prefixContains(outer: IpPrefix, inner: IpPrefix): boolean {
