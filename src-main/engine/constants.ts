@@ -187,3 +187,28 @@ export const DERP_SEND_QUEUE_MAX_BYTES = 1 << 20;
 export const DERP_DROP_LOG_INTERVAL_MS = 10_000;
 /** From dial to an opened ServerInfo, as Go's 10 s budget covers dial + TLS + upgrade + DERP handshake; later it is a failed attempt. */
 export const DERP_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+// --- Kernel data path (datapath/) -------------------------------------------------------------------------
+
+/**
+ * The nft table (inet family) of the kernel data path is this prefix plus the Weft interface name
+ * ("weft_dp_weft0"). The ACL filter's tables are `weft_` plus an escaped name in which every `_` is followed by two
+ * hex digits (filter/compile.ts filterTableName), so the two kinds of table can never share a name.
+ */
+export const DATAPATH_TABLE_PREFIX = 'weft_dp_';
+
+/**
+ * The packet-mark bit the data path sets on the disco socket's own packets in `output` and tests in `postrouting`
+ * (`meta mark | 0x1000`, `meta mark & 0x1000 == 0x1000`). One bit, chosen clear of the marks other software on the
+ * same host tests with a mask: Tailscale's 0xff0000 (tsconst/linuxfw), kube-proxy's 0x4000 and 0x8000, the CNI
+ * portmap plugin's 0x2000 (Podman, CRI-O), Istio's ambient 0x40-0x220 and Cilium's 0x0f00 nibble. It is set after the
+ * routing decision in a `filter` chain, so no `ip rule fwmark` ever sees it.
+ */
+export const DATAPATH_MARK = 0x1000;
+
+/** The data path's prerouting chain runs at priority raw (-300), before conntrack (-200) looks the packet up. */
+export const DATAPATH_PRIO_PREROUTING = -300;
+/** Its output chain, where the mark is set, runs at priority filter (0): after conntrack has recorded the flow. */
+export const DATAPATH_PRIO_OUTPUT = 0;
+/** Its postrouting chain runs at srcnat + 10 (110): after a NAT on the host itself has rewritten the packet. */
+export const DATAPATH_PRIO_POSTROUTING = 110;
