@@ -101,8 +101,18 @@ export const DISCO_LIVENESS_TIMEOUT_MS = 1000;
 /** Pong results kept per candidate (Tailscale's ring size); enough for status and debugging. */
 export const DISCO_PONG_HISTORY = 64;
 
-/** Past this many candidates for one peer, stale ones are pruned as soon as a new one is learned. */
-export const DISCO_MAX_CANDIDATES = 100;
+/**
+ * Bounds on one peer's disco state, so that a hostile peer or a spoofing sender cannot grow it (issue 13; TS
+ * prunes its endpointState past 100 but keeps fresh entries, which disco pings from thousands of source ports
+ * make). With these, the path reducer's per-event cost does not depend on how many sources have pinged.
+ *  - Endpoints taken from one netmap entry or one CallMeMaybe: the first 32 (Tailscale sends a handful).
+ *  - Candidates learned only from inbound pings: the 8 most recent sources; the oldest is forgotten first
+ *    (never the current best). A real peer pings from one or two addresses per path.
+ *  - Outstanding pings: 64, the oldest forgotten first (its pong is then ignored, as a late one is).
+ */
+export const DISCO_MAX_LISTED_ENDPOINTS = 32;
+export const DISCO_MAX_PING_CANDIDATES = 8;
+export const DISCO_MAX_SENT_PINGS = 64;
 
 // --- WireGuard interface --------------------------------------------------------------------------------
 
@@ -163,6 +173,8 @@ export const ENDPOINT_RESTUN_MIN_GAP_MS = 2000;
  */
 export const MAGIC_PENDING_MAX_PACKETS = 16;
 export const MAGIC_PENDING_MAX_AGE_MS = 3000;
+/** User-requested disco pings (`weft ping`) outstanding at once; more are answered "no reply" at once. */
+export const MAGIC_MAX_USER_PINGS = 64;
 
 /**
  * When a disco ping arrives from a candidate and we have no trusted path, we ping that candidate back at once,

@@ -13,6 +13,11 @@
  * Inbound WireGuard is routed to the peer whose disco traffic last came from that source address (a ping or
  * pong binds source → peer, §4.6); packets from unknown sources are dropped and counted. Each peer's path
  * is the pure reducer in paths/endpoint.ts; this class executes its effects and owns the timers.
+ *
+ * Parts: peer-map.ts (peers by node key, the nodes of each disco key, bounded source bindings), derp-links.ts
+ * (one DERP connection per region in use), paths/demux.ts (what a datagram is). Disco has one handler, onDisco,
+ * whose source is a UDP address or a DERP region with the sending node; what it may do differs only where the
+ * protocol says so (a ping over DERP is answered over DERP and binds no address).
  */
 import { EventEmitter } from 'node:events';
 import { formatAddr, type UdpAddr } from '../../protocol/wire/addr.ts';
@@ -21,11 +26,12 @@ import { openDiscoPacket, sealDiscoPacket, type DiscoMessage } from '../../proto
 import { fromHex, toHex } from '../../protocol/wire/hex.ts';
 import { bindUdp, type UdpSocket } from '../io/udp.ts';
 import { StunClient } from '../netcheck/stun-client.ts';
-import { DerpConn } from '../relay/client.ts';
-import { targetKey, type DerpTarget } from '../relay/targets.ts';
+import type { DerpTarget } from '../relay/targets.ts';
 import { classifyDatagram } from '../paths/demux.ts';
 import { addrKey, initialPathState, pathKind, step, type PathEffect, type PathEvent, type PathState, type PathView } from '../paths/endpoint.ts';
-import { MAGIC_PENDING_MAX_AGE_MS, MAGIC_PENDING_MAX_PACKETS } from '../constants.ts';
+import { DISCO_MAX_PING_CANDIDATES, MAGIC_MAX_USER_PINGS, MAGIC_PENDING_MAX_AGE_MS, MAGIC_PENDING_MAX_PACKETS } from '../constants.ts';
+import { DerpLinks } from './derp-links.ts';
+import { PeerMap } from './peer-map.ts';
 import type { Clock, TimerHandle } from '../sys/clock.ts';
 import type { Logf } from '../sys/log.ts';
 
@@ -45,11 +51,19 @@ export interface MagicPeerSpec {
   homeRegion: number | null;
 }
 
+/** Where a disco message came from: a UDP address, or a DERP region with the node the server says sent it. */
+type DiscoSource = { readonly via: 'udp'; readonly addr: UdpAddr } | { readonly via: 'derp'; readonly region: number; readonly node: Peer };
+
+/** The address a pong over DERP reports as the ping's source (Tailscale's magic DERP IP, the region as port). */
+const DERP_MAGIC_IP = '127.3.3.40';
+
 /** What status shows: the reducer's direct/connecting, or relay through a DERP region. */
 export type LinkView = PathView | { kind: 'relay'; region: number };
 
 interface Peer {
-  key: string;
+  /** Node key and disco key, hex (fixed for the peer's life: a new disco key makes a new Peer). */
+  readonly key: string;
+  readonly discoHex: string;
   spec: MagicPeerSpec;
   shared: Uint8Array;
   proxy: UdpSocket;
@@ -98,15 +112,11 @@ export interface MagicCounters {
 export class MagicConn extends EventEmitter<MagicConnEvents> {
   // All owned by this instance; changed only from its socket handlers and public methods.
   private sock: UdpSocket | null = null;
-  private readonly peers = new Map<string, Peer>();
-  private readonly byDisco = new Map<string, Peer>();
-  private readonly addrToPeer = new Map<string, Peer>();
+  /** Source bindings per peer: as many as the reducer keeps ping-learned candidates, plus the netmap's few. */
+  private readonly peers = new PeerMap<Peer>(2 * DISCO_MAX_PING_CANDIDATES);
   private readonly userPings = new Map<string, (r: PingReply) => void>();
   private wgPort: number | null = null;
-  /** DERP: one connection per region in use (home, plus peers' home regions), and where each region is. */
-  private readonly derp = new Map<number, DerpConn>();
-  private derpTargets = new Map<number, DerpTarget>();
-  private homeRegion: number | null = null;
+  private readonly derp: DerpLinks;
   private localEps: UdpAddr[] = [];
   readonly stun: StunClient;
   readonly counters: MagicCounters = { wgIn: 0, wgOut: 0, discoIn: 0, dropped: 0 };
@@ -114,6 +124,23 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   constructor(private readonly init: MagicConnInit) {
     super();
     this.stun = new StunClient({ clock: init.clock, send: (d, to) => this.sendRaw(d, to) });
+    this.derp = new DerpLinks({
+      nodePriv: init.nodePriv,
+      clock: init.clock,
+      logf: init.logf,
+      on: {
+        packet: (region, src, payload) => this.onDerpPacket(region, src, payload),
+        peerGone: (region, key, reason) => {
+          // The server no longer has the peer (it disconnected, or was never there): our relayed packets to it
+          // through this region are dropped until it comes back or control names another home region, which the
+          // next netmap brings. Nothing to redial; say so, since it explains a stalled relayed link.
+          const p = this.peers.get(toHex(key));
+          this.init.logf(`derp: ${p?.spec.name ?? toHex(key).slice(0, 8)} is ${reason === 1 ? 'not connected to' : 'gone from'} region ${region}`);
+          if (p) this.emit('path', p.key, this.pathOf(p.key));
+        },
+        connected: (region) => this.onDerpConnected(region),
+      },
+    });
   }
 
   async start(): Promise<number> {
@@ -145,9 +172,9 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   /** Replaces the peer set (from the netmap): new peers get a proxy socket, removed ones are closed. */
   async setPeers(specs: MagicPeerSpec[]): Promise<void> {
     const want = new Map(specs.map((s) => [toHex(s.nodeKey), s]));
-    for (const [key, p] of this.peers) {
-      const s = want.get(key);
-      if (s && toHex(s.discoKey) === toHex(p.spec.discoKey)) continue;
+    for (const p of [...this.peers.values()]) {
+      const s = want.get(p.key);
+      if (s && toHex(s.discoKey) === p.discoHex) continue;
       this.dropPeer(p);
     }
     for (const [key, s] of want) {
@@ -161,10 +188,10 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
           continue;
         }
         const proxy = await bindUdp({ address: '127.0.0.1', port: 0 });
-        const peer: Peer = { key, spec: s, shared, proxy, path: initialPathState({ newTxId: () => toHex(crypto.getRandomValues(new Uint8Array(12))) }), timer: null, timerAt: null, pending: [], bestKey: null, lastRecvAt: null, wasDirect: false, disco: { pingsSent: 0, pongsReceived: 0, pingsReceived: 0, lastPongAt: null } };
+        const peer: Peer = { key, discoHex: toHex(s.discoKey), spec: s, shared, proxy, path: initialPathState({ newTxId: () => toHex(crypto.getRandomValues(new Uint8Array(12))) }), timer: null, timerAt: null, pending: [], bestKey: null, lastRecvAt: null, wasDirect: false, disco: { pingsSent: 0, pongsReceived: 0, pingsReceived: 0, lastPongAt: null } };
         proxy.onPacket((d) => this.onFromWireGuard(peer, d));
-        this.peers.set(key, peer);
-        this.byDisco.set(toHex(s.discoKey), peer);
+        if (this.peers.knowsDisco(peer.discoHex)) this.init.logf(`magicsock: ${s.name} shares its disco key with another peer; disco messages go to the node they name`);
+        this.peers.add(peer);
         p = peer;
         this.apply(p, { type: 'local-endpoints', endpoints: this.localEps });
       }
@@ -175,10 +202,9 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
 
   private dropPeer(p: Peer): void {
     if (p.timer) this.init.clock.clearTimeout(p.timer);
+    p.timer = null;
     void p.proxy.close();
-    this.peers.delete(p.key);
-    this.byDisco.delete(toHex(p.spec.discoKey));
-    for (const [k, v] of this.addrToPeer) if (v === p) this.addrToPeer.delete(k);
+    this.peers.remove(p);
   }
 
   /** Our advertised endpoints (sent in CallMeMaybe). */
@@ -192,96 +218,54 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
    * map, or whose server changed, loses its connection (redialled on next use).
    */
   setDerp(targets: Map<number, DerpTarget>, home: number | null): void {
-    this.derpTargets = targets;
-    for (const [id, c] of this.derp) {
-      const t = targets.get(id);
-      if (!t || targetKey(t) !== targetKey(c.target)) {
-        c.close();
-        this.derp.delete(id);
-      }
-    }
-    if (home !== this.homeRegion && home !== null) {
-      this.derp.get(home)?.close();
-      this.derp.delete(home);
-    }
-    this.homeRegion = home;
-    if (home !== null) this.derpFor(home);
+    this.derp.set(targets, home);
   }
 
   get home(): number | null {
-    return this.homeRegion;
+    return this.derp.home;
   }
 
-  private derpFor(region: number | null): DerpConn | null {
-    if (region === null) return null;
-    let c = this.derp.get(region);
-    if (c) return c;
-    const target = this.derpTargets.get(region);
-    if (!target) return null;
-    c = new DerpConn({ target, nodePriv: this.init.nodePriv, clock: this.init.clock, logf: this.init.logf, preferred: region === this.homeRegion });
-    c.on('packet', (src, payload) => this.onDerpPacket(region, src, payload));
-    c.on('peer-gone', (key, reason) => {
-      // The server no longer has the peer (it disconnected, or was never there): our relayed packets to it through
-      // this region are dropped until it comes back or control names another home region, which the next netmap
-      // brings. Nothing to redial; say so, since it explains a stalled relayed link.
-      const p = this.peers.get(toHex(key));
-      this.init.logf(`derp: ${p?.spec.name ?? toHex(key).slice(0, 8)} is ${reason === 1 ? 'not connected to' : 'gone from'} region ${region}`);
-      if (p) this.emit('path', p.key, this.pathOf(p.key));
-    });
-    c.on('connected', () => {
-      for (const p of this.peers.values()) {
-        if ((p.spec.homeRegion ?? this.homeRegion) !== region) continue;
-        // Packets that found neither a direct path nor this connection up (a WireGuard handshake, typically) go
-        // now, instead of waiting for WireGuard's 5 s retry.
-        const fresh = p.pending.filter((x) => this.init.clock.now() - x.at <= PENDING_MAX_AGE_MS);
-        p.pending = [];
-        for (const x of fresh) if (c.send(p.spec.nodeKey, x.data)) this.counters.wgOut++;
-        this.emit('path', p.key, this.pathOf(p.key));
-      }
-    });
-    this.derp.set(region, c);
-    c.start();
-    return c;
+  /** DERP connections open now (one per region in use). */
+  get derpLinks(): number {
+    return this.derp.size;
+  }
+
+  /** The region a peer is reached through: its home region, or failing that ours. */
+  private regionOf(p: Peer): number | null {
+    return p.spec.homeRegion ?? this.derp.home;
+  }
+
+  private onDerpConnected(region: number): void {
+    for (const p of this.peers.values()) {
+      if (this.regionOf(p) !== region) continue;
+      // Packets that found neither a direct path nor this connection up (a WireGuard handshake, typically) go
+      // now, instead of waiting for WireGuard's 5 s retry.
+      const fresh = p.pending.filter((x) => this.init.clock.now() - x.at <= PENDING_MAX_AGE_MS);
+      p.pending = [];
+      for (const x of fresh) if (this.derp.reply(region, p.spec.nodeKey, x.data)) this.counters.wgOut++;
+      this.emit('path', p.key, this.pathOf(p.key));
+    }
   }
 
   /** Sends to a peer through its home region (or, failing that, our home region). */
   private sendViaDerp(p: Peer, data: Uint8Array): boolean {
-    const c = this.derpFor(p.spec.homeRegion ?? this.homeRegion);
-    const ok = c?.send(p.spec.nodeKey, data) ?? false;
+    const ok = this.derp.send(this.regionOf(p), p.spec.nodeKey, data);
     if (DEBUG_DISCO) this.init.logf(`[v1] derp send ${data.length}B to ${p.spec.name}: ${ok ? 'sent' : 'no connection'}`);
     return ok;
   }
 
   private onDerpPacket(region: number, src: Uint8Array, payload: Uint8Array): void {
     const p = this.peers.get(toHex(src));
-    if (DEBUG_DISCO) this.init.logf(`[v1] derp ${region} recv ${payload.length}B from ${p?.spec.name ?? toHex(src).slice(0, 8)} (${classifyDatagram(payload)})`);
+    const kind = classifyDatagram(payload);
+    if (DEBUG_DISCO) this.init.logf(`[v1] derp ${region} recv ${payload.length}B from ${p?.spec.name ?? toHex(src).slice(0, 8)} (${kind})`);
     if (!p) {
       this.counters.dropped++;
       return;
     }
-    switch (classifyDatagram(payload)) {
-      case 'disco': {
-        const r = openDiscoPacket(payload, (sender) => this.byDisco.get(toHex(sender))?.shared ?? null);
-        if (r.kind !== 'disco' || this.byDisco.get(toHex(r.senderPub)) !== p) {
-          this.counters.dropped++;
-          return;
-        }
-        this.counters.discoIn++;
-        // Via DERP: pings are answered via DERP; CallMeMaybe starts hole punching; neither binds an address.
-        if (r.msg.kind === 'ping') {
-          const pong = sealDiscoPacket({ senderPub: this.init.discoPub, shared: p.shared, msg: { kind: 'pong', txid: r.msg.txid, src: { ip: '127.3.3.40', port: region } } });
-          this.derp.get(region)?.send(p.spec.nodeKey, pong);
-        } else if (r.msg.kind === 'call-me-maybe') {
-          this.apply(p, { type: 'call-me-maybe', endpoints: r.msg.endpoints });
-        } else if (r.msg.kind === 'pong') {
-          const user = this.userPings.get(toHex(r.msg.txid));
-          if (user) {
-            this.userPings.delete(toHex(r.msg.txid));
-            user({ from: { ip: '127.3.3.40', port: region }, latencyMs: 0 });
-          }
-        }
+    switch (kind) {
+      case 'disco':
+        this.onDisco(payload, { via: 'derp', region, node: p });
         return;
-      }
       case 'wireguard':
         if (this.wgPort === null) return;
         this.counters.wgIn++;
@@ -292,6 +276,12 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
       default:
         this.counters.dropped++;
     }
+  }
+
+  /** Sizes of a peer's bounded disco state (null if unknown): for status, debugging and the bounds tests. */
+  stateSizes(nodeKeyHex: string): { boundAddrs: number; candidates: number; sentPings: number; pending: number } | null {
+    const p = this.peers.get(nodeKeyHex);
+    return p ? { boundAddrs: this.peers.addrsOfPeer(p).length, candidates: p.path.candidates.size, sentPings: p.path.sentPings.size, pending: p.pending.length } : null;
   }
 
   /** Disco counters for a peer (null if unknown); lastPongAt is wall-clock ms. */
@@ -305,9 +295,8 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
     if (!p) return { kind: 'connecting' };
     const view = pathKind(p.path, this.init.clock.now());
     if (view.kind === 'direct') return view;
-    const region = p.spec.homeRegion ?? this.homeRegion;
-    const c = region === null ? undefined : this.derp.get(region);
-    return c?.connected && region !== null ? { kind: 'relay', region } : view;
+    const region = this.regionOf(p);
+    return this.derp.existing(region)?.connected && region !== null ? { kind: 'relay', region } : view;
   }
 
   // ---- data path
@@ -322,11 +311,11 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
         if (!this.stun.handlePacket(d, from)) this.counters.dropped++;
         return;
       case 'disco':
-        this.onDisco(d, from);
+        this.onDisco(d, { via: 'udp', addr: from });
         return;
       case 'wireguard': {
         const key = addrKey(from);
-        const p = this.addrToPeer.get(key);
+        const p = this.peers.peerForAddr(key);
         if (!p || this.wgPort === null) {
           this.counters.dropped++;
           return;
@@ -343,38 +332,71 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
     }
   }
 
-  private onDisco(d: Uint8Array, from: UdpAddr): void {
-    const r = openDiscoPacket(d, (sender) => this.byDisco.get(toHex(sender))?.shared ?? null);
+  /**
+   * The one disco handler (dataplane-protocol §3.7, §4.6). The sender's disco key names a set of nodes; which of
+   * them a message is for comes from the DERP sender, the ping's node key, or the pong's transaction ID (each
+   * node's reducer knows its own). Only when nothing tells them apart does a ping go to all of them, and then
+   * it binds no source address (TS: magicsock.go handlePingLocked, unambiguousNodeKeyOfPingLocked).
+   */
+  private onDisco(d: Uint8Array, src: DiscoSource): void {
+    const r = openDiscoPacket(d, (sender) => this.peers.nodesOfDisco(toHex(sender)).values().next().value?.shared ?? null);
     if (r.kind !== 'disco') {
       this.counters.dropped++; // unknown senders and bad boxes are dropped silently
       return;
     }
-    const p = this.byDisco.get(toHex(r.senderPub));
-    if (!p) return;
+    const sender = toHex(r.senderPub);
+    if (src.via === 'derp' && src.node.discoHex !== sender) {
+      this.counters.dropped++; // sealed with a disco key that is not the sending node's
+      return;
+    }
+    const nodes = src.via === 'derp' ? [src.node] : [...this.peers.nodesOfDisco(sender)];
+    if (nodes.length === 0) return;
     this.counters.discoIn++;
     const msg = r.msg;
     switch (msg.kind) {
-      case 'ping':
-        p.disco.pingsReceived++;
-        this.addrToPeer.set(addrKey(from), p);
-        this.apply(p, { type: 'ping-received', from, txid: toHex(msg.txid) });
-        return;
-      case 'pong': {
-        p.disco.pongsReceived++;
-        p.disco.lastPongAt = Date.now();
-        this.addrToPeer.set(addrKey(from), p);
+      case 'ping': {
         const txid = toHex(msg.txid);
+        if (src.via === 'derp') {
+          // Over DERP: answered over DERP, from the region it came through; it binds no address.
+          const p = src.node;
+          p.disco.pingsReceived++;
+          const pong = sealDiscoPacket({ senderPub: this.init.discoPub, shared: p.shared, msg: { kind: 'pong', txid: msg.txid, src: { ip: DERP_MAGIC_IP, port: src.region } } });
+          this.derp.reply(src.region, p.spec.nodeKey, pong);
+          return;
+        }
+        const named = msg.nodeKey ? this.peers.get(toHex(msg.nodeKey)) : undefined;
+        const targets = named && named.discoHex === sender ? [named] : nodes;
+        for (const p of targets) {
+          p.disco.pingsReceived++;
+          if (targets.length === 1) this.peers.bindAddr(addrKey(src.addr), p);
+          this.apply(p, { type: 'ping-received', from: src.addr, txid });
+        }
+        return;
+      }
+      case 'pong': {
+        const txid = toHex(msg.txid);
+        const from = src.via === 'udp' ? src.addr : { ip: DERP_MAGIC_IP, port: src.region };
         const user = this.userPings.get(txid);
         if (user) {
           this.userPings.delete(txid);
           user({ from, latencyMs: 0 });
         }
-        this.apply(p, { type: 'pong-received', from, txid, src: msg.src });
+        if (src.via === 'derp') return; // a pong over DERP says nothing about a UDP path
+        const mine = nodes.find((n) => n.path.sentPings.has(txid));
+        const p = mine ?? (user && nodes.length === 1 ? nodes[0] : undefined);
+        if (!p) return;
+        p.disco.pongsReceived++;
+        p.disco.lastPongAt = Date.now();
+        this.peers.bindAddr(addrKey(src.addr), p);
+        if (mine) this.apply(p, { type: 'pong-received', from: src.addr, txid, src: msg.src });
         return;
       }
-      case 'call-me-maybe':
-        this.apply(p, { type: 'call-me-maybe', endpoints: msg.endpoints });
+      case 'call-me-maybe': {
+        // Over UDP (sent where there is no DERP) it is honoured only when the disco key names one node.
+        if (nodes.length !== 1) return;
+        this.apply(nodes[0]!, { type: 'call-me-maybe', endpoints: msg.endpoints });
         return;
+      }
       default:
         return; // peer-relay messages (0x04-0x09) are not supported: dropped silently (errata)
     }
@@ -481,7 +503,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
    */
   ping(nodeKeyHex: string, timeoutMs: number): Promise<PingReply | null> {
     const p = this.peers.get(nodeKeyHex);
-    if (!p) return Promise.resolve(null);
+    if (!p || this.userPings.size >= MAGIC_MAX_USER_PINGS) return Promise.resolve(null);
     this.apply(p, { type: 'send-data' });
     const view = pathKind(p.path, this.init.clock.now());
     const targets = view.kind === 'direct' ? [view.addr] : [...p.path.candidates.values()].map((c) => c.addr);
@@ -501,8 +523,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   }
 
   async close(): Promise<void> {
-    for (const c of this.derp.values()) c.close();
-    this.derp.clear();
+    this.derp.close();
     for (const p of [...this.peers.values()]) this.dropPeer(p);
     this.stun.close();
     await this.sock?.close();

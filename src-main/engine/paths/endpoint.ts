@@ -38,6 +38,14 @@
  * replaces the list) and inbound pings (kept 45 s after the last ping). A stale candidate is dropped at
  * the next full ping; dropping bestAddr's candidate clears bestAddr.
  *
+ * Bounded against hostile peers (constants.ts DISCO_MAX_*): at most 32 endpoints from each list, the 8 most
+ * recent ping-only sources, 64 outstanding pings. Every event then costs the same whether 10 or 5,000 source
+ * ports have pinged (test/unit/engine/paths/bounds.test.ts).
+ *
+ * Liveness without seeing packets (the kernel data path, where WireGuard sends straight to the peer): the
+ * `wg-counters` event carries WireGuard's own per-peer counters. Growing tx bytes count as traffic sent (they
+ * start heartbeats and discovery as send-data does); growing rx bytes count as traffic heard from the peer.
+ *
  * Deliberate differences from magicsock, none visible on the wire: a pong whose source differs from the
  * pinged address is ignored (we never call a path direct without a pong from that exact address); a
  * send error clears bestAddr only if it concerns bestAddr; a candidate is kept while any of its three
@@ -48,7 +56,9 @@
 import {
   DISCO_GOOD_ENOUGH_LATENCY_MS,
   DISCO_HEARTBEAT_INTERVAL_MS,
-  DISCO_MAX_CANDIDATES,
+  DISCO_MAX_LISTED_ENDPOINTS,
+  DISCO_MAX_PING_CANDIDATES,
+  DISCO_MAX_SENT_PINGS,
   DISCO_PING_INTERVAL_MS,
   DISCO_PING_TIMEOUT_MS,
   DISCO_PONG_HISTORY,
@@ -162,6 +172,17 @@ export interface PathState {
   readonly shown: PathView;
   /** The last schedule emitted. */
   readonly wakeAt: number | null;
+  /** Keys of candidates learned from pings alone, oldest first (at most DISCO_MAX_PING_CANDIDATES). */
+  readonly pingOnly: readonly string[];
+  /** The last WireGuard counters seen (wg-counters), and when rx bytes last grew; null before the first. */
+  readonly wg: WgSample | null;
+}
+
+export interface WgSample {
+  readonly txBytes: number;
+  readonly rxBytes: number;
+  /** When rx bytes last grew, or the latest handshake if later (null: not since the first sample). */
+  readonly rxAt: number | null;
 }
 
 /**
@@ -177,6 +198,8 @@ export interface PathState {
  *  - tick: the timer armed by the last `schedule` fired (early or spurious ticks are harmless).
  *  - send-error: a send to `addr` failed in a way that makes it unusable (e.g. host unreachable).
  *  - link-change: our network changed (major link change / rebind): forget every path.
+ *  - wg-counters: WireGuard's counters for this peer (UAPI tx_bytes, rx_bytes, last handshake in this clock's
+ *    time base, null if none). A sample whose counters went down (the peer was re-added) is a new baseline.
  */
 export type PathEvent =
   | { readonly type: 'netmap-endpoints'; readonly endpoints: readonly UdpAddr[] }
@@ -188,7 +211,8 @@ export type PathEvent =
   | { readonly type: 'relay-received'; readonly lastRecvAt: number | null }
   | { readonly type: 'tick' }
   | { readonly type: 'send-error'; readonly addr: UdpAddr }
-  | { readonly type: 'link-change' };
+  | { readonly type: 'link-change' }
+  | { readonly type: 'wg-counters'; readonly txBytes: number; readonly rxBytes: number; readonly lastHandshakeAt: number | null };
 
 /**
  * Outputs, to execute in order.
@@ -232,6 +256,8 @@ export function initialPathState(deps: PathDeps, timers: PathTimers = DEFAULT_PA
     heartbeatAt: null,
     shown: { kind: 'connecting' },
     wakeAt: null,
+    pingOnly: [],
+    wg: null,
   };
 }
 
@@ -353,7 +379,10 @@ class Work {
     if (!c) return;
     this.setCand({ ...c, lastPingAt: this.now });
     const txid = this.s.deps.newTxId();
-    this.pings().set(txid, back ? { txid, to: c.addr, at: this.now, purpose, back } : { txid, to: c.addr, at: this.now, purpose });
+    const pings = this.pings();
+    // Bounded: the oldest outstanding ping is forgotten (Map order is insertion order, so this is O(1)).
+    while (pings.size >= DISCO_MAX_SENT_PINGS) pings.delete(pings.keys().next().value!);
+    pings.set(txid, back ? { txid, to: c.addr, at: this.now, purpose, back } : { txid, to: c.addr, at: this.now, purpose });
     this.fx.push({ type: 'send-ping', to: c.addr, txid, purpose });
   }
 
@@ -373,6 +402,31 @@ class Work {
     this.s.lastLivenessAt = this.now;
     this.s.suspectSince = this.now;
     this.startPing(best.addr, 'liveness');
+  }
+
+  /**
+   * Records that `key` (a candidate) just pinged us. If nothing else vouches for it, it joins the ping-only
+   * sources, and past DISCO_MAX_PING_CANDIDATES the oldest of them that is not bestAddr is forgotten.
+   */
+  notePingSource(key: string): void {
+    const c = this.s.candidates.get(key);
+    if (!c || c.inNetmap || c.callMeMaybeAt !== null) return;
+    const list = this.s.pingOnly.filter((k) => k !== key);
+    list.push(key);
+    const bestKey = this.s.best ? addrKey(this.s.best.addr) : null;
+    while (list.length > DISCO_MAX_PING_CANDIDATES) {
+      const i = list.findIndex((k) => k !== bestKey);
+      const [old] = list.splice(i, 1);
+      const oc = this.s.candidates.get(old!);
+      if (oc && !oc.inNetmap && oc.callMeMaybeAt === null) this.deleteCand(old!);
+    }
+    this.s.pingOnly = list;
+  }
+
+  /** Traffic to the peer is flowing (a packet to send, or WireGuard's tx bytes grew): start heartbeats. */
+  noteSending(): void {
+    this.s.lastSendAt = this.now;
+    if (this.s.heartbeatAt === null) this.s.heartbeatAt = this.now + this.s.timers.heartbeatIntervalMs;
   }
 
   /** §4.5 "send disco pings": every fresh candidate not pinged within discoPingInterval. */
@@ -440,9 +494,10 @@ export function step(state: PathState, event: PathEvent, now: number): StepResul
   const t = w.s.timers;
   switch (event.type) {
     case 'netmap-endpoints': {
-      const listed = new Set(event.endpoints.filter(usable).map(addrKey));
+      const eps = event.endpoints.filter(usable).slice(0, DISCO_MAX_LISTED_ENDPOINTS);
+      const listed = new Set(eps.map(addrKey));
       for (const [key, c] of state.candidates) if (c.inNetmap && !listed.has(key)) w.setCand({ ...c, inNetmap: false });
-      for (const a of event.endpoints.filter(usable)) {
+      for (const a of eps) {
         const c = w.s.candidates.get(addrKey(a)) ?? newCandidate(a);
         if (!c.inNetmap) w.setCand({ ...c, inNetmap: true });
       }
@@ -467,7 +522,7 @@ export function step(state: PathState, event: PathEvent, now: number): StepResul
       break;
     }
     case 'call-me-maybe': {
-      const eps = event.endpoints.filter((a) => usable(a) && !isV6LinkLocal(a.ip));
+      const eps = event.endpoints.filter((a) => usable(a) && !isV6LinkLocal(a.ip)).slice(0, DISCO_MAX_LISTED_ENDPOINTS);
       const listed = new Set(eps.map(addrKey));
       for (const [key, c] of state.candidates) {
         if (c.callMeMaybeAt === null || listed.has(key)) continue;
@@ -486,7 +541,7 @@ export function step(state: PathState, event: PathEvent, now: number): StepResul
       const c = w.s.candidates.get(key);
       const duplicate = c?.lastGotPingTxId === event.txid;
       w.setCand({ ...(c ?? newCandidate(event.from)), lastGotPingAt: now, lastGotPingTxId: event.txid });
-      if (!c && w.s.candidates.size > DISCO_MAX_CANDIDATES) w.pruneStale();
+      w.notePingSource(key);
       if (!duplicate) w.fx.push({ type: 'send-pong', to: event.from, txid: event.txid, src: event.from });
       // A ping that reached us proves the path from the peer is open; while we have no trusted path, ping
       // back at once rather than waiting out discoPingInterval. It plays the part CallMeMaybe plays over
@@ -494,8 +549,8 @@ export function step(state: PathState, event: PathEvent, now: number): StepResul
       // unanswered ping we sent there "blind" (not in reply to a ping from there) does not count: it most likely
       // died at the peer's NAT before the peer opened it, which this ping shows it now has. A ping-back is never
       // blind, so two peers cannot keep pinging each other back.
-      if (!duplicate && !isTrusted(w.s, now)) {
-        const cur = w.s.candidates.get(key)!;
+      const cur = w.s.candidates.get(key);
+      if (cur && !duplicate && !isTrusted(w.s, now)) {
         const blind = [...w.s.sentPings.values()].some((p) => sameAddr(p.to, cur.addr) && !p.back);
         if (cur.lastPingAt === null || blind || now - cur.lastPingAt >= DISCO_PING_BACK_MIN_INTERVAL_MS) w.startPing(cur.addr, 'discovery', true);
       }
@@ -522,8 +577,7 @@ export function step(state: PathState, event: PathEvent, now: number): StepResul
       break;
     }
     case 'send-data': {
-      w.s.lastSendAt = now;
-      if (w.s.heartbeatAt === null) w.s.heartbeatAt = now + t.heartbeatIntervalMs;
+      w.noteSending();
       if (isTrusted(w.s, now) && event.lastRecvAt !== undefined && w.s.best) {
         // Liveness: bestAddr has gone quiet although we keep sending. Ping it now and relay too while the check
         // runs (this packet included); `tick` stops trusting it if the answer does not come in time.
@@ -567,6 +621,27 @@ export function step(state: PathState, event: PathEvent, now: number): StepResul
       const c = w.s.candidates.get(addrKey(event.addr));
       if (c) w.setCand({ ...c, lastPingAt: null, pongs: [] });
       if (w.s.best && sameAddr(w.s.best.addr, canonicalAddr(event.addr))) w.setBest(null);
+      break;
+    }
+    case 'wg-counters': {
+      const prev = state.wg;
+      const fresh = !prev || event.txBytes < prev.txBytes || event.rxBytes < prev.rxBytes;
+      const sent = !fresh && event.txBytes > prev.txBytes;
+      let rxAt = fresh ? null : prev.rxAt;
+      if (!fresh && event.rxBytes > prev.rxBytes) rxAt = now;
+      // A completed handshake is something heard from the peer too.
+      const hs = event.lastHandshakeAt;
+      if (hs !== null && hs <= now && (rxAt === null || hs > rxAt)) rxAt = hs;
+      w.s.wg = { txBytes: event.txBytes, rxBytes: event.rxBytes, rxAt };
+      if (!sent) break;
+      w.noteSending();
+      if (isTrusted(w.s, now) && w.s.best) {
+        // The same liveness check as for send-data, with "heard" taken from WireGuard's rx counter.
+        const heard = Math.max(rxAt ?? -Infinity, w.s.bestAt ?? -Infinity);
+        if (now - heard > t.livenessSilenceMs) w.probeBest(false);
+      } else {
+        w.sendDiscoPings(true);
+      }
       break;
     }
     case 'link-change': {

@@ -134,7 +134,8 @@ export function isV4Mapped(b: Uint8Array): boolean {
 
 /** Compares two endpoints for equality (text-normalised). */
 export function sameAddr(a: UdpAddr | null | undefined, b: UdpAddr | null | undefined): boolean {
-  if (!a || !b) return false;
+  if (!a || !b || a.port !== b.port) return false;
+  if (a.ip === b.ip) return true; // the common case, without parsing (the hot path compares canonical forms)
   const ab = ipToBytes(a.ip);
   const bb = ipToBytes(b.ip);
   if (!ab || !bb) return a.ip === b.ip && a.port === b.port;
