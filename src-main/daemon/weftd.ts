@@ -17,6 +17,7 @@ import { EVENT_NAMES, type EventName } from '../../src-shared/ipc/contract.ts';
 import type { Logf } from '../engine/sys/log.ts';
 import type { WgInterface } from '../engine/wg/iface.ts';
 import { cleanupStaleInterfaces } from '../engine/wg/stale.ts';
+import { defaultWireguardGo, type WireguardGoBinary } from '../engine/wg/resolve.ts';
 import { startWireguardGo } from '../engine/wg/wireguard-go.ts';
 import { createLinuxSystem } from '../engine/system-linux.ts';
 import type { TailnetSystem } from '../engine/system.ts';
@@ -59,6 +60,8 @@ export interface WeftdOptions {
 
 export interface Weftd {
   readonly host: Host;
+  /** The wireguard-go weftd runs (path, version, whether it is the pinned build); null with `createInterface`. */
+  readonly wireguardGo: WireguardGoBinary | null;
   readonly api: ApiServer;
   readonly dispatch: Dispatch;
   close(): Promise<void>;
@@ -77,7 +80,10 @@ function failingFirst(n: number, create: (name: string) => Promise<WgInterface>)
 }
 
 export async function startWeftd(o: WeftdOptions): Promise<Weftd> {
-  let create = o.createInterface ?? ((name: string): Promise<WgInterface> => startWireguardGo({ name }, { logf: o.logf }));
+  // Which wireguard-go (resolve.ts: $WEFT_WIREGUARD_GO, Weft's pinned build, then PATH), chosen and logged once.
+  const wireguardGo = o.createInterface ? null : await defaultWireguardGo(o.logf);
+  let create =
+    o.createInterface ?? ((name: string): Promise<WgInterface> => startWireguardGo({ name, ...(wireguardGo ? { binary: wireguardGo.path } : {}) }, { logf: o.logf }));
   const createSystem = o.createSystem ?? (o.createInterface ? undefined : (name: string): TailnetSystem => createLinuxSystem({ iface: name, stateDir: o.dataDir, logf: o.logf }));
   const fail = Number(process.env['WEFT_DEBUG_FAIL_IFACE'] ?? 0);
   if (Number.isInteger(fail) && fail > 0) create = failingFirst(fail, create);
@@ -144,6 +150,7 @@ export async function startWeftd(o: WeftdOptions): Promise<Weftd> {
   let closing: Promise<void> | undefined;
   return {
     host,
+    wireguardGo,
     api,
     dispatch,
     close() {

@@ -30,6 +30,7 @@ import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { StatusReport, type PeerPath } from '../../src-shared/model/status.ts';
 import { connectDaemon } from '../../src-main/daemon/api-client.ts';
+import { describeWireguardGo, resolveWireguardGo } from '../../src-main/engine/wg/resolve.ts';
 import { createLab, REPO_ROOT, type HostName, type Lab, type LabProcess, type RouterProfile } from '../lab/lab.ts';
 import { startDerper } from '../lab/derper.ts';
 import { derpMapYaml, peersDir, startHeadscale, type Headscale } from '../lab/headscale.ts';
@@ -448,8 +449,12 @@ async function plainWireguard(lab: Lab): Promise<PlainWg> {
       writeFileSync(file, `${priv}\n`, { mode: 0o600 });
       keys.push({ priv, pub: p.stdout.trim(), file });
     }
+    // The same wireguard-go Weft runs (resolve.ts: Weft's pinned build when it is there), so the ratio compares
+    // Weft's forwarding with that binary alone.
+    const wgBin = await resolveWireguardGo();
+    log(`plain reference: ${describeWireguardGo(wgBin)}`);
     for (const s of sides) {
-      procs.push(lab.spawn(s.host, ['wireguard-go', '-f', s.ifname], { env: { LOG_LEVEL: 'error' } }));
+      procs.push(lab.spawn(s.host, [wgBin.path, '-f', s.ifname], { env: { LOG_LEVEL: 'error' } }));
     }
     for (const [i, s] of sides.entries()) {
       const ready = await waitUntil(async () => (await lab.exec(s.host, ['wg', 'show', s.ifname])).code === 0, 10_000, undefined, 100);

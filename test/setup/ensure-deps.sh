@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need when it is missing: Debian packages for the NAT lab (nftables, conntrack,
-# coturn, miniupnpd, ...). Later issues add the Go-built peers (headscale, tailscaled, derper) here, pinned.
+# coturn, miniupnpd, ...), the Go-built peers (headscale, tailscaled, derper; ensure-peers.sh) and the pinned
+# wireguard-go (scripts/build-wireguard-go.sh).
 # Idempotent and quiet when everything is present. Needs root (the lab uses network namespaces).
 set -euo pipefail
 
@@ -19,7 +20,7 @@ declare -A need=(
   [miniupnpd]=miniupnpd
   [ping]=iputils-ping
   [tcpdump]=tcpdump
-  [wireguard-go]=wireguard-go
+  [wireguard-go]=wireguard-go # Debian's 0.0.20220316: the fallback when the pinned build is missing, and the bench's reference
   [wg]=wireguard-tools
   [iperf3]=iperf3
   [dnsmasq]=dnsmasq-base # the lab tailnet's upstream and split-DNS resolvers (test/lab/tailnet.test.ts)
@@ -47,3 +48,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 bash "$(dirname "${BASH_SOURCE[0]}")/ensure-peers.sh"
+# The pinned wireguard-go the engine runs (resources/bin; `npm ci` builds it too when Go is there). Here a failed
+# build is fatal, so the tests never run against Debian's old one by accident.
+bash "$(dirname "${BASH_SOURCE[0]}")/../../scripts/build-wireguard-go.sh"

@@ -6,7 +6,8 @@
  * The device is created in the network namespace of the current process (wireguard-go opens /dev/net/tun
  * where it runs), but its UAPI socket path is global, so names must be unique machine-wide (natlab.md G8).
  *
- *   startWireguardGo(name)                 spawn wireguard-go -f name (env WEFT_OWNER for stale cleanup)
+ *   startWireguardGo(name)                 spawn wireguard-go -f name (env WEFT_OWNER for stale cleanup); which
+ *                                          wireguard-go: resolve.ts (env, Weft's pinned build, PATH)
  *     └─ wait for /var/run/wireguard/name.sock to answer get=1 (bounded; fails early if the child exits)
  *   up({addresses, mtu})                   ip link set dev name mtu M; ip addr replace A dev name; ip link set up
  *   set(cfg) / setUapi(req)                UAPI set=1 (a diff, config.ts)
@@ -37,6 +38,7 @@ import { isWeftInterfaceName, WEFT_IFACE_RE, WgError } from './iface.ts';
 import { listLinks, OWNER_ENV, ownerToken } from './stale.ts';
 import type { UapiError, UapiSetRequest } from './uapi.ts';
 import { validateAddresses, validateMtu, validateRoutes } from './validate.ts';
+import { defaultWireguardGo } from './resolve.ts';
 import { encodeSetRequest, parseErrnoReply, parseGetReply, UAPI_GET_REQUEST } from './uapi.ts';
 import { isSocketLive, UAPI_SOCKET_DIR, uapiExchange, uapiSocketPath } from './uapi-socket.ts';
 
@@ -45,7 +47,7 @@ const SETPRIV = '/usr/bin/setpriv';
 
 export interface WireguardGoInit {
   name: string;
-  /** @default 'wireguard-go' */
+  /** The program to run. @default the process-wide choice of resolve.ts (env, Weft's pinned build, then PATH) */
   binary?: string;
   /** Where wireguard-go puts its socket (compiled in; only change it for a differently built binary). @default '/var/run/wireguard' */
   socketDir?: string;
@@ -262,7 +264,7 @@ export async function startWireguardGo(init: WireguardGoInit, components: Partia
 
   // With util-linux's setpriv (it execs in place, so the pid stays wireguard-go's), the kernel kills the
   // device process when its parent dies, even by SIGKILL: the TUN, its addresses and routes go with it.
-  const bin = init.binary ?? 'wireguard-go';
+  const bin = init.binary ?? (await defaultWireguardGo(c.logf)).path;
   const [cmd, args] = existsSync(SETPRIV) ? [SETPRIV, ['--pdeathsig', 'KILL', bin, '-f', name]] : [bin, ['-f', name]];
   const child = spawn(cmd, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -287,7 +289,7 @@ export async function startWireguardGo(init: WireguardGoInit, components: Partia
     }
     await sleep(c.clock, WG_START_POLL_MS);
   }
-  c.logf(`wireguard-go if=${name} pid=${dev.pid} up`);
+  c.logf(`wireguard-go if=${name} pid=${dev.pid} up (${bin})`);
   return dev;
 }
 

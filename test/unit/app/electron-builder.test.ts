@@ -14,7 +14,7 @@ interface BuilderConfig {
   appId: string;
   files: string[];
   asarUnpack: string[];
-  linux: { target: string[]; icon: string };
+  linux: { target: string[]; icon: string; extraResources: { from: string; to: string }[] };
   mac: { target: string[] };
   win: { target: string[] };
   deb: { depends: string[] };
@@ -42,5 +42,14 @@ describe('electron-builder.yml', () => {
     expect(cfg.asarUnpack).toEqual(['resources/**']);
     const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { main: string };
     expect(pkg.main).toBe('out/main/main.js');
+  });
+
+  it("ships the pinned wireguard-go outside the asar, in <resources>/bin where the engine looks (Linux only), and npm ci builds it", () => {
+    expect(cfg.linux.extraResources).toEqual([
+      { from: 'resources/bin/wireguard-go', to: 'bin/wireguard-go' },
+      { from: 'resources/bin/wireguard-go.version', to: 'bin/wireguard-go.version' },
+    ]);
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    expect(pkg.scripts['postinstall']).toBe('bash scripts/build-wireguard-go.sh --optional');
   });
 });
