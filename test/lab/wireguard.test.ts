@@ -1,17 +1,18 @@
-// Weft's WireGuard interfaces on real wireguard-go inside lab namespaces (natlab.md §4):
+// Weft's WireGuard interfaces on real wireguard-go (Weft's pinned build) inside lab namespaces (natlab.md §4):
 // - a1 and a2 become peers on their shared LAN, ping each other across the tunnel, report handshake time and byte
 //   counts, and close() leaves no interface, route or UAPI socket behind;
 // - routes that would capture this machine's traffic (/0, a capture-all pair) are refused;
 // - after the owning process is SIGKILLed, cleanup-stale at the next start removes the orphaned wireguard-go
 //   (and its TUN) and the dead socket, and leaves a live owner's interface alone.
 // Run: npx vitest run --project lab test/lab/wireguard.test.ts   (root)
-import { existsSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair } from '../../src-main/protocol/crypto/keys.ts';
 import { toHex } from '../../src-main/protocol/wire/hex.ts';
 import { cleanupStaleInterfaces, listWireguardGo } from '../../src-main/engine/wg/stale.ts';
 import { uapiSocketPath } from '../../src-main/engine/wg/uapi-socket.ts';
+import { resolveWireguardGo, WIREGUARD_GO_PIN } from '../../src-main/engine/wg/resolve.ts';
 import { createLab, REPO_ROOT } from './lab.ts';
 import type { HostName, Lab, LabProcess } from './lab.ts';
 import type { DriverCommand, DriverReply, WireConfig } from './wg-driver.ts';
@@ -118,6 +119,11 @@ describe('WireGuard interfaces on wireguard-go', () => {
     };
     await a.ok({ cmd: 'create', name: nameA });
     await b.ok({ cmd: 'create', name: nameB });
+    // The device runs Weft's pinned build (resources/bin, which test/setup/ensure-deps.sh builds), not Debian's.
+    const dev = (await listWireguardGo()).find((p) => p.name === nameA);
+    expect(dev).toBeDefined();
+    expect(readlinkSync(`/proc/${dev!.pid}/exe`)).toBe(join(REPO_ROOT, 'resources', 'bin', 'wireguard-go'));
+    expect(await resolveWireguardGo()).toMatchObject({ source: 'bundled', version: WIREGUARD_GO_PIN.version, pinned: true });
     await a.ok({ cmd: 'up', name: nameA, addresses: ['10.77.0.1/32'] }); // MTU defaults to 1280
     await b.ok({ cmd: 'up', name: nameB, addresses: ['10.77.0.2'], mtu: 1280 });
     await a.ok({ cmd: 'set', name: nameA, config: cfgA });
@@ -224,7 +230,7 @@ describe('WireGuard interfaces on wireguard-go', () => {
     // 3b. A device whose owner token names a dead process (left by a Weft on a host without setpriv, or an
     //     older version): a real orphan that keeps its TUN. It exists only for milliseconds before the cleanup
     //     (any Weft starting on this machine would rightly remove it too).
-    const orphanProc = lab.spawn('a1', ['wireguard-go', '-f', orphan], { env: { WEFT_OWNER: `${d1.proc.pid}:1` } });
+    const orphanProc = lab.spawn('a1', [(await resolveWireguardGo()).path, '-f', orphan], { env: { WEFT_OWNER: `${d1.proc.pid}:1` } });
     for (let i = 0; i < 100 && !(await linkExists('a1', orphan)); i++) await new Promise((r) => setTimeout(r, 20));
     expect(await wgRunning(orphan), 'the orphan runs without its owner').toBe(true);
     expect(await linkExists('a1', orphan)).toBe(true);
