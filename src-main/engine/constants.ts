@@ -199,6 +199,8 @@ export const DERP_SEND_QUEUE_MAX_BYTES = 1 << 20;
 export const DERP_DROP_LOG_INTERVAL_MS = 10_000;
 /** From dial to an opened ServerInfo, as Go's 10 s budget covers dial + TLS + upgrade + DERP handshake; later it is a failed attempt. */
 export const DERP_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Unsent bytes that have not drained for 15 s mean the server stopped reading: the connection is redialled. */
+export const DERP_WRITE_STALL_MS = 15_000;
 
 // --- Kernel data path (datapath/) -------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ import {
   DERP_HANDSHAKE_TIMEOUT_MS,
   DERP_READ_TIMEOUT_MS,
   DERP_SEND_QUEUE_MAX_BYTES,
+  DERP_WRITE_STALL_MS,
 } from '../constants.ts';
 import type { Clock, TimerHandle } from '../sys/clock.ts';
 import type { Logf } from '../sys/log.ts';
@@ -73,6 +74,9 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
   private retry: TimerHandle | null = null;
   private readTimer: TimerHandle | null = null;
   private handshakeTimer: TimerHandle | null = null;
+  private stallTimer: TimerHandle | null = null;
+  /** The send rate the server announced in ServerInfo (bytes/s and burst), as a token bucket; null: no limit. */
+  private bucket: { rate: number; burst: number; tokens: number; at: number } | null = null;
   private drops = 0;
   private dropsSinceLog = 0;
   private lastDropLog = -Infinity;
@@ -200,6 +204,10 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
               this.fail(`DERP ${this.origin}: ServerInfo did not verify (${opened.reason})`);
               return;
             }
+            const { tokenBucketBytesPerSecond: rate, tokenBucketBytesBurst: burst } = opened.info;
+            // The server drops what exceeds its rate for us; sending it anyway only fills buffers (Go's client
+            // keeps a rate.Limiter from the same two numbers and drops before writing).
+            this.bucket = rate > 0 ? { rate, burst: Math.max(burst, 0), tokens: Math.max(burst, 0), at: this.init.clock.now() } : null;
             if (!this.up) {
               this.up = true;
               this.failures = 0;
@@ -230,10 +238,40 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     sock.on('close', () => {
       if (this.sock === sock) this.fail('DERP connection closed');
     });
+    sock.on('drain', () => this.clearStallTimer());
     sock.on('error', (e) => {
       if (this.sock === sock) this.fail(`DERP connection error: ${e.message}`);
     });
     if (head.length > 0) onBytes(head);
+  }
+
+  private clearStallTimer(): void {
+    if (this.stallTimer) this.init.clock.clearTimeout(this.stallTimer);
+    this.stallTimer = null;
+  }
+
+  /**
+   * Bytes are waiting in user space (the kernel's buffer is full): if the socket has not drained within
+   * DERP_WRITE_STALL_MS, the server has stopped reading, so the connection is given up and redialled.
+   */
+  private watchStall(sock: Socket): void {
+    if (this.stallTimer || sock.writableLength === 0) return;
+    this.stallTimer = this.init.clock.setTimeout(() => {
+      this.stallTimer = null;
+      if (this.sock === sock && sock.writableLength > 0) this.fail(`DERP writes stalled for ${DERP_WRITE_STALL_MS / 1000} s (${sock.writableLength} bytes unsent)`);
+    }, DERP_WRITE_STALL_MS);
+  }
+
+  /** Takes `n` bytes from the server's token bucket; false (nothing taken) when it does not hold them. */
+  private takeTokens(n: number): boolean {
+    const b = this.bucket;
+    if (!b) return true;
+    const now = this.init.clock.now();
+    b.tokens = Math.min(b.burst, b.tokens + ((now - b.at) / 1000) * b.rate);
+    b.at = now;
+    if (b.tokens < n) return false;
+    b.tokens -= n;
+    return true;
   }
 
   private clearHandshakeTimer(): void {
@@ -260,6 +298,7 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
       return false;
     }
     sock.write(frame);
+    this.watchStall(sock);
     return true;
   }
 
@@ -283,6 +322,11 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
       this.dropped(`unsendable packet (key ${dst.length} bytes, packet ${packet.length} bytes)`);
       return false;
     }
+    // Frame header (5) + destination key + packet, as the server counts it.
+    if (!this.takeTokens(5 + KEY_LEN + packet.length)) {
+      this.dropped(`over the server's rate of ${this.bucket?.rate ?? 0} bytes/s`);
+      return false;
+    }
     try {
       return this.writeBounded(encodeFrame({ kind: 'send-packet', dst, packet }));
     } catch (e) {
@@ -297,6 +341,8 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     if (this.readTimer) this.init.clock.clearTimeout(this.readTimer);
     this.readTimer = null;
     this.clearHandshakeTimer();
+    this.clearStallTimer();
+    this.bucket = null;
     const s = this.sock;
     this.sock = null;
     s?.destroy();
@@ -320,6 +366,7 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     if (this.readTimer) this.init.clock.clearTimeout(this.readTimer);
     this.readTimer = null;
     this.clearHandshakeTimer();
+    this.clearStallTimer();
     this.up = false;
     this.sock?.destroy();
     this.sock = null;

@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DerpConn } from '../../../../src-main/engine/relay/client.ts';
-import { DERP_DROP_LOG_INTERVAL_MS, DERP_HANDSHAKE_TIMEOUT_MS, DERP_SEND_QUEUE_MAX_BYTES } from '../../../../src-main/engine/constants.ts';
+import { DERP_DROP_LOG_INTERVAL_MS, DERP_HANDSHAKE_TIMEOUT_MS, DERP_SEND_QUEUE_MAX_BYTES, DERP_WRITE_STALL_MS } from '../../../../src-main/engine/constants.ts';
 import type { DerpTarget } from '../../../../src-main/engine/relay/targets.ts';
 import { generateKeyPair } from '../../../../src-main/protocol/crypto/keys.ts';
 import {
@@ -24,7 +24,10 @@ import {
 import { FakeClock } from '../../../sim/fake-clock.ts';
 
 /** What the scripted server answers a valid ClientInfo with. */
-type Mode = 'good' | 'wrong-key' | 'garbage' | 'short' | 'none' | 'hold';
+type Mode = 'good' | 'wrong-key' | 'garbage' | 'short' | 'none' | 'hold' | 'rate';
+
+/** What 'rate' announces: 10 kB/s with a 20 kB burst. */
+const RATE = { version: 2, tokenBucketBytesPerSecond: 10_000, tokenBucketBytesBurst: 20_000 };
 
 interface ServerConn {
   sock: Socket;
@@ -97,6 +100,9 @@ async function scriptedServer(modes: Mode[]): Promise<ScriptedServer> {
         switch (mode) {
           case 'good':
             c.sendServerInfo();
+            break;
+          case 'rate':
+            sock.write(encodeFrame(sealServerInfo({ serverPriv: kp.priv, clientPub: c.clientPub, info: RATE })));
             break;
           case 'wrong-key': // sealed by a key other than the one in ServerKey
             sock.write(encodeFrame(sealServerInfo({ serverPriv: other.priv, clientPub: c.clientPub, info })));
@@ -256,6 +262,44 @@ describe('DerpConn sends: bounded, dropped and counted', () => {
     c.conn.send(dst, pkt);
     expect(dropLines()).toHaveLength(2);
     expect(dropLines()[1]).toContain(`${refused + 2} in total`);
+  });
+
+  it('a socket that has not drained for DERP_WRITE_STALL_MS is given up and redialled', async () => {
+    const { srv, c } = await setup(['good']);
+    await until(() => c.conn.connected, 5000, 'connected');
+    srv.conns[0]!.sock.pause();
+    const dst = generateKeyPair().pub;
+    const pkt = new Uint8Array(60_000);
+    for (let i = 0; i < 400 && c.conn.bufferedBytes === 0; i++) {
+      c.conn.send(dst, pkt);
+      if (i % 8 === 7) await tick();
+    }
+    expect(c.conn.bufferedBytes).toBeGreaterThan(0);
+    c.clock.advance(DERP_WRITE_STALL_MS - 1);
+    expect(c.conn.connected).toBe(true);
+    c.clock.advance(1);
+    expect(c.conn.connected).toBe(false);
+    expect(c.logs.join('\n')).toMatch(/writes stalled for 15 s .*redialling/);
+    // The redial connects again (a second server connection), and sends go through it.
+    c.clock.advance(2000);
+    await until(() => c.conn.connected, 5000, 'reconnected');
+    expect(srv.conns).toHaveLength(2);
+  });
+
+  it('keeps to the send rate the server announces in ServerInfo: a burst, then its bytes per second', async () => {
+    const { c } = await setup(['rate']);
+    await until(() => c.conn.connected, 5000, 'connected');
+    const dst = generateKeyPair().pub;
+    const pkt = new Uint8Array(963); // 1,000 bytes as the server counts them (header + key + packet)
+    let ok = 0;
+    for (let i = 0; i < 100; i++) if (c.conn.send(dst, pkt)) ok++;
+    expect(ok).toBe(20); // the 20 kB burst
+    c.clock.advance(500); // 5 kB more
+    ok = 0;
+    for (let i = 0; i < 100; i++) if (c.conn.send(dst, pkt)) ok++;
+    expect(ok).toBe(5);
+    expect(c.conn.droppedSends).toBe(175);
+    expect(c.logs.join('\n')).toMatch(/over the server's rate of 10000 bytes\/s/);
   });
 
   it('an unsendable packet (over 64 KiB, or a short key) is dropped and counted, never thrown', async () => {
