@@ -5,9 +5,18 @@
  * and answers status snapshots. The CLI (`weft up`) and the desktop app host it.
  *
  * On every netmap: peers go to MagicConn (disco keys, endpoints) and to WireGuard (public key, AllowedIPs,
- * endpoint = the peer's loopback proxy), and routes become exactly the peers' AllowedIPs. Endpoints are
- * re-discovered with STUN on the shared socket (DERP map STUN nodes) every 20–26 s and pushed to control
- * with a lite update when they change.
+ * endpoint), and routes become exactly the peers' AllowedIPs. Endpoints are re-discovered with STUN every 20–26 s
+ * and pushed to control with a lite update when they change.
+ *
+ * Two data paths (status says which):
+ *  - kernel (the default with a Linux system whose nft accepts datapath/'s table): WireGuard binds the public
+ *    port P and is pointed straight at a peer's trusted direct address, so its packets never reach Node; Node's
+ *    own socket Q carries disco and STUN, which nftables rewrites to share P's NAT mapping. A peer without a direct
+ *    path is pointed at its loopback proxy, which Node feeds to DERP. WireGuard's counters, read every second,
+ *    stand in for the packets Node no longer sees (heartbeats, liveness); a peer newly pointed at a direct
+ *    address gets keepalives until a handshake crosses it, so a stateful host firewall learns WireGuard's flow.
+ *  - proxy (nft missing or refusing, WEFT_DATAPATH=proxy, or no system): Node owns P and every WireGuard packet
+ *    passes through a per-peer loopback proxy, as before.
  */
 import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
@@ -36,7 +45,7 @@ import type { WgConfig } from './wg/config.ts';
 import type { WgInterface } from './wg/iface.ts';
 import { planRoutes, type RoutePlan } from './router/plan.ts';
 import { parseIpPrefix } from './wg/ip-prefix.ts';
-import { QUAD100_V4, QUAD100_V6, type TailnetSystem } from './system.ts';
+import { QUAD100_V4, QUAD100_V6, type DataPathMode, type TailnetSystem } from './system.ts';
 import { effectiveAccess } from './filter/access.ts';
 import { shortName } from './control/status.ts';
 import type { FilterRule } from '../protocol/control/tailcfg.ts';
@@ -76,6 +85,15 @@ export class Engine extends EventEmitter<EngineEvents> {
   private magic: MagicConn | null = null;
   private wg: WgInterface | null = null;
   private wgPort = 0;
+  /** The UDP port peers reach us on: WireGuard's on the kernel data path, Node's shared socket on the proxy one. */
+  private publicPort = 0;
+  private dataPath: DataPathMode = { mode: 'proxy', reason: 'not started' };
+  /** Kernel data path: peers just pointed at a direct address, and when (WireGuard keepalives until a handshake). */
+  private readonly kicks = new Map<string, number>();
+  /** The WireGuard config of the netmap last applied, rebuilt with the current endpoints (null before one). */
+  private wgConfigNow: (() => WgConfig) | null = null;
+  private wgResync = false;
+  private counterTimer: TimerHandle | null = null;
   private endpoints: Endpoint[] = [];
   private restunTimer: TimerHandle | null = null;
   private restunning = false;
@@ -180,8 +198,12 @@ export class Engine extends EventEmitter<EngineEvents> {
       privateKey: this.control.nodePrivate,
       listenPort: this.wgPort,
       peers: peers.flatMap((p) => {
-        const endpoint = magic.proxyEndpoint(p.Key.slice('nodekey:'.length));
-        return endpoint ? [{ publicKey: fromHex(p.Key.slice('nodekey:'.length)), endpoint, allowedIPs: [...p.AllowedIPs], persistentKeepalive: 0 }] : [];
+        const key = p.Key.slice('nodekey:'.length);
+        const endpoint = magic.wireGuardEndpoint(key);
+        // A peer just pointed at its direct address gets keepalives until a handshake over it (turning them on
+        // makes WireGuard send one at once): the host firewall then knows WireGuard's own flow both ways.
+        const persistentKeepalive = this.kicks.has(key) ? WG_KICK_KEEPALIVE_S : 0;
+        return endpoint ? [{ publicKey: fromHex(key), endpoint, allowedIPs: [...p.AllowedIPs], persistentKeepalive }] : [];
       }),
     });
     const target: DataPlaneTarget<MagicPeerSpec> = {
@@ -217,6 +239,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     }
     this.applyError = null;
     this.routeError = null;
+    this.wgConfigNow = wgConfig;
     this.routePlan = plan;
     this.applyFailures = 0;
     this.applied = target;
@@ -236,25 +259,52 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** The shared socket, then the interface (retried with backoff); true once both exist. */
   private async ensureDataPlane(nm: NetMap): Promise<boolean> {
     if (!this.magic) {
-      const magic = new MagicConn({
-        nodePriv: this.control.nodePrivate,
-        port: this.init.udpPort ?? 41641,
-        discoPriv: this.control.discoPrivate,
-        discoPub: this.control.discoPublic,
-        nodePub: this.control.nodePublic,
-        clock: this.clock,
-        logf: this.logf,
-      });
-      await magic.start();
+      const newMagic = (port: number, wireGuardDirect: boolean): MagicConn =>
+        new MagicConn({
+          nodePriv: this.control.nodePrivate,
+          port,
+          discoPriv: this.control.discoPrivate,
+          discoPub: this.control.discoPublic,
+          nodePub: this.control.nodePublic,
+          clock: this.clock,
+          logf: this.logf,
+          wireGuardDirect,
+        });
+      const port = this.init.udpPort ?? 41641;
+      const dp = this.system?.datapath ?? null;
+      let magic: MagicConn | null = null;
+      if (dp) {
+        // The kernel data path (datapath/): WireGuard binds the public port P, Node binds its own Q, and nftables
+        // makes Q's disco and STUN share P's NAT mapping. Where the rules cannot go in, today's proxy design stays.
+        await dp.cleanupAtStart();
+        const publicPort = port === 0 ? await freeUdpPort() : port;
+        const kernel = newMagic(0, true);
+        const discoPort = await kernel.start();
+        this.dataPath = await dp.apply({ publicPort, discoPort });
+        if (this.dataPath.mode === 'kernel') {
+          magic = kernel;
+          this.publicPort = publicPort;
+          this.wgPort = publicPort;
+        } else {
+          await kernel.close();
+        }
+      } else {
+        this.dataPath = { mode: 'proxy', reason: this.system ? 'turned off (WEFT_DATAPATH=proxy)' : 'no kernel integration (a test interface)' };
+      }
+      if (!magic) {
+        magic = newMagic(port, false);
+        this.publicPort = await magic.start();
+        this.wgPort = await freeLoopbackPort();
+      }
       magic.on('path', (key) => this.emit('peer:path-changed', key));
       magic.on('path-lost', () => this.restunSoon());
+      magic.on('wg-endpoint', (key) => this.onWireGuardEndpoint(key));
       this.magic = magic;
-      this.wgPort = await freeLoopbackPort();
       magic.setWireGuardPort(this.wgPort);
+      this.logf(`engine: ${this.dataPath.mode} data path${this.dataPath.mode === 'proxy' ? ` (${this.dataPath.reason})` : ''}: peers reach us on UDP ${this.publicPort}`);
     }
     if (this.wg) return true;
     if (this.ifaceRetry) return false; // a retry is scheduled; it applies the latest netmap
-    const magic = this.magic;
     let wg: WgInterface | null = null;
     const system = this.system;
     try {
@@ -296,10 +346,11 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.upKey = hostAddresses(nm.self!.Addresses).filter((a) => this.ipv6 || !a.includes(':')).join(' ');
     this.ifaceFailures = 0;
     if (system) this.scheduleSystemCheck();
-    this.logf(`engine: ${wg.name} up with ${nm.self!.Addresses.join(' ')}, UDP ${magic.localPort}`);
+    this.logf(`engine: ${wg.name} up with ${nm.self!.Addresses.join(' ')}, UDP ${this.publicPort}`);
+    if (this.dataPath.mode === 'kernel') this.scheduleCounterPoll();
     void this.restun(nm);
     if (this.init.portMapping !== false) {
-      const keeper = new PortMapKeeper({ internalPort: magic.localPort, clock: this.clock, logf: this.logf, excludeIfaces: [wg.name] });
+      const keeper = new PortMapKeeper({ internalPort: this.publicPort, clock: this.clock, logf: this.logf, excludeIfaces: [wg.name] });
       keeper.on('changed', (a) => {
         this.logf(`engine: port mapping ${a ? formatAddr(a) : 'none'}`);
         this.netInfo = { ...this.netInfo, HavePortMap: a !== null };
@@ -400,7 +451,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     const magic = this.magic;
     if (!magic || this.stopped) return;
     const mapped: Endpoint[] = this.portmap?.external ? [{ addr: this.portmap.external, type: EndpointType.Portmapped }] : [];
-    const eps = mergeEndpoints(mapped, this.stunEndpoints, localEndpoints(networkInterfaces(), magic.localPort, this.wg ? [this.wg.name] : []));
+    const eps = mergeEndpoints(mapped, this.stunEndpoints, localEndpoints(networkInterfaces(), this.publicPort, this.wg ? [this.wg.name] : []));
     if (!force && sameEndpointSet(eps, this.endpoints)) return;
     this.endpoints = eps;
     this.logf(`engine: endpoints ${eps.map((e) => formatAddr(e.addr)).join(' ')}`);
@@ -447,6 +498,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   async status(): Promise<StatusReport> {
     const base = buildStatus(this.control.status, this.control.netmap);
     base.dataPlaneError = this.applyError;
+    base.dataPath = this.magic ? { mode: this.dataPath.mode, reason: this.dataPath.mode === 'proxy' ? this.dataPath.reason : null } : null;
     base.tailnet = this.tailnetStatus();
     if (this.wg) {
       try {
@@ -476,6 +528,73 @@ export class Engine extends EventEmitter<EngineEvents> {
             : { kind: 'connecting' };
     }
     return base;
+  }
+
+  /**
+   * Kernel data path: a peer's path changed, so WireGuard's endpoint for it may have (its direct address, or its
+   * loopback proxy). Coalesced: one minimal WireGuard update for every change in the same turn.
+   */
+  private onWireGuardEndpoint(key: string): void {
+    if (this.stopped || !this.wg || !this.magic) return;
+    const ep = this.magic.wireGuardEndpoint(key);
+    if (ep && ep.ip !== '127.0.0.1') this.kicks.set(key, this.clock.now());
+    else this.kicks.delete(key);
+    this.resyncWireGuard();
+  }
+
+  private resyncWireGuard(): void {
+    if (this.wgResync) return;
+    this.wgResync = true;
+    this.applying = this.applying
+      .then(async () => {
+        this.wgResync = false;
+        const cfg = this.wgConfigNow;
+        if (!this.stopped && this.wg && cfg) await this.wg.set(cfg());
+      })
+      .catch((e: unknown) => {
+        this.wgResync = false;
+        this.logf(`engine: updating WireGuard endpoints failed: ${(e as Error).message}`);
+      });
+  }
+
+  /**
+   * Kernel data path: WireGuard's packets no longer pass through Node, so its counters (every WG_COUNTER_POLL_MS)
+   * tell the path reducers whether traffic flows and whether the peer answers; and a kicked peer whose handshake
+   * completed over its direct address stops its keepalives.
+   */
+  private scheduleCounterPoll(): void {
+    if (this.stopped || this.counterTimer) return;
+    this.counterTimer = this.clock.setTimeout(() => {
+      this.counterTimer = null;
+      void this.pollCounters().finally(() => this.scheduleCounterPoll());
+    }, WG_COUNTER_POLL_MS);
+  }
+
+  private async pollCounters(): Promise<void> {
+    const wg = this.wg;
+    const magic = this.magic;
+    if (this.stopped || !wg || !magic) return;
+    let stats;
+    try {
+      stats = await wg.stats();
+    } catch (e) {
+      this.logf(`engine: wireguard stats failed: ${(e as Error).message}`);
+      return;
+    }
+    const now = this.clock.now();
+    const wall = Date.now();
+    let unkick = false;
+    for (const s of stats) {
+      const key = toHex(s.publicKey);
+      const lastHandshakeAt = s.lastHandshakeUnixMs === null ? null : now - Math.max(0, wall - s.lastHandshakeUnixMs);
+      magic.wireGuardCounters(key, { txBytes: s.txBytes, rxBytes: s.rxBytes, lastHandshakeAt });
+      const kicked = this.kicks.get(key);
+      if (kicked !== undefined && ((lastHandshakeAt !== null && lastHandshakeAt >= kicked) || now - kicked > WG_KICK_MAX_MS)) {
+        this.kicks.delete(key);
+        unkick = true;
+      }
+    }
+    if (unkick) this.resyncWireGuard();
   }
 
   /** MagicDNS's addresses on the interface (only with a system that serves DNS). */
@@ -549,6 +668,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (this.restunTimer) this.clock.clearTimeout(this.restunTimer);
     if (this.ifaceRetry) this.clock.clearTimeout(this.ifaceRetry);
     if (this.systemCheckTimer) this.clock.clearTimeout(this.systemCheckTimer);
+    if (this.counterTimer) this.clock.clearTimeout(this.counterTimer);
     await this.portmap?.stop();
     await this.control.stop();
     await this.applying.catch(() => {});
@@ -558,7 +678,9 @@ export class Engine extends EventEmitter<EngineEvents> {
       await this.system.router.cleanup();
     }
     await this.wg?.close();
-    // The filter goes last, after the interface: nothing reaches this node in between.
+    // The port sharing goes once neither WireGuard nor Node holds the ports; the filter goes last, after the
+    // interface: nothing reaches this node in between.
+    if (this.dataPath.mode === 'kernel') await this.system?.datapath?.remove();
     if (this.system && this.wg) await this.system.filter.remove();
     this.magic = null;
     this.wg = null;
@@ -574,6 +696,20 @@ function hostAddresses(addrs: readonly string[]): string[] {
     const p = parseIpPrefix(a, { allowBare: true });
     return p && p.bits === (p.family === 4 ? 32 : 128) ? [p.ip] : [];
   });
+}
+
+/** Kernel data path: how often WireGuard's counters are read, and how long a kicked peer keeps its keepalives at most. */
+const WG_COUNTER_POLL_MS = 1000;
+const WG_KICK_MAX_MS = 15_000;
+/** The keepalive interval (s) while kicked; turning it on from 0 makes wireguard-go send one keepalive at once. */
+const WG_KICK_KEEPALIVE_S = 25;
+
+/** A free UDP port (any address) for WireGuard's public port when none was configured (bound, read and released). */
+async function freeUdpPort(): Promise<number> {
+  const s = await bindUdp({ port: 0 });
+  const port = s.localPort();
+  await s.close();
+  return port;
 }
 
 /** A free UDP port on loopback for wireguard-go (bound, read and released). */

@@ -19,6 +19,7 @@ import { detectDnsMode, DirectResolvConf, isMountPoint, RESOLV_CONF, RESOLV_CONF
 import { MagicDnsServer } from './dns/server.ts';
 import { compileFilter, filterTableName, type CompiledFilter } from './filter/compile.ts';
 import { NftFilter } from './filter/nft.ts';
+import { NftDataPath } from './datapath/nft.ts';
 import { execRunner, type CommandRunner } from './io/exec.ts';
 import { LinuxRouter } from './router/linux.ts';
 import { connectedPrefixes } from './router/plan.ts';
@@ -40,6 +41,8 @@ export interface LinuxSystemInit {
   resolvConf?: string;
   /** Where MagicDNS serves (tests: a loopback port; the OS is then pointed at quad-100 as usual). @default quad-100:53 */
   dnsListen?: { host: string; port: number }[];
+  /** 'proxy' keeps every WireGuard packet passing through Node. @default kernel when nft accepts the rules (env WEFT_DATAPATH=proxy also forces proxy) */
+  dataPath?: 'kernel' | 'proxy';
 }
 
 class LinuxFilter implements FilterPort {
@@ -259,6 +262,8 @@ export function createLinuxSystem(init: LinuxSystemInit): TailnetSystem {
     router: new LinuxRouter({ iface: init.iface, table: init.table ?? WEFT_ROUTE_TABLE, pref: init.pref ?? WEFT_RULE_PREF, runner, logf: init.logf }),
     filter: new LinuxFilter(init.iface, runner, init.logf),
     dns: new LinuxDns({ iface: init.iface, stateDir: init.stateDir, logf: init.logf, runner, ...(init.resolvConf ? { resolvConf: init.resolvConf } : {}), ...(init.dnsListen ? { dnsListen: init.dnsListen } : {}) }),
+    // WEFT_DATAPATH=proxy keeps every WireGuard packet passing through Node (the fallback, for comparison and tests).
+    datapath: (init.dataPath ?? process.env['WEFT_DATAPATH']) === 'proxy' ? null : new NftDataPath(runner, init.logf, init.iface),
     lan: () => connectedPrefixes(networkInterfaces(), (n) => isWeftInterfaceName(n) || n === init.iface),
   };
 }

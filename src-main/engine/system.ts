@@ -3,7 +3,9 @@
  * and the operator's preferences (never from a client's request):
  *  - router: Weft's routing table and policy rules (router/linux.ts);
  *  - filter: the ACL from control enforced in the kernel (filter/), fail closed;
- *  - dns: MagicDNS at 100.100.100.100 and the OS's resolver configuration (dns/).
+ *  - dns: MagicDNS at 100.100.100.100 and the OS's resolver configuration (dns/);
+ *  - datapath: the kernel data path's port sharing (datapath/): WireGuard owns the public port, and disco and
+ *    STUN reach Node's own socket through stateless nftables rewrites.
  * weftd builds the Linux implementation (system-linux.ts); tests with a fake interface run without one, and then
  * routes go to the interface itself and nothing is filtered. Pure types.
  */
@@ -46,10 +48,24 @@ export interface DnsPort {
   close(): Promise<void>;
 }
 
+export type DataPathMode = { mode: 'kernel' } | { mode: 'proxy'; reason: string };
+
+export interface DataPathPort {
+  /** Removes what a previous run left. Never throws. */
+  cleanupAtStart(): Promise<unknown>;
+  /** Puts the port sharing in place for public port P (WireGuard) and Node's port Q; says which mode holds. Never throws. */
+  apply(ports: { publicPort: number; discoPort: number }): Promise<DataPathMode>;
+  status(): DataPathMode;
+  /** Removes it (clean exit). Never throws. */
+  remove(): Promise<unknown>;
+}
+
 export interface TailnetSystem {
   router: Router;
   filter: FilterPort;
   dns: DnsPort | null;
+  /** The kernel data path; null keeps today's proxy design (every WireGuard packet through Node). */
+  datapath?: DataPathPort | null;
   /** The host's directly connected networks now (other interfaces than Weft's). */
   lan(): LanPrefix[];
 }

@@ -94,6 +94,12 @@ export const StatusReport = z.object({
    * could not be applied and the previous WireGuard peers and routes stay in force); null when it is.
    */
   dataPlaneError: z.string().nullable().optional(),
+  /**
+   * How WireGuard's packets travel (null before the data plane exists): `kernel` when WireGuard owns the public
+   * port and sends straight to peers with a direct path; `proxy` when every packet passes through Weft's own
+   * socket (nft missing or refused, or turned off), with the reason.
+   */
+  dataPath: z.object({ mode: z.enum(['kernel', 'proxy']), reason: z.string().nullable() }).nullable().optional(),
   /** The ACL filter, routes and MagicDNS as enforced (null before the data plane exists). */
   tailnet: TailnetStatus.nullable().default(null),
 });

@@ -4,12 +4,17 @@
  * sides report a direct path (Weft: path.kind "direct"; tailscaled: CurAddr set). EDM↔EDM never claims
  * direct and goes through the DERP relay. iperf3 runs 10 s through a tunnel; weft ping reports the path; after weft up exits or is killed,
  * nothing of Weft's is left in the namespace.
+ *
+ * The kernel data path (issue 13) is on in every case: status says `kernel`, and WireGuard itself points at the
+ * peer's public address. Two more cases: both hosts behind a stateful host firewall (policy drop, established
+ * accepted) still go direct; and where nft cannot load the data path's table, the proxy design carries the same
+ * direct link and status says `proxy` with the reason.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, type HostName, type Lab, type RouterName, type RouterProfile } from './lab.ts';
 import { startHeadscale, type Headscale } from './headscale.ts';
 import { PLAIN_HTTP_DERP_ENV } from './tailscaled.ts';
-import { PeerKit, WEFT, type Peer } from './peers.ts';
+import { PeerKit, WEFT, type Peer, type WeftPeer } from './peers.ts';
 
 let lab: Lab;
 let hs: Headscale;
@@ -31,6 +36,34 @@ afterAll(async () => {
 });
 
 const isDirect = async (a: Peer, b: Peer): Promise<boolean> => (await a.linkTo(b)).kind === 'direct';
+
+/**
+ * A host firewall as a careful user runs one: inbound policy drop; loopback, replies (conntrack) and the VPN
+ * interfaces accepted (as `firewall-cmd --zone=trusted --add-interface=…` does; Weft's own ACL table decides what
+ * the tunnel admits). Nothing opens WireGuard's or disco's UDP port: only their own outbound packets do.
+ */
+async function hostFirewall(host: HostName): Promise<() => Promise<void>> {
+  const nft = async (cmd: string): Promise<void> => {
+    const r = await lab.exec(host, ['nft', cmd]);
+    if (r.code !== 0) throw new Error(`nft ${cmd}: ${r.stderr}`);
+  };
+  await nft('add table inet labhostfw');
+  await nft('add chain inet labhostfw input { type filter hook input priority 0; policy drop; }');
+  await nft('add rule inet labhostfw input iif lo accept');
+  await nft('add rule inet labhostfw input ct state established,related accept');
+  await nft('add rule inet labhostfw input iifname "weft*" accept');
+  await nft(`add rule inet labhostfw input iifname "${lab.prefix}t*" accept`);
+  await nft('add rule inet labhostfw input icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept');
+  await nft('add rule inet labhostfw input counter');
+  return () => nft('delete table inet labhostfw');
+}
+
+/** Weft's data path as its status reports it, and WireGuard's endpoint for the peer (`wg show` in its namespace). */
+async function dataPathOf(a: WeftPeer): Promise<{ mode: string | undefined; wgEndpoints: string[] }> {
+  const st = await kit.weftStatus(a);
+  const wg = await lab.exec(a.host, ['wg', 'show', a.iface, 'endpoints']);
+  return { mode: st.dataPath?.mode, wgEndpoints: wg.stdout.trim().split('\n').map((l) => l.split('\t')[1] ?? '') };
+}
 
 const CASES: [string, HostName, HostName, [RouterName, RouterProfile][]][] = [
   ['both behind EIM+APDF NATs', 'a1', 'b1', [['na', { mapping: 'eim', filtering: 'apdf' }], ['nb', { mapping: 'eim', filtering: 'apdf' }]]],
@@ -71,6 +104,58 @@ describe.each(['weft', 'tailscaled'] as const)('Weft ↔ %s', (otherKind) => {
       expect(st.rxBytes).toBeGreaterThan(0);
       expect(st.txBytes).toBeGreaterThan(0);
       expect(st.lastHandshake).not.toBeNull();
+      // The kernel data path: WireGuard itself sends to the peer's direct address, not to a loopback proxy.
+      const dp = await dataPathOf(a);
+      expect(dp.mode).toBe('kernel');
+      if (st.path.kind === 'direct') expect(dp.wgEndpoints).toContain(st.path.endpoint);
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+  }, 150_000);
+
+  it('both hosts behind a stateful host firewall (policy drop, established accepted): direct', async () => {
+    await lab.setRouter('na', { mapping: 'eim', filtering: 'apdf' });
+    await lab.setRouter('nb', { mapping: 'eim', filtering: 'apdf' });
+    const undo = [await hostFirewall('a1'), await hostFirewall('b1')];
+    const a = await kit.upWeft('a1');
+    const b = await kit.up(otherKind, 'b1');
+    try {
+      await kit.settle(a, b);
+      const [okA, okB] = await kit.tunnelPing(a, b);
+      expect(okA && okB, `ping over the tunnel in both directions\n${kit.logs(a, b)}`).toBe(true);
+      expect((await kit.waitLinks(a, b, 'direct')).map((l) => l.kind)).toEqual(['direct', 'direct']);
+      const dp = await dataPathOf(a);
+      expect(dp.mode).toBe('kernel');
+      expect(dp.wgEndpoints.some((e) => !e.startsWith('127.'))).toBe(true);
+    } finally {
+      await b.stop();
+      await a.stop();
+      for (const u of undo) await u();
+    }
+  }, 150_000);
+
+  it('where nft cannot load the data path, the proxy design goes direct and status says proxy', async () => {
+    await lab.setRouter('na', { mapping: 'eim', filtering: 'apdf' });
+    await lab.setRouter('nb', { mapping: 'eim', filtering: 'apdf' });
+    // An nft earlier in PATH that refuses Weft's data-path table and runs the real nft for everything else (the
+    // ACL filter must still load: without it the interface stays down, fail closed).
+    const bin = `${lab.tmpDir}/nft-no-datapath`;
+    const nftPath = (await lab.exec('a1', ['sh', '-c', 'command -v nft'])).stdout.trim();
+    await lab.exec('a1', ['mkdir', '-p', bin]);
+    const script = `#!/bin/sh\ncase "$*" in *weft_dp_*) echo "Error: Could not process rule: Operation not supported (lab)" >&2; exit 1;; esac\nexec ${nftPath} "$@"\n`;
+    await lab.exec('a1', ['sh', '-c', `printf '%s' "$1" > ${bin}/nft && chmod 755 ${bin}/nft`, 'sh', script]);
+    const a = await kit.upWeft('a1', { env: { PATH: `${bin}:${process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` } });
+    const b = await kit.up(otherKind, 'b1');
+    try {
+      await kit.settle(a, b);
+      const [okA, okB] = await kit.tunnelPing(a, b);
+      expect(okA && okB, `ping over the tunnel in both directions\n${kit.logs(a, b)}`).toBe(true);
+      expect((await kit.waitLinks(a, b, 'direct')).map((l) => l.kind)).toEqual(['direct', 'direct']);
+      const st = await kit.weftStatus(a);
+      expect(st.dataPath?.mode).toBe('proxy');
+      expect(st.dataPath?.reason).toMatch(/lab/);
+      expect((await dataPathOf(a)).wgEndpoints.every((e) => e.startsWith('127.0.0.1:'))).toBe(true);
     } finally {
       await b.stop();
       await a.stop();

@@ -22,6 +22,7 @@ export const statusCommand: Command = {
     const lines = [`control: ${s.control.state} ${s.control.url}${s.control.error ? ` (${s.control.error})` : ''}`];
     if (s.control.authUrl) lines.push(`login:   ${s.control.authUrl}`);
     if (s.self) lines.push(`self:    ${s.self.name} ${s.self.addresses.join(' ')}`);
+    if (s.dataPath) lines.push(`data:    ${s.dataPath.mode}${s.dataPath.reason ? ` (${s.dataPath.reason})` : ''}`);
     if (s.dataPlaneError) lines.push(`warning: ${s.dataPlaneError}`);
     for (const p of s.peers) lines.push(`${p.addresses[0] ?? '-'}\t${p.name}\t${p.online ? 'online' : 'offline'}\t${p.path.kind}`);
     process.stdout.write(`${lines.join('\n')}\n`);

@@ -90,6 +90,8 @@ export interface MagicConnEvents {
   path: [string, LinkView];
   /** A direct path stopped working (its trust ended): our NAT mapping may have changed. */
   'path-lost': [string];
+  /** With `wireGuardDirect`: where WireGuard should send to this peer changed (see wireGuardEndpoint). */
+  'wg-endpoint': [string];
 }
 
 export interface MagicConnInit {
@@ -100,6 +102,11 @@ export interface MagicConnInit {
   nodePub: Uint8Array;
   clock: Clock;
   logf: Logf;
+  /**
+   * The kernel data path: WireGuard owns the public port and sends straight to a peer's trusted direct address;
+   * only peers without one go through their loopback proxy (and so through Node, to the relay). @default false
+   */
+  wireGuardDirect?: boolean;
 }
 
 export interface MagicCounters {
@@ -167,6 +174,29 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   proxyEndpoint(nodeKeyHex: string): UdpAddr | null {
     const p = this.peers.get(nodeKeyHex);
     return p ? { ip: '127.0.0.1', port: p.proxy.localPort() } : null;
+  }
+
+  /**
+   * Where WireGuard should send to this peer: its trusted direct address on the kernel data path, else its
+   * loopback proxy. Null for an unknown peer.
+   */
+  wireGuardEndpoint(nodeKeyHex: string): UdpAddr | null {
+    const p = this.peers.get(nodeKeyHex);
+    if (!p) return null;
+    if (this.init.wireGuardDirect) {
+      const view = pathKind(p.path, this.init.clock.now());
+      if (view.kind === 'direct') return view.addr;
+    }
+    return { ip: '127.0.0.1', port: p.proxy.localPort() };
+  }
+
+  /**
+   * WireGuard's own counters for a peer (kernel data path: its packets no longer pass through Node), in this
+   * clock's time base. They drive heartbeats and the liveness check (paths/endpoint.ts wg-counters).
+   */
+  wireGuardCounters(nodeKeyHex: string, c: { txBytes: number; rxBytes: number; lastHandshakeAt: number | null }): void {
+    const p = this.peers.get(nodeKeyHex);
+    if (p) this.apply(p, { type: 'wg-counters', ...c });
   }
 
   /** Replaces the peer set (from the netmap): new peers get a proxy socket, removed ones are closed. */
@@ -459,6 +489,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
         this.emit('path', p.key, e.path);
         if (p.wasDirect && e.path.kind !== 'direct') this.emit('path-lost', p.key);
         p.wasDirect = e.path.kind === 'direct';
+        if (this.init.wireGuardDirect) this.emit('wg-endpoint', p.key);
         return;
       case 'schedule':
         this.schedule(p, e.at);

@@ -16,7 +16,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DnsStatus, FilterStatus } from '../../../src-shared/model/tailnet.ts';
 import { Engine } from '../../../src-main/engine/engine.ts';
 import type { RouterState } from '../../../src-main/engine/router/linux.ts';
-import type { TailnetSystem } from '../../../src-main/engine/system.ts';
+import type { DataPathMode, DataPathPort, TailnetSystem } from '../../../src-main/engine/system.ts';
 import { FakeWgInterface } from '../../../src-main/engine/wg/fake.ts';
 import type { FilterRule } from '../../../src-main/protocol/control/tailcfg.ts';
 import { createServer, type WeftServer } from '../../../src-main/server/server.ts';
@@ -92,6 +92,31 @@ class RecordingSystem implements TailnetSystem {
     },
   };
   lan = (): { iface: string; prefix: string }[] => [{ iface: 'eth0', prefix: '192.168.1.0/24' }];
+  datapath: DataPathPort | null = null;
+}
+
+/** A data path port that records its calls and answers with `mode` (kernel, or proxy with a reason). */
+class RecordingDataPath implements DataPathPort {
+  ports: { publicPort: number; discoPort: number }[] = [];
+  constructor(
+    private readonly calls: string[],
+    private mode: DataPathMode,
+  ) {}
+  async cleanupAtStart(): Promise<void> {
+    this.calls.push('datapath.cleanupAtStart');
+  }
+  async apply(ports: { publicPort: number; discoPort: number }): Promise<DataPathMode> {
+    this.calls.push('datapath.apply');
+    this.ports.push(ports);
+    return this.mode;
+  }
+  status(): DataPathMode {
+    return this.mode;
+  }
+  async remove(): Promise<void> {
+    this.calls.push('datapath.remove');
+    this.mode = { mode: 'proxy', reason: 'removed' };
+  }
 }
 
 let dir: string;
@@ -202,5 +227,53 @@ describe('engine and its system (routes, filter, DNS)', () => {
     });
     st = await a.status();
     expect(st.tailnet?.filter.error).toBeNull();
+  });
+});
+
+describe('engine and the kernel data path (issue 13)', () => {
+  it('kernel: WireGuard owns the public port, Node binds another, peers are told the public port; stop removes the rules', async () => {
+    const sys = new RecordingSystem();
+    const dp = new RecordingDataPath(sys.calls, { mode: 'kernel' });
+    sys.datapath = dp;
+    const wg = new FakeWgInterface('weft0');
+    const a = engine('a', sys, wg, sys.calls);
+    await a.start();
+    const b = engine('b', undefined, new FakeWgInterface('weft1'), null);
+    await b.start();
+    expect(sys.calls.indexOf('datapath.cleanupAtStart')).toBeLessThan(sys.calls.indexOf('datapath.apply'));
+    expect(sys.calls.indexOf('datapath.apply')).toBeLessThan(sys.calls.indexOf('createInterface'));
+    const { publicPort, discoPort } = dp.ports[0]!;
+    expect(publicPort).toBeGreaterThan(0);
+    expect(discoPort).not.toBe(publicPort);
+    // WireGuard listens on P; its peers are reached through loopback proxies until a direct path exists.
+    await eventually('a configures b', 10_000, async () => (wg.configs.at(-1)?.peers.length === 1 ? true : undefined));
+    const cfg = wg.configs.at(-1)!;
+    expect(cfg.listenPort).toBe(publicPort);
+    expect(cfg.peers[0]!.endpoint?.ip).toBe('127.0.0.1');
+    expect((await a.status()).dataPath).toEqual({ mode: 'kernel', reason: null });
+    // b learns a's endpoints with P, never Node's own port Q.
+    await eventually('b sees a with endpoints', 10_000, async () => {
+      const peer = [...b.control.netmap.peers.values()][0];
+      return peer && peer.Endpoints.length > 0 ? peer : undefined;
+    });
+    const eps = [...b.control.netmap.peers.values()][0]!.Endpoints;
+    expect(eps.every((e) => e.endsWith(`:${publicPort}`))).toBe(true);
+    await a.stop();
+    expect(sys.calls).toContain('datapath.remove');
+    expect(sys.calls.indexOf('datapath.remove')).toBeLessThan(sys.calls.indexOf('filter.remove'));
+  });
+
+  it('proxy fallback: when the rules cannot go in, Node owns the port as before and status says why', async () => {
+    const sys = new RecordingSystem();
+    sys.datapath = new RecordingDataPath(sys.calls, { mode: 'proxy', reason: 'nft not found' });
+    const wg = new FakeWgInterface('weft0');
+    const a = engine('a', sys, wg, null);
+    await a.start();
+    expect((await a.status()).dataPath).toEqual({ mode: 'proxy', reason: 'nft not found' });
+    const cfg = wg.configs.at(-1)!;
+    // WireGuard on a loopback-only port of its own, not the one the data path was offered.
+    expect(cfg.listenPort).not.toBe((sys.datapath as RecordingDataPath).ports[0]!.publicPort);
+    await a.stop();
+    expect(sys.calls).not.toContain('datapath.remove');
   });
 });
