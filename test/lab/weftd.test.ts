@@ -14,6 +14,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WRITE_METHODS } from '../../src-shared/ipc/contract.ts';
+import { WIREGUARD_GO_PIN } from '../../src-main/engine/wg/resolve.ts';
 import { StatusReport } from '../../src-shared/model/status.ts';
 import { startHeadscale, type Headscale } from './headscale.ts';
 import { createLab, REPO_ROOT, type Lab, type LabProcess } from './lab.ts';
@@ -106,6 +107,10 @@ describe('weftd', () => {
     // weftd whose first interface creation fails (injected): it must retry by itself.
     let d = await startWeftdIn(iface, { ...ENV, WEFT_DEBUG_FAIL_IFACE: '1' });
     const firstPid = d.proc.pid;
+    // It says which wireguard-go it runs: Weft's pinned build from the checkout's resources/bin.
+    expect(d.proc.output()).toContain(
+      `wg: using wireguard-go v${WIREGUARD_GO_PIN.version} (Weft's build, pinned) at ${join(REPO_ROOT, 'resources', 'bin', 'wireguard-go')}`,
+    );
 
     // 1. The app's host joins with an auth key.
     const joined = await appHost(['join', hs.url, key, 'app-a1']);
