@@ -20,6 +20,8 @@ import { cleanupStaleInterfaces } from '../engine/wg/stale.ts';
 import { defaultWireguardGo, type WireguardGoBinary } from '../engine/wg/resolve.ts';
 import { startWireguardGo } from '../engine/wg/wireguard-go.ts';
 import { createLinuxSystem } from '../engine/system-linux.ts';
+import { execRunner } from '../engine/io/exec.ts';
+import { raiseFdLimit } from './fd-limit.ts';
 import type { TailnetSystem } from '../engine/system.ts';
 import { createDispatcher, type Dispatch } from '../host/dispatch.ts';
 import { createHost, type Host, type HostInit } from '../host/host.ts';
@@ -138,6 +140,9 @@ export async function startWeftd(o: WeftdOptions): Promise<Weftd> {
     const leftover = createSystem(o.iface ?? 'weft0');
     await leftover.router.cleanup();
     await leftover.dns?.cleanupAtStart();
+    await leftover.datapath?.cleanupAtStart();
+    // Every relayed peer holds a loopback socket: room for thousands of them.
+    await raiseFdLimit(execRunner, o.logf);
   }
   try {
     await host.start();
