@@ -173,6 +173,13 @@ export const ENDPOINT_RESTUN_MIN_GAP_MS = 2000;
  */
 export const MAGIC_PENDING_MAX_PACKETS = 16;
 export const MAGIC_PENDING_MAX_AGE_MS = 3000;
+/**
+ * A peer's loopback proxy socket closes after 200 s without a packet through it or a move of its WireGuard
+ * counters: past WireGuard's 180 s session lifetime (RejectAfterTime), so WireGuard's next packet for it is a
+ * handshake, which the shared idle socket recognises (wg-mac1.ts). Checked every 30 s.
+ */
+export const MAGIC_PROXY_IDLE_MS = 200_000;
+export const MAGIC_PROXY_SWEEP_MS = 30_000;
 /** User-requested disco pings (`weft ping`) outstanding at once; more are answered "no reply" at once. */
 export const MAGIC_MAX_USER_PINGS = 64;
 

@@ -3,12 +3,17 @@
  * mapping STUN discovers is the one WireGuard uses.
  *
  *            wireguard-go (127.0.0.1:wgPort)
- *              │  ▲          one loopback "proxy" socket per peer: WireGuard's endpoint for that peer
+ *              │  ▲          a loopback "proxy" socket per active peer: WireGuard's endpoint for that peer
  *              ▼  │
  *        proxy[peer] 127.0.0.1:p ──(send-data-via bestAddr)──┐
  *                                                            ▼
  *   network ◀──────────────────── shared socket 0.0.0.0:port ──── classifyDatagram:
  *                                     stun → StunClient · disco → path reducer · wireguard → proxy[peer] → wg
+ *
+ * Sockets only where traffic is: a peer gets its proxy socket when a packet for it first appears, and loses it
+ * after PROXY_IDLE_MS without any (longer than WireGuard keeps a session, so WireGuard's next packet for it is
+ * a handshake). Until then WireGuard's endpoint for the peer is one shared idle socket; a handshake message
+ * arriving there names its recipient in mac1 (protocol/wire/wg-mac1.ts), which opens that peer's proxy.
  *
  * Inbound WireGuard is routed to the peer whose disco traffic last came from that source address (a ping or
  * pong binds source → peer, §4.6); packets from unknown sources are dropped and counted. Each peer's path
@@ -29,8 +34,9 @@ import { StunClient } from '../netcheck/stun-client.ts';
 import type { DerpTarget } from '../relay/targets.ts';
 import { classifyDatagram } from '../paths/demux.ts';
 import { addrKey, initialPathState, pathKind, step, type PathEffect, type PathEvent, type PathState, type PathView } from '../paths/endpoint.ts';
-import { DISCO_MAX_PING_CANDIDATES, MAGIC_MAX_USER_PINGS, MAGIC_PENDING_MAX_AGE_MS, MAGIC_PENDING_MAX_PACKETS } from '../constants.ts';
+import { DISCO_MAX_PING_CANDIDATES, MAGIC_MAX_USER_PINGS, MAGIC_PENDING_MAX_AGE_MS, MAGIC_PENDING_MAX_PACKETS, MAGIC_PROXY_IDLE_MS, MAGIC_PROXY_SWEEP_MS } from '../constants.ts';
 import { DerpLinks } from './derp-links.ts';
+import { handshakeRecipient, mac1Key } from '../../protocol/wire/wg-mac1.ts';
 import { PeerMap } from './peer-map.ts';
 import type { Clock, TimerHandle } from '../sys/clock.ts';
 import type { Logf } from '../sys/log.ts';
@@ -65,8 +71,16 @@ interface Peer {
   readonly key: string;
   readonly discoHex: string;
   spec: MagicPeerSpec;
-  shared: Uint8Array;
-  proxy: UdpSocket;
+  /** The disco box key with this peer, computed on first use (an X25519 per peer: 2,000 peers cost seconds); false if unusable. */
+  shared: Uint8Array | null | false;
+  /** Its loopback proxy socket while it is active (null: WireGuard's endpoint is the shared idle socket). */
+  proxy: UdpSocket | null;
+  opening: Promise<UdpSocket | null> | null;
+  /** When a packet for it last passed through Node, or its WireGuard counters last moved. */
+  lastActiveAt: number;
+  counters: { tx: number; rx: number } | null;
+  /** HASH("mac1----" ‖ node key), to recognise WireGuard handshakes for it on the idle socket. */
+  readonly mac1Key: Uint8Array;
   path: PathState;
   timer: TimerHandle | null;
   timerAt: number | null;
@@ -114,11 +128,16 @@ export interface MagicCounters {
   wgOut: number;
   discoIn: number;
   dropped: number;
+  proxiesOpened: number;
+  proxiesClosed: number;
 }
 
 export class MagicConn extends EventEmitter<MagicConnEvents> {
   // All owned by this instance; changed only from its socket handlers and public methods.
   private sock: UdpSocket | null = null;
+  /** WireGuard's endpoint for every peer without a proxy socket of its own. */
+  private idle: UdpSocket | null = null;
+  private sweepTimer: TimerHandle | null = null;
   /** Source bindings per peer: as many as the reducer keeps ping-learned candidates, plus the netmap's few. */
   private readonly peers = new PeerMap<Peer>(2 * DISCO_MAX_PING_CANDIDATES);
   private readonly userPings = new Map<string, (r: PingReply) => void>();
@@ -126,7 +145,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   private readonly derp: DerpLinks;
   private localEps: UdpAddr[] = [];
   readonly stun: StunClient;
-  readonly counters: MagicCounters = { wgIn: 0, wgOut: 0, discoIn: 0, dropped: 0 };
+  readonly counters: MagicCounters = { wgIn: 0, wgOut: 0, discoIn: 0, dropped: 0, proxiesOpened: 0, proxiesClosed: 0 };
 
   constructor(private readonly init: MagicConnInit) {
     super();
@@ -153,7 +172,17 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   async start(): Promise<number> {
     this.sock = await bindUdp({ port: this.init.port });
     this.sock.onPacket((d, from) => this.onNetwork(d, from));
+    this.idle = await bindUdp({ address: '127.0.0.1', port: 0 });
+    this.idle.onPacket((d) => this.onIdlePacket(d));
+    this.scheduleSweep();
     return this.sock.localPort();
+  }
+
+  /** Proxy sockets open now (one per active peer). */
+  get openProxies(): number {
+    let n = 0;
+    for (const p of this.peers.values()) if (p.proxy) n++;
+    return n;
   }
 
   get localPort(): number {
@@ -171,14 +200,10 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   }
 
   /** The loopback address WireGuard must use as this peer's endpoint. */
-  proxyEndpoint(nodeKeyHex: string): UdpAddr | null {
-    const p = this.peers.get(nodeKeyHex);
-    return p ? { ip: '127.0.0.1', port: p.proxy.localPort() } : null;
-  }
 
   /**
    * Where WireGuard should send to this peer: its trusted direct address on the kernel data path, else its
-   * loopback proxy. Null for an unknown peer.
+   * loopback proxy, or the shared idle socket while it has none. Null for an unknown peer.
    */
   wireGuardEndpoint(nodeKeyHex: string): UdpAddr | null {
     const p = this.peers.get(nodeKeyHex);
@@ -187,7 +212,8 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
       const view = pathKind(p.path, this.init.clock.now());
       if (view.kind === 'direct') return view.addr;
     }
-    return { ip: '127.0.0.1', port: p.proxy.localPort() };
+    const sock = p.proxy ?? this.idle;
+    return sock ? { ip: '127.0.0.1', port: sock.localPort() } : null;
   }
 
   /**
@@ -196,7 +222,10 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
    */
   wireGuardCounters(nodeKeyHex: string, c: { txBytes: number; rxBytes: number; lastHandshakeAt: number | null }): void {
     const p = this.peers.get(nodeKeyHex);
-    if (p) this.apply(p, { type: 'wg-counters', ...c });
+    if (!p) return;
+    if (p.counters && (c.txBytes !== p.counters.tx || c.rxBytes !== p.counters.rx)) p.lastActiveAt = this.init.clock.now();
+    p.counters = { tx: c.txBytes, rx: c.rxBytes };
+    this.apply(p, { type: 'wg-counters', ...c });
   }
 
   /** Replaces the peer set (from the netmap): new peers get a proxy socket, removed ones are closed. */
@@ -210,16 +239,11 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
     for (const [key, s] of want) {
       let p = this.peers.get(key);
       if (!p) {
-        let shared: Uint8Array;
-        try {
-          shared = boxBeforenm(s.discoKey, this.init.discoPriv);
-        } catch {
+        if (s.discoKey.length !== 32 || s.discoKey.every((b) => b === 0)) {
           this.init.logf(`magicsock: peer ${s.name} has an unusable disco key; skipped`);
           continue;
         }
-        const proxy = await bindUdp({ address: '127.0.0.1', port: 0 });
-        const peer: Peer = { key, discoHex: toHex(s.discoKey), spec: s, shared, proxy, path: initialPathState({ newTxId: () => toHex(crypto.getRandomValues(new Uint8Array(12))) }), timer: null, timerAt: null, pending: [], bestKey: null, lastRecvAt: null, wasDirect: false, disco: { pingsSent: 0, pongsReceived: 0, pingsReceived: 0, lastPongAt: null } };
-        proxy.onPacket((d) => this.onFromWireGuard(peer, d));
+        const peer: Peer = { key, discoHex: toHex(s.discoKey), spec: s, shared: null, proxy: null, opening: null, lastActiveAt: this.init.clock.now(), counters: null, mac1Key: mac1Key(s.nodeKey), path: initialPathState({ newTxId: () => toHex(crypto.getRandomValues(new Uint8Array(12))) }), timer: null, timerAt: null, pending: [], bestKey: null, lastRecvAt: null, wasDirect: false, disco: { pingsSent: 0, pongsReceived: 0, pingsReceived: 0, lastPongAt: null } };
         if (this.peers.knowsDisco(peer.discoHex)) this.init.logf(`magicsock: ${s.name} shares its disco key with another peer; disco messages go to the node they name`);
         this.peers.add(peer);
         p = peer;
@@ -233,8 +257,99 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   private dropPeer(p: Peer): void {
     if (p.timer) this.init.clock.clearTimeout(p.timer);
     p.timer = null;
-    void p.proxy.close();
     this.peers.remove(p);
+    if (p.proxy) this.closeProxy(p);
+  }
+
+  /** The disco box key with `p` (null when its disco key is unusable: a low-order point; said once). */
+  private sharedOf(p: Peer): Uint8Array | null {
+    if (p.shared === null) {
+      try {
+        p.shared = boxBeforenm(p.spec.discoKey, this.init.discoPriv);
+      } catch {
+        p.shared = false;
+        this.init.logf(`magicsock: peer ${p.spec.name} has an unusable disco key; no disco with it`);
+      }
+    }
+    return p.shared || null;
+  }
+
+  /** The peer's proxy socket, opened on first use (WireGuard is then told to send there: wg-endpoint). */
+  private ensureProxy(p: Peer): Promise<UdpSocket | null> {
+    if (p.proxy) return Promise.resolve(p.proxy);
+    if (p.opening) return p.opening;
+    p.opening = bindUdp({ address: '127.0.0.1', port: 0 })
+      .then(async (sock) => {
+        p.opening = null;
+        if (this.peers.get(p.key) !== p || !this.sock) {
+          await sock.close();
+          return null;
+        }
+        p.proxy = sock;
+        this.counters.proxiesOpened++;
+        sock.onPacket((d) => this.onFromWireGuard(p, d));
+        this.emit('wg-endpoint', p.key);
+        return sock;
+      })
+      .catch((e: unknown) => {
+        p.opening = null;
+        this.init.logf(`magicsock: no proxy socket for ${p.spec.name}: ${(e as Error).message}`);
+        return null;
+      });
+    return p.opening;
+  }
+
+  private closeProxy(p: Peer): void {
+    const sock = p.proxy;
+    if (!sock) return;
+    p.proxy = null;
+    this.counters.proxiesClosed++;
+    void sock.close();
+  }
+
+  /** Delivers a WireGuard packet from the peer to the local WireGuard, from the peer's proxy socket. */
+  private toWireGuard(p: Peer, d: Uint8Array): void {
+    if (this.wgPort === null) return;
+    const to = { ip: '127.0.0.1', port: this.wgPort };
+    p.lastActiveAt = this.init.clock.now();
+    if (p.proxy) {
+      p.proxy.send(d, to).catch(() => {});
+      return;
+    }
+    const copy = d.slice();
+    void this.ensureProxy(p).then((sock) => sock?.send(copy, to).catch(() => {}));
+  }
+
+  /**
+   * A packet from WireGuard on the shared idle socket: a handshake for a peer without a proxy socket. Its mac1
+   * names the peer; it is sent on like any packet from that peer's proxy, and the proxy opens for what follows.
+   */
+  private onIdlePacket(d: Uint8Array): void {
+    const p = handshakeRecipient(d, this.mac1Candidates());
+    if (!p) {
+      this.counters.dropped++;
+      return;
+    }
+    void this.ensureProxy(p);
+    this.onFromWireGuard(p, d);
+  }
+
+  private *mac1Candidates(): Generator<readonly [Peer, Uint8Array]> {
+    for (const p of this.peers.values()) yield [p, p.mac1Key] as const;
+  }
+
+  /** Every PROXY_SWEEP_MS: proxy sockets of peers idle for PROXY_IDLE_MS are closed. */
+  private scheduleSweep(): void {
+    this.sweepTimer = this.init.clock.setTimeout(() => {
+      this.sweepTimer = null;
+      const now = this.init.clock.now();
+      for (const p of this.peers.values()) {
+        if (!p.proxy || now - p.lastActiveAt < MAGIC_PROXY_IDLE_MS) continue;
+        this.closeProxy(p);
+        this.emit('wg-endpoint', p.key);
+      }
+      if (this.sock) this.scheduleSweep();
+    }, MAGIC_PROXY_SWEEP_MS);
   }
 
   /** Our advertised endpoints (sent in CallMeMaybe). */
@@ -299,7 +414,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
       case 'wireguard':
         if (this.wgPort === null) return;
         this.counters.wgIn++;
-        p.proxy.send(payload, { ip: '127.0.0.1', port: this.wgPort }).catch(() => {});
+        this.toWireGuard(p, payload);
         // Relayed data while we trust a direct path: the peer has lost it, so ours is suspect too.
         if (p.wasDirect) this.apply(p, { type: 'relay-received', lastRecvAt: p.lastRecvAt });
         return;
@@ -309,9 +424,9 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   }
 
   /** Sizes of a peer's bounded disco state (null if unknown): for status, debugging and the bounds tests. */
-  stateSizes(nodeKeyHex: string): { boundAddrs: number; candidates: number; sentPings: number; pending: number } | null {
+  stateSizes(nodeKeyHex: string): { boundAddrs: number; candidates: number; sentPings: number; pending: number; proxy: boolean } | null {
     const p = this.peers.get(nodeKeyHex);
-    return p ? { boundAddrs: this.peers.addrsOfPeer(p).length, candidates: p.path.candidates.size, sentPings: p.path.sentPings.size, pending: p.pending.length } : null;
+    return p ? { boundAddrs: this.peers.addrsOfPeer(p).length, candidates: p.path.candidates.size, sentPings: p.path.sentPings.size, pending: p.pending.length, proxy: p.proxy !== null } : null;
   }
 
   /** Disco counters for a peer (null if unknown); lastPongAt is wall-clock ms. */
@@ -332,6 +447,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   // ---- data path
 
   private onFromWireGuard(p: Peer, d: Uint8Array): void {
+    p.lastActiveAt = this.init.clock.now();
     this.apply(p, { type: 'send-data', lastRecvAt: p.lastRecvAt }, d);
   }
 
@@ -352,7 +468,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
         }
         if (key === p.bestKey) p.lastRecvAt = this.init.clock.now();
         this.counters.wgIn++;
-        p.proxy.send(d, { ip: '127.0.0.1', port: this.wgPort }).catch(() => {});
+        this.toWireGuard(p, d);
         return;
       }
       case 'geneve':
@@ -369,7 +485,10 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
    * it binds no source address (TS: magicsock.go handlePingLocked, unambiguousNodeKeyOfPingLocked).
    */
   private onDisco(d: Uint8Array, src: DiscoSource): void {
-    const r = openDiscoPacket(d, (sender) => this.peers.nodesOfDisco(toHex(sender)).values().next().value?.shared ?? null);
+    const r = openDiscoPacket(d, (sender) => {
+      const first = this.peers.nodesOfDisco(toHex(sender)).values().next().value;
+      return first ? this.sharedOf(first) : null;
+    });
     if (r.kind !== 'disco') {
       this.counters.dropped++; // unknown senders and bad boxes are dropped silently
       return;
@@ -390,7 +509,9 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
           // Over DERP: answered over DERP, from the region it came through; it binds no address.
           const p = src.node;
           p.disco.pingsReceived++;
-          const pong = sealDiscoPacket({ senderPub: this.init.discoPub, shared: p.shared, msg: { kind: 'pong', txid: msg.txid, src: { ip: DERP_MAGIC_IP, port: src.region } } });
+          const shared = this.sharedOf(p);
+          if (!shared) return;
+          const pong = sealDiscoPacket({ senderPub: this.init.discoPub, shared, msg: { kind: 'pong', txid: msg.txid, src: { ip: DERP_MAGIC_IP, port: src.region } } });
           this.derp.reply(src.region, p.spec.nodeKey, pong);
           return;
         }
@@ -433,7 +554,9 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   }
 
   private sendDisco(p: Peer, to: UdpAddr, msg: DiscoMessage): void {
-    const pkt = sealDiscoPacket({ senderPub: this.init.discoPub, shared: p.shared, msg });
+    const shared = this.sharedOf(p);
+    if (!shared) return;
+    const pkt = sealDiscoPacket({ senderPub: this.init.discoPub, shared, msg });
     this.sendRaw(pkt, to).catch(() => this.apply(p, { type: 'send-error', addr: to }));
   }
 
@@ -461,7 +584,9 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
         return;
       case 'send-call-me-maybe': {
         // Over DERP, as Tailscale peers expect; without a DERP path, straight to the control-learned endpoints.
-        const cmm = sealDiscoPacket({ senderPub: this.init.discoPub, shared: p.shared, msg: { kind: 'call-me-maybe', endpoints: [...e.endpoints] } });
+        const shared = this.sharedOf(p);
+        if (!shared) return;
+        const cmm = sealDiscoPacket({ senderPub: this.init.discoPub, shared, msg: { kind: 'call-me-maybe', endpoints: [...e.endpoints] } });
         if (!this.sendViaDerp(p, cmm)) for (const to of p.spec.endpoints) this.sendDisco(p, to, { kind: 'call-me-maybe', endpoints: [...e.endpoints] });
         return;
       }
@@ -554,10 +679,14 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   }
 
   async close(): Promise<void> {
+    if (this.sweepTimer) this.init.clock.clearTimeout(this.sweepTimer);
+    this.sweepTimer = null;
     this.derp.close();
     for (const p of [...this.peers.values()]) this.dropPeer(p);
     this.stun.close();
     await this.sock?.close();
     this.sock = null;
+    await this.idle?.close();
+    this.idle = null;
   }
 }

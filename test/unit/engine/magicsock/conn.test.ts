@@ -2,8 +2,10 @@
  * MagicConn on loopback, with real sockets and the real disco codec: two nodes find a direct path, a node that
  * claims another's disco key cannot take that path, and pings from hundreds of source ports stay bounded.
  */
+import { readdirSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DISCO_MAX_PING_CANDIDATES } from '../../../../src-main/engine/constants.ts';
+import { DISCO_MAX_PING_CANDIDATES, MAGIC_PROXY_IDLE_MS } from '../../../../src-main/engine/constants.ts';
+import { FakeClock } from '../../../sim/fake-clock.ts';
 import { bindUdp, type UdpSocket } from '../../../../src-main/engine/io/udp.ts';
 import { MagicConn, type MagicPeerSpec } from '../../../../src-main/engine/magicsock/conn.ts';
 import { realClock } from '../../../../src-main/engine/sys/clock.ts';
@@ -11,6 +13,7 @@ import { generateKeyPair, type KeyPair } from '../../../../src-main/protocol/cry
 import { boxBeforenm } from '../../../../src-main/protocol/crypto/nacl-box.ts';
 import { sealDiscoPacket } from '../../../../src-main/protocol/wire/disco.ts';
 import { toHex } from '../../../../src-main/protocol/wire/hex.ts';
+import { computeMac1, mac1Key } from '../../../../src-main/protocol/wire/wg-mac1.ts';
 import { eventually } from '../../../support/eventually.ts';
 
 interface Node {
@@ -46,14 +49,20 @@ function spec(n: Node, name: string, over: Partial<MagicPeerSpec> = {}): MagicPe
   return { nodeKey: n.node.pub, discoKey: n.disco.pub, endpoints: [{ ip: '127.0.0.1', port: n.port }], name, homeRegion: null, ...over };
 }
 
-/** Hands `conn` one WireGuard-shaped packet for `peer`, as wireguard-go would through the peer's proxy. */
+/** A handshake initiation's shape for `peer`: type 1, 148 bytes, random body, mac1 keyed to the peer's key. */
+function initiationFor(peer: Uint8Array): Uint8Array {
+  const pkt = crypto.getRandomValues(new Uint8Array(148));
+  pkt.set([1, 0, 0, 0]);
+  pkt.set(computeMac1(mac1Key(peer), pkt)!, 116);
+  return pkt;
+}
+
+/** Hands `conn` one handshake for `peer`, as wireguard-go would: to its endpoint (the shared idle socket at first). */
 async function sendFromWireGuard(conn: MagicConn, peer: Uint8Array): Promise<void> {
-  const ep = conn.proxyEndpoint(toHex(peer));
-  if (!ep) throw new Error('no proxy');
+  const ep = conn.wireGuardEndpoint(toHex(peer));
+  if (!ep) throw new Error('no endpoint');
   const s = await bindUdp({ address: '127.0.0.1' });
-  const pkt = new Uint8Array(148);
-  pkt[0] = 1; // a handshake initiation's shape
-  await s.send(pkt, ep);
+  await s.send(initiationFor(peer), ep);
   await s.close();
 }
 
@@ -109,5 +118,66 @@ describe('MagicConn on loopback', () => {
     expect(sizes.sentPings).toBeLessThanOrEqual(64);
     // The four sockets still open each got a pong (and a ping-back): nothing was dropped for them.
     await until(() => expect(pongs).toBeGreaterThanOrEqual(4), 3000);
+  });
+
+  it('2,000 peers configured open no proxy socket; a handshake on the idle socket opens exactly its peer’s', async () => {
+    const a = await node();
+    const fds = (): number => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    // Random bytes stand in for keys (no X25519 is done until a peer's first disco message).
+    const rnd = (): Uint8Array => crypto.getRandomValues(new Uint8Array(32));
+    const specs: MagicPeerSpec[] = Array.from({ length: 2000 }, (_, i) => ({ nodeKey: rnd(), discoKey: rnd(), endpoints: [], name: `p${i}`, homeRegion: null }));
+    const t0 = performance.now();
+    await a.conn.setPeers(specs);
+    expect(performance.now() - t0).toBeLessThan(2000); // per peer: a few hashes, no socket, no X25519
+    expect(a.conn.openProxies).toBe(0);
+    expect(fds() - before).toBeLessThanOrEqual(2);
+    const idle = a.conn.wireGuardEndpoint(toHex(specs[0]!.nodeKey));
+    expect(a.conn.wireGuardEndpoint(toHex(specs[1999]!.nodeKey))).toEqual(idle);
+    // WireGuard has a packet for peer 1234: its initiation reaches the idle socket, and only that peer gets a proxy.
+    const changed: string[] = [];
+    a.conn.on('wg-endpoint', (k) => changed.push(k));
+    const target = specs[1234]!;
+    await sendFromWireGuard(a.conn, target.nodeKey);
+    await until(() => expect(a.conn.openProxies).toBe(1), 3000);
+    expect(a.conn.stateSizes(toHex(target.nodeKey))?.proxy).toBe(true);
+    expect(changed).toEqual([toHex(target.nodeKey)]);
+    expect(a.conn.wireGuardEndpoint(toHex(target.nodeKey))).not.toEqual(idle);
+    // A packet on the idle socket that names no peer (or is no handshake) is dropped.
+    const dropped = a.conn.counters.dropped;
+    await sendFromWireGuard(a.conn, generateKeyPair().pub).catch(() => undefined);
+    const s = await bindUdp({ address: '127.0.0.1' });
+    await s.send(new Uint8Array(148).fill(4), idle!);
+    await s.close();
+    await until(() => expect(a.conn.counters.dropped).toBeGreaterThanOrEqual(dropped + 1), 3000);
+    expect(a.conn.openProxies).toBe(1);
+  }, 20_000);
+
+  it('a proxy socket idle for 200 s (past WireGuard’s session lifetime) closes, and WireGuard is pointed back at the idle socket', async () => {
+    const clock = new FakeClock();
+    const kp = generateKeyPair();
+    const disco = generateKeyPair();
+    const conn = new MagicConn({ nodePriv: kp.priv, nodePub: kp.pub, discoPriv: disco.priv, discoPub: disco.pub, port: 0, clock, logf: () => {} });
+    await conn.start();
+    open.push(conn);
+    const peer = generateKeyPair();
+    await conn.setPeers([{ nodeKey: peer.pub, discoKey: generateKeyPair().pub, endpoints: [], name: 'p', homeRegion: null }]);
+    const idle = conn.wireGuardEndpoint(toHex(peer.pub));
+    await sendFromWireGuard(conn, peer.pub);
+    await until(() => expect(conn.openProxies).toBe(1), 3000);
+    const changed: string[] = [];
+    conn.on('wg-endpoint', (k) => changed.push(k));
+    clock.advance(MAGIC_PROXY_IDLE_MS - 40_000);
+    expect(conn.openProxies).toBe(1);
+    // WireGuard's counters moving count as activity too (the kernel data path sends without Node).
+    conn.wireGuardCounters(toHex(peer.pub), { txBytes: 100, rxBytes: 100, lastHandshakeAt: null });
+    conn.wireGuardCounters(toHex(peer.pub), { txBytes: 200, rxBytes: 100, lastHandshakeAt: null });
+    clock.advance(MAGIC_PROXY_IDLE_MS - 40_000);
+    expect(conn.openProxies).toBe(1);
+    clock.advance(MAGIC_PROXY_IDLE_MS);
+    expect(conn.openProxies).toBe(0);
+    expect(changed).toEqual([toHex(peer.pub)]);
+    expect(conn.wireGuardEndpoint(toHex(peer.pub))).toEqual(idle);
+    expect(conn.counters).toMatchObject({ proxiesOpened: 1, proxiesClosed: 1 });
   });
 });
