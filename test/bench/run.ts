@@ -1,9 +1,11 @@
 // `npm run bench`: Weft's data-plane throughput and start-up times against references, all measured in ONE run of
 // the NAT lab (test/lab/lab.ts). Not a test: it prints ratios and writes JSON, it asserts nothing.
 //
-//   node --import tsx test/bench/run.ts [--time S] [--runs N] [--derp auto|derper|embedded] [--only LIST] [--out FILE]
+//   node --import tsx test/bench/run.ts [--time S] [--rounds N] [--runs N] [--derp auto|derper|embedded] [--only LIST] [--out FILE]
 //
-//   --time S     iperf3 seconds per throughput case (default 10; 1 more second is sent and omitted, -O 1)
+//   --time S     iperf3 seconds per throughput measurement (default 10; 1 more second is sent and omitted, -O 1)
+//   --rounds N   throughput rounds (default 2): every case is measured once per round, the order of the cases is
+//                reversed in every other round (so each compared pair runs in both orders), the median is reported
 //   --runs N     start-up runs per client (default 3; the median is reported)
 //   --derp MODE  DERP server for every case: a real Tailscale derper (test/lab/derper.ts, TLS, InsecureForTests), or
 //                headscale's embedded DERP over plain HTTP. auto (default): the derper when its binary is built,
@@ -16,6 +18,10 @@
 //   relay cases:  na and nb both EDM+APDF (random ports): no direct path, traffic goes through DERP.
 //   reference for Weft direct: plain wireguard-go + wg set by hand in a1/b1, endpoints through the NATs.
 //   every tunnel interface has MTU 1280 (Weft's and tailscaled's default; set on the wireguard-go one by hand).
+// CPU per GB: utime + stime (/proc/PID/stat, test/bench/cpu.ts) of the client's processes on BOTH hosts while the
+// iperf3 client runs (the omitted second included), divided by the bytes iperf3 carried in that time (received bytes
+// plus the omitted second's): Weft = the `weft up` node process + its wireguard-go child (+ any other child);
+// tailscaled = tailscaled (WireGuard inside); plain reference = its two wireguard-go processes.
 // Start-up: a long-running peer of the same client in a1; in b1 a fresh node (new state, new UDP port) is started
 // per run. t0 = spawning `weft up` (node + tsx + the daemon itself) / `tailscale up` (tailscaled is already running,
 // its own start is recorded separately). First reply = first success of `ping -c1 -W1 PEER` from b1, tried every
@@ -31,6 +37,7 @@ import { performance } from 'node:perf_hooks';
 import { StatusReport, type PeerPath } from '../../src-shared/model/status.ts';
 import { connectDaemon } from '../../src-main/daemon/api-client.ts';
 import { describeWireguardGo, resolveWireguardGo } from '../../src-main/engine/wg/resolve.ts';
+import { clockTicks, startCpuMeter, type CpuRoot, type CpuWindow } from './cpu.ts';
 import { createLab, REPO_ROOT, type HostName, type Lab, type LabProcess, type RouterProfile } from '../lab/lab.ts';
 import { startDerper } from '../lab/derper.ts';
 import { derpMapYaml, peersDir, startHeadscale, type Headscale } from '../lab/headscale.ts';
@@ -54,6 +61,7 @@ type Phase = 'relay' | 'direct' | 'startup' | 'footprint';
 
 interface Options {
   seconds: number;
+  rounds: number;
   runs: number;
   derp: DerpMode;
   only: Set<Phase>;
@@ -63,6 +71,7 @@ interface Options {
 function parseArgs(argv: string[]): Options {
   const o: Options = {
     seconds: 10,
+    rounds: 2,
     runs: 3,
     derp: 'auto',
     only: new Set<Phase>(['relay', 'direct', 'startup', 'footprint']),
@@ -80,6 +89,10 @@ function parseArgs(argv: string[]): Options {
       case '--time':
         o.seconds = Number(need());
         if (!Number.isInteger(o.seconds) || o.seconds < 1 || o.seconds > 60) throw new Error('bench: --time must be 1..60');
+        break;
+      case '--rounds':
+        o.rounds = Number(need());
+        if (!Number.isInteger(o.rounds) || o.rounds < 1 || o.rounds > 5) throw new Error('bench: --rounds must be 1..5');
         break;
       case '--runs':
         o.runs = Number(need());
@@ -102,7 +115,7 @@ function parseArgs(argv: string[]): Options {
         break;
       case '--help':
       case '-h':
-        process.stdout.write('usage: node --import tsx test/bench/run.ts [--time S] [--runs N] [--derp auto|derper|embedded] [--only relay,direct,startup,footprint] [--out FILE]\n');
+        process.stdout.write('usage: node --import tsx test/bench/run.ts [--time S] [--rounds N] [--runs N] [--derp auto|derper|embedded] [--only relay,direct,startup,footprint] [--out FILE]\n');
         process.exit(0);
         break;
       default:
@@ -220,6 +233,8 @@ interface Node {
   ip: string;
   /** 'direct' | 'relay' | 'connecting' | ... as this node sees its path to `peerName` ('none' = not in its status). */
   pathTo(peerName: string): Promise<string>;
+  /** The node's process (its children are found by the CPU meter). */
+  cpuRoot: CpuRoot;
   output(): string;
   stop(): Promise<void>;
 }
@@ -273,6 +288,7 @@ function weftNode(host: HostName, s: { proc: LabProcess; name: string; dir: stri
       const st = await weftStatus(s.dir);
       return describePath(st.peers.find((p) => p.name === peerName)?.path);
     },
+    cpuRoot: { label: 'weft-node', host, pid: s.proc.pid },
     output: () => s.proc.output(),
     async stop() {
       await s.proc.kill('SIGTERM');
@@ -307,6 +323,7 @@ function tsNode(ts: Tailscaled, name: string, ip: string): Node {
     host: ts.host,
     ip,
     pathTo: (peerName) => tsPath(ts, peerName),
+    cpuRoot: { label: 'tailscaled', host: ts.host, pid: ts.proc.pid },
     output: () => ts.proc.output(),
     stop: () => ts.stop(),
   };
@@ -369,23 +386,45 @@ async function waitPath(lab: Lab, a: Node, b: Node, want: 'direct' | 'relay', ti
 
 interface IperfJson {
   error?: string;
+  intervals?: { sum?: { bytes?: number; omitted?: boolean } }[];
   end?: { sum_received?: { bits_per_second?: number; bytes?: number }; sum_sent?: { retransmits?: number } };
 }
 
 interface Throughput {
   mbitPerS: number;
   retransmits: number | null;
+  /** Bytes carried while the client ran: received (measured seconds) + sent in the omitted second, GB (1e9 B). */
+  gbCarried: number | null;
+  /** CPU time of `cpuRoots` (and their children) while the client ran; null with cpuError when it failed. */
+  cpu: CpuWindow | null;
+  cpuError: string | null;
 }
 
-/** iperf3 TCP, client in `from`, server in `to` bound to `ip`: Mbit/s received. */
-async function iperf(lab: Lab, from: HostName, to: HostName, ip: string, seconds: number): Promise<Throughput> {
+/**
+ * iperf3 TCP, client in `from`, server in `to` bound to `ip`: Mbit/s received. The CPU time of `cpuRoots` is
+ * metered from just before the client starts to just after it exits.
+ */
+async function iperf(lab: Lab, from: HostName, to: HostName, ip: string, seconds: number, cpuRoots: readonly CpuRoot[]): Promise<Throughput> {
   const port = String(5300 + (++seq % 100));
   const server = lab.spawn(to, ['iperf3', '-s', '-1', '--forceflush', '-B', ip, '-p', port]);
   try {
     await server.waitForOutput(/Server listening/, 10_000);
+    let meter: ReturnType<typeof startCpuMeter> | null = null;
+    let cpuError: string | null = null;
+    try {
+      meter = startCpuMeter(cpuRoots);
+    } catch (e) {
+      cpuError = errText(e);
+    }
     const r = await lab.exec(from, ['iperf3', '-c', ip, '-p', port, '-t', String(seconds), '-O', '1', '-J', '--connect-timeout', '5000'], {
       timeoutMs: (seconds + 30) * 1000,
     });
+    let cpu: CpuWindow | null = null;
+    try {
+      cpu = meter?.stop() ?? null;
+    } catch (e) {
+      cpuError = errText(e);
+    }
     let j: IperfJson;
     try {
       j = JSON.parse(r.stdout) as IperfJson;
@@ -395,7 +434,11 @@ async function iperf(lab: Lab, from: HostName, to: HostName, ip: string, seconds
     if (j.error !== undefined) throw new Error(`iperf3: ${j.error}`);
     const bps = j.end?.sum_received?.bits_per_second;
     if (bps === undefined) throw new Error(`iperf3: no sum_received in ${r.stdout.slice(0, 500)}`);
-    return { mbitPerS: bps / 1e6, retransmits: j.end?.sum_sent?.retransmits ?? null };
+    const received = j.end?.sum_received?.bytes;
+    const omitted = (j.intervals ?? []).reduce((a, i) => a + (i.sum?.omitted === true ? (i.sum.bytes ?? 0) : 0), 0);
+    const gbCarried = received === undefined ? null : (received + omitted) / 1e9;
+    if (cpuError !== null) log(`WARNING: no CPU figure: ${cpuError}`);
+    return { mbitPerS: bps / 1e6, retransmits: j.end?.sum_sent?.retransmits ?? null, gbCarried, cpu, cpuError };
   } finally {
     await server.kill('SIGTERM');
   }
@@ -423,6 +466,7 @@ function removeWgSockets(only?: readonly string[]): void {
 interface PlainWg {
   ipA: string;
   ipB: string;
+  cpuRoots: CpuRoot[];
   stop(): Promise<void>;
 }
 
@@ -474,7 +518,8 @@ async function plainWireguard(lab: Lab): Promise<PlainWg> {
     // Both sides send (keepalives, handshakes) toward the other's public port, so the APDF NATs open up.
     const ok = await waitUntil(async () => pingOnce(lab, 'a1', sides[1]!.ip), 30_000, undefined, STEP_MS);
     if (!ok) throw new Error('plain wireguard-go: no ping through the tunnel within 30 s');
-    return { ipA: sides[0]!.ip, ipB: sides[1]!.ip, stop };
+    const cpuRoots = sides.map((s, i) => ({ label: 'wireguard-go', host: s.host, pid: procs[i]!.pid }));
+    return { ipA: sides[0]!.ip, ipB: sides[1]!.ip, cpuRoots, stop };
   } catch (e) {
     await stop();
     throw e;
@@ -484,12 +529,77 @@ async function plainWireguard(lab: Lab): Promise<PlainWg> {
 // ---------------------------------------------------------------------------------------------------------------
 // Cases
 
-interface ThroughputCase {
-  name: string;
+/** CPU use in one measurement: both hosts' processes, summed per role (the root's label, or a child's comm). */
+interface RoundCpu {
+  /** CPU seconds per role, both hosts together. */
+  byRoleS: Record<string, number>;
+  totalS: number;
+  sPerGB: number | null;
+  byRoleSPerGB: Record<string, number>;
+  window: CpuWindow;
+}
+
+/** One measurement of one case. */
+interface Round {
+  round: number;
+  /** Position of the case in its round (1 = measured first). */
+  position: number;
   mbitPerS: number | null;
   retransmits: number | null;
+  gbCarried: number | null;
   path: string[] | null;
+  cpu: RoundCpu | null;
+  cpuError: string | null;
+  loadavg: number[];
   error: string | null;
+}
+
+interface ThroughputCase {
+  name: string;
+  /** Median over the rounds that worked. */
+  mbitPerS: number | null;
+  /** Median over the rounds with a CPU figure: the total and each role (both hosts). */
+  cpuSPerGB: number | null;
+  cpuSPerGBByRole: Record<string, number>;
+  rounds: Round[];
+  /** The failed rounds' errors; null when every round worked. */
+  error: string | null;
+}
+
+const REAPED = 'exited children';
+
+function roundCpu(w: CpuWindow | null, gb: number | null): RoundCpu | null {
+  if (w === null) return null;
+  const byRoleS: Record<string, number> = {};
+  const add = (k: string, v: number): void => {
+    byRoleS[k] = (byRoleS[k] ?? 0) + v;
+  };
+  for (const p of w.processes) {
+    add(p.pid === p.root ? p.label : p.comm, p.cpuS);
+    if (p.reapedS > 0) add(REAPED, p.reapedS);
+  }
+  const per = (x: number): number | null => (gb !== null && gb > 0 ? x / gb : null);
+  const byRoleSPerGB: Record<string, number> = {};
+  for (const [k, v] of Object.entries(byRoleS)) {
+    const x = per(v);
+    if (x !== null) byRoleSPerGB[k] = x;
+  }
+  return { byRoleS, totalS: w.totalS, sPerGB: per(w.totalS), byRoleSPerGB, window: w };
+}
+
+function measured(round: number, position: number, t: Throughput, path: string[]): Round {
+  return {
+    round,
+    position,
+    mbitPerS: t.mbitPerS,
+    retransmits: t.retransmits,
+    gbCarried: t.gbCarried,
+    path,
+    cpu: roundCpu(t.cpu, t.gbCarried),
+    cpuError: t.cpuError,
+    loadavg: loadavg().map((x) => Number(x.toFixed(2))),
+    error: null,
+  };
 }
 
 interface StartupRun {
@@ -509,17 +619,45 @@ interface StartupResult {
   daemonStartS?: number[];
 }
 
-function failed(name: string, e: unknown): ThroughputCase {
+function failed(name: string, round: number, position: number, e: unknown): Round {
   log(`${name}: FAILED: ${errText(e)}`);
-  return { name, mbitPerS: null, retransmits: null, path: null, error: errText(e).slice(0, 4000) };
+  const loads = loadavg().map((x) => Number(x.toFixed(2)));
+  return { round, position, mbitPerS: null, retransmits: null, gbCarried: null, path: null, cpu: null, cpuError: null, loadavg: loads, error: errText(e).slice(0, 4000) };
+}
+
+function logRound(name: string, r: Round): void {
+  const c = r.cpu;
+  const roles = c ? Object.entries(c.byRoleS).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(' + ') : '';
+  const cpu = c ? `; CPU ${c.totalS.toFixed(2)} s (${roles}) for ${r.gbCarried?.toFixed(2) ?? '-'} GB = ${c.sPerGB?.toFixed(2) ?? '-'} s/GB` : '';
+  log(`${name}: ${r.mbitPerS?.toFixed(1) ?? '-'} Mbit/s${cpu}`);
+}
+
+/** Folds a case's rounds into medians. */
+function throughputCase(name: string, rounds: Round[]): ThroughputCase {
+  const ok = rounds.flatMap((r) => (r.mbitPerS === null ? [] : [r.mbitPerS]));
+  const cpus = rounds.flatMap((r) => (r.cpu === null ? [] : [r.cpu]));
+  const byRole: Record<string, number> = {};
+  for (const k of new Set(cpus.flatMap((c) => Object.keys(c.byRoleSPerGB)))) {
+    const m = median(cpus.map((c) => c.byRoleSPerGB[k] ?? 0));
+    if (m !== null) byRole[k] = m;
+  }
+  const errors = rounds.flatMap((r) => (r.error === null ? [] : [`round ${r.round}: ${r.error}`]));
+  return {
+    name,
+    mbitPerS: median(ok),
+    cpuSPerGB: median(cpus.flatMap((c) => (c.sPerGB === null ? [] : [c.sPerGB]))),
+    cpuSPerGBByRole: byRole,
+    rounds,
+    error: errors.length === 0 ? null : errors.join('\n'),
+  };
 }
 
 /** A pair of nodes of `kind` (a1, b1), waits for `want`, runs iperf3 a1 -> b1. */
-async function tunnelCase(lab: Lab, ctl: Control, kind: Kind, want: 'direct' | 'relay', seconds: number): Promise<ThroughputCase> {
+async function tunnelCase(lab: Lab, ctl: Control, kind: Kind, want: 'direct' | 'relay', seconds: number, round: number, position: number): Promise<Round> {
   const name = `${kind}-${want}`;
   const nodes: Node[] = [];
   try {
-    log(`${name}: starting two ${kind} nodes`);
+    log(`${name} (round ${round}): starting two ${kind} nodes`);
     nodes.push(await up(kind, lab, ctl, 'a1', newPort()));
     nodes.push(await up(kind, lab, ctl, 'b1', newPort()));
     const [a, b] = nodes as [Node, Node];
@@ -527,30 +665,32 @@ async function tunnelCase(lab: Lab, ctl: Control, kind: Kind, want: 'direct' | '
     const path = await waitPath(lab, a, b, want, PATH_TIMEOUT_MS);
     if (!path.every((p) => p.startsWith(want))) throw new Error(`path never became ${want} on both sides: ${path.join(' / ')}`);
     log(`${name}: paths ${path.join(' / ')}; iperf3 ${seconds} s`);
-    const t = await iperf(lab, 'a1', 'b1', b.ip, seconds);
+    const t = await iperf(lab, 'a1', 'b1', b.ip, seconds, [a.cpuRoot, b.cpuRoot]);
     const after = await Promise.all([a.pathTo(b.name), b.pathTo(a.name)]);
     if (!after.every((p) => p.startsWith(want))) log(`${name}: WARNING: path changed during iperf3: ${after.join(' / ')}`);
-    log(`${name}: ${t.mbitPerS.toFixed(1)} Mbit/s`);
-    return { name, mbitPerS: t.mbitPerS, retransmits: t.retransmits, path, error: null };
+    const r = measured(round, position, t, path);
+    logRound(name, r);
+    return r;
   } catch (e) {
     const logs = nodes.map((n) => `--- ${n.name} (${n.kind} in ${n.host}) output tail:\n${n.output().slice(-2000)}`).join('\n');
-    return failed(name, `${errText(e)}\n${logs}`);
+    return failed(name, round, position, `${errText(e)}\n${logs}`);
   } finally {
     for (const n of nodes.reverse()) await n.stop().catch((e: unknown) => log(`stop ${n.name}: ${errText(e)}`));
   }
 }
 
-async function wireguardCase(lab: Lab, seconds: number): Promise<ThroughputCase> {
+async function wireguardCase(lab: Lab, seconds: number, round: number, position: number): Promise<Round> {
   const name = 'wireguard-go';
   let wg: PlainWg | undefined;
   try {
-    log(`${name}: plain wireguard-go a1 <-> b1 through both NATs (MTU ${MTU})`);
+    log(`${name} (round ${round}): plain wireguard-go a1 <-> b1 through both NATs (MTU ${MTU})`);
     wg = await plainWireguard(lab);
-    const t = await iperf(lab, 'a1', 'b1', wg.ipB, seconds);
-    log(`${name}: ${t.mbitPerS.toFixed(1)} Mbit/s`);
-    return { name, mbitPerS: t.mbitPerS, retransmits: t.retransmits, path: [`direct(${lab.addr.nbWan}:51820)`, `direct(${lab.addr.naWan}:51820)`], error: null };
+    const t = await iperf(lab, 'a1', 'b1', wg.ipB, seconds, wg.cpuRoots);
+    const r = measured(round, position, t, [`direct(${lab.addr.nbWan}:51820)`, `direct(${lab.addr.naWan}:51820)`]);
+    logRound(name, r);
+    return r;
   } catch (e) {
-    return failed(name, e);
+    return failed(name, round, position, e);
   } finally {
     await wg?.stop();
   }
@@ -772,7 +912,7 @@ function ratio(label: string, value: number | null, reference: number | null, un
 
 function fmtRatio(r: Ratio): string {
   const f = (x: number | null, d: number): string => (x === null ? 'n/a' : x.toFixed(d));
-  const d = r.unit === 's' ? 2 : 0;
+  const d = r.unit === 'Mbit/s' || r.unit === 'MB' ? 0 : 2;
   return `${r.label}: ${f(r.ratio, 2)} (${f(r.value, d)} ${r.unit} vs ${f(r.reference, d)} ${r.unit})`;
 }
 
@@ -806,28 +946,47 @@ async function main(): Promise<void> {
     ctl = await startControl(lab, derpMode, hsPort, derper);
     log(`control ${ctl.hs.url}, DERP: ${ctl.derpUrl}`);
 
+    // Each round measures every case once; odd rounds reverse the order, so each compared pair (weft-relay and
+    // tailscaled-relay; wireguard-go and weft-direct; weft-direct and tailscaled-direct) runs in both orders.
+    const rounds: Record<string, Round[]> = {};
+    const keep = (name: string, r: Round): void => {
+      (rounds[name] ??= []).push(r);
+    };
+    const ordered = <T>(xs: T[], round: number): T[] => (round % 2 === 1 ? xs : [...xs].reverse());
     if (opts.only.has('relay')) {
       await lab.setRouter('na', EDM);
       await lab.setRouter('nb', EDM);
-      let w = await tunnelCase(lab, ctl, 'weft', 'relay', opts.seconds);
-      if (w.error !== null && derpMode === 'derper' && opts.derp === 'auto') {
-        notes.push(`Weft could not relay through the lab derper (${w.error.split('\n')[0]}); fell back to headscale's embedded DERP (plain HTTP) for both clients`);
-        log(`falling back to the embedded DERP for every case`);
-        await ctl.stop();
-        derpMode = 'embedded';
-        ctl = await startControl(lab, 'embedded', ++hsPort, null);
-        w = await tunnelCase(lab, ctl, 'weft', 'relay', opts.seconds);
+      for (let round = 1; round <= opts.rounds; round++) {
+        const kinds = ordered<Kind>(['weft', 'tailscaled'], round);
+        for (const [i, kind] of kinds.entries()) {
+          let r = await tunnelCase(lab, ctl, kind, 'relay', opts.seconds, round, i + 1);
+          if (kind === 'weft' && round === 1 && r.error !== null && derpMode === 'derper' && opts.derp === 'auto') {
+            notes.push(`Weft could not relay through the lab derper (${r.error.split('\n')[0]}); fell back to headscale's embedded DERP (plain HTTP) for both clients`);
+            log(`falling back to the embedded DERP for every case`);
+            await ctl.stop();
+            derpMode = 'embedded';
+            ctl = await startControl(lab, 'embedded', ++hsPort, null);
+            r = await tunnelCase(lab, ctl, kind, 'relay', opts.seconds, round, i + 1);
+          }
+          keep(`${kind}-relay`, r);
+        }
       }
-      throughput['weft-relay'] = w;
-      throughput['tailscaled-relay'] = await tunnelCase(lab, ctl, 'tailscaled', 'relay', opts.seconds);
     }
 
     await lab.setRouter('na', EIM);
     await lab.setRouter('nb', EIM);
     if (opts.only.has('direct')) {
-      throughput['wireguard-go'] = await wireguardCase(lab, opts.seconds);
-      throughput['weft-direct'] = await tunnelCase(lab, ctl, 'weft', 'direct', opts.seconds);
-      throughput['tailscaled-direct'] = await tunnelCase(lab, ctl, 'tailscaled', 'direct', opts.seconds);
+      for (let round = 1; round <= opts.rounds; round++) {
+        const cases = ordered<'wireguard-go' | Kind>(['wireguard-go', 'weft', 'tailscaled'], round);
+        for (const [i, c] of cases.entries()) {
+          if (c === 'wireguard-go') keep(c, await wireguardCase(lab, opts.seconds, round, i + 1));
+          else keep(`${c}-direct`, await tunnelCase(lab, ctl, c, 'direct', opts.seconds, round, i + 1));
+        }
+      }
+    }
+    for (const name of ['weft-relay', 'tailscaled-relay', 'wireguard-go', 'weft-direct', 'tailscaled-direct']) {
+      const rs = rounds[name];
+      if (rs) throughput[name] = throughputCase(name, rs);
     }
     if (opts.only.has('startup')) {
       await lab.setRouter('na', EIM);
@@ -858,6 +1017,9 @@ async function main(): Promise<void> {
   }
   if (opts.only.has('direct')) {
     ratios.push(ratio('weft-direct / tailscaled-direct', mb('weft-direct'), mb('tailscaled-direct'), 'Mbit/s'));
+    const cpu = (k: string): number | null => throughput[k]?.cpuSPerGB ?? null;
+    ratios.push(ratio('CPU s per GB, direct, weft / tailscaled', cpu('weft-direct'), cpu('tailscaled-direct'), 's/GB'));
+    ratios.push(ratio('CPU s per GB, direct, weft / wireguard-go', cpu('weft-direct'), cpu('wireguard-go'), 's/GB'));
   }
   if (opts.only.has('startup')) {
     const w = startup.weft;
@@ -880,6 +1042,8 @@ async function main(): Promise<void> {
     settings: {
       iperfSeconds: opts.seconds,
       iperfOmitS: 1,
+      rounds: opts.rounds,
+      clockTicksPerS: clockTicks(),
       startupRuns: opts.runs,
       mtu: MTU,
       derp: derpMode,
@@ -904,9 +1068,25 @@ async function main(): Promise<void> {
     '',
     ...ratios.map(fmtRatio),
   ];
-  for (const k of Object.keys(throughput)) {
-    const c = throughput[k]!;
-    if (c.error !== null) lines.push(`  ${k}: failed: ${c.error.split('\n')[0]}`);
+  const f2 = (x: number | null | undefined): string => (x === null || x === undefined ? '-' : x.toFixed(2));
+  const cpuLine = (c: ThroughputCase): string => {
+    const roles = Object.entries(c.cpuSPerGBByRole);
+    return `${f2(c.cpuSPerGB)}${roles.length > 1 ? ` (${roles.map(([k, v]) => `${k} ${f2(v)}`).join(' + ')})` : ''}`;
+  };
+  const direct = ['weft-direct', 'tailscaled-direct', 'wireguard-go'].flatMap((k) => (throughput[k] ? [throughput[k]] : []));
+  if (direct.length > 0) {
+    lines.push(`CPU s per GB carried, direct, both hosts (median of ${opts.rounds} rounds): ${direct.map((c) => `${c.name} ${cpuLine(c)}`).join('; ')}`);
+  }
+  const relay = ['weft-relay', 'tailscaled-relay'].flatMap((k) => (throughput[k] ? [throughput[k]] : []));
+  if (relay.length > 0) {
+    lines.push(`  (relayed, the DERP server not counted: ${relay.map((c) => `${c.name} ${cpuLine(c)}`).join('; ')})`);
+  }
+  lines.push(`  Mbit/s per round (position in the round): ${Object.values(throughput).map((c) => `${c.name} ${c.rounds.map((r) => `${r.mbitPerS?.toFixed(0) ?? 'failed'} (${r.position})`).join(', ')}`).join('; ')}`);
+  for (const c of Object.values(throughput)) {
+    for (const r of c.rounds) {
+      if (r.error !== null) lines.push(`  ${c.name} round ${r.round}: failed: ${r.error.split('\n')[0]}`);
+      if (r.cpuError !== null) lines.push(`  ${c.name} round ${r.round}: no CPU figure: ${r.cpuError}`);
+    }
   }
   for (const s of Object.values(startup)) {
     const fmt = (r: StartupRun): string => `${r.upS?.toFixed(2) ?? '-'}/${r.firstReplyS?.toFixed(2) ?? '-'}/${r.directS?.toFixed(2) ?? '-'}`;
