@@ -95,6 +95,7 @@ export async function startWeftd(o: WeftdOptions): Promise<Weftd> {
     udpPort: o.udpPort,
     autoConnect: o.autoConnect,
     createInterface: create,
+    ...(wireguardGo ? { wireguardGo: { path: wireguardGo.path, version: wireguardGo.version, pinned: wireguardGo.pinned } } : {}),
     ...(createSystem ? { createSystem } : {}),
     logf: o.logf,
     ...(o.stateDirFor ? { stateDirFor: o.stateDirFor } : {}),

@@ -26,7 +26,7 @@ import type { DerpMap } from '../../src-shared/model/derp-map.ts';
 import { EVENT_NAMES, parseEvent } from '../../src-shared/ipc/contract.ts';
 import type { MeshSnapshot, PeerStats } from '../../src-shared/model/mesh.ts';
 import type { NetcheckReport } from '../../src-shared/model/netcheck.ts';
-import type { StatusReport } from '../../src-shared/model/status.ts';
+import type { StatusReport, WireguardGoStatus } from '../../src-shared/model/status.ts';
 import type { ControlClient } from '../engine/control/client.ts';
 import { parseServerUrl } from '../engine/control/transport.ts';
 import { Engine, type EngineEvents, type EngineInit, type EnginePrefs } from '../engine/engine.ts';
@@ -81,6 +81,8 @@ export interface HostInit {
   prepareInterface?: () => Promise<void>;
   /** @default 'weft0' */
   iface?: string;
+  /** The wireguard-go `createInterface` runs, shown in `engine:status` under dataPath (weftd knows it; tests do not). */
+  wireguardGo?: WireguardGoStatus;
   /** Name to register when the join request gives none. @default the OS hostname (engine default) */
   hostname?: string;
   /** @default 41641 (engine default) */
@@ -618,7 +620,8 @@ export function createHost(init: HostInit): Host {
     'engine:status': async () => {
       const r = run;
       if (!r) throw new MeshError('state', 'not connected to any network: join one, or connect the saved one', true);
-      return r.engine.status();
+      const s = await r.engine.status();
+      return s.dataPath && init.wireguardGo ? { ...s, dataPath: { ...s.dataPath, wireguardGo: init.wireguardGo } } : s;
     },
 
     'engine:ping': async ({ peer, timeoutMs }) => {

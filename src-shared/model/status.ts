@@ -79,6 +79,16 @@ export const SelfStatus = z.object({
   keyExpiry: z.string().nullable(),
 });
 
+/** The wireguard-go binary the data plane runs (weftd's choice: $WEFT_WIREGUARD_GO, Weft's pinned build, or PATH). */
+export const WireguardGoStatus = z.object({
+  path: z.string(),
+  /** What its `--version` printed ("0.0.20250522"); null when it did not answer. */
+  version: z.string().nullable(),
+  /** It is the version Weft pins (scripts/build-wireguard-go.sh); false means an older, slower build such as Debian's. */
+  pinned: z.boolean(),
+});
+export type WireguardGoStatus = z.infer<typeof WireguardGoStatus>;
+
 export const StatusReport = z.object({
   control: z.object({
     state: ControlState,
@@ -99,7 +109,10 @@ export const StatusReport = z.object({
    * port and sends straight to peers with a direct path; `proxy` when every packet passes through Weft's own
    * socket (nft missing or refused, or turned off), with the reason.
    */
-  dataPath: z.object({ mode: z.enum(['kernel', 'proxy']), reason: z.string().nullable() }).nullable().optional(),
+  dataPath: z
+    .object({ mode: z.enum(['kernel', 'proxy']), reason: z.string().nullable(), wireguardGo: WireguardGoStatus.nullable().optional() })
+    .nullable()
+    .optional(),
   /** The ACL filter, routes and MagicDNS as enforced (null before the data plane exists). */
   tailnet: TailnetStatus.nullable().default(null),
 });

@@ -134,6 +134,8 @@ describe('weftd', () => {
     expect(st.control.state).toBe('connected');
     expect(st.self?.name).toBe('app-a1');
     expect(st.self?.nodeKey).toBe(self.nodeKey);
+    expect(st.dataPath?.wireguardGo).toEqual({ path: join(REPO_ROOT, 'resources', 'bin', 'wireguard-go'), version: WIREGUARD_GO_PIN.version, pinned: true });
+    expect((await cli(['status'])).stdout).toContain(`wg:      wireguard-go v${WIREGUARD_GO_PIN.version} ${join(REPO_ROOT, 'resources', 'bin', 'wireguard-go')}`);
     // This node as the peer kit sees Weft nodes (its status comes from weftd through the run directory).
     const appPeer: WeftPeer = {
       kind: 'weft',

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MeshError } from '../../../src-shared/errors.ts';
 import { parseEvent, type EventName, type EventPayload, type LogEntry, type LogLevel } from '../../../src-shared/ipc/contract.ts';
 import { applyMeshDelta, type MeshSnapshot } from '../../../src-shared/model/mesh.ts';
+import type { StatusReport } from '../../../src-shared/model/status.ts';
 import type { EngineInit } from '../../../src-main/engine/engine.ts';
 import type { WgInterface } from '../../../src-main/engine/wg/iface.ts';
 import { createDispatcher, HostError } from '../../../src-main/host/dispatch.ts';
@@ -320,6 +321,24 @@ describe('host: netcheck, logs, notices', () => {
     expect(await r.dispatch('netcheck:run', {})).toEqual({ ok: true, value: NETCHECK });
     expect(of(r, 'mesh:delta')).toEqual([{ netcheck: NETCHECK }]);
     expect(r.ui().netcheck).toEqual(NETCHECK);
+  });
+
+  it("engine:status names weftd's wireguard-go under dataPath, once the data plane exists", async () => {
+    const wg = { path: '/opt/Weft/resources/bin/wireguard-go', version: '0.0.20250522', pinned: true };
+    const r = await joined({ wireguardGo: wg });
+    const e = r.engines[0]!;
+    const before = await r.dispatch('engine:status', {});
+    expect(before.ok && (before.value as StatusReport).dataPath).toBeFalsy(); // no data plane yet: nothing added
+    e.report = { ...e.report, dataPath: { mode: 'kernel', reason: null } };
+    expect(await r.dispatch('engine:status', {})).toMatchObject({ ok: true, value: { dataPath: { mode: 'kernel', reason: null, wireguardGo: wg } } });
+  });
+
+  it('engine:status passes the engine’s dataPath unchanged without one (tests with a fake interface)', async () => {
+    const r = await joined();
+    const e = r.engines[0]!;
+    e.report = { ...e.report, dataPath: { mode: 'proxy', reason: 'x' } };
+    const v = await r.dispatch('engine:status', {});
+    expect(v.ok && (v.value as StatusReport).dataPath).toEqual({ mode: 'proxy', reason: 'x' });
   });
 
   it('netcheck without a network is a retryable state error', async () => {
