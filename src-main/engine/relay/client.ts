@@ -16,6 +16,8 @@
  * Sends are bounded: when the socket already holds DERP_SEND_QUEUE_MAX_BYTES of unsent bytes (a server that
  * stopped reading), a packet is dropped and counted in `droppedSends` rather than buffered; drops are logged
  * at most once per DERP_DROP_LOG_INTERVAL_MS. send never throws.
+ *
+ * Received frames are parsed in place: a relayed packet is a view into the socket's read buffer, not a copy.
  */
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
@@ -75,6 +77,7 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
   private readTimer: TimerHandle | null = null;
   private handshakeTimer: TimerHandle | null = null;
   private stallTimer: TimerHandle | null = null;
+  private lastReadAt = 0;
   /** The send rate the server announced in ServerInfo (bytes/s and burst), as a token bucket; null: no limit. */
   private bucket: { rate: number; burst: number; tokens: number; at: number } | null = null;
   private drops = 0;
@@ -167,11 +170,12 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     this.sock = sock;
     // The dial's idle timeout must not outlive the upgrade: the read timer watches the connection from here on.
     sock.setTimeout(0);
-    const reader = new DerpFrameReader();
+    // Node allocates each read's buffer anew and never reuses it, so frames may be views into it.
+    const reader = new DerpFrameReader({ lend: true });
     let serverPub: Uint8Array | null = null;
     const onBytes = (d: Uint8Array): void => {
       if (this.sock !== sock) return;
-      this.armReadTimer();
+      this.noteRead();
       for (const raw of reader.push(d)) {
         if (this.sock !== sock) return; // failed while handling an earlier frame of this chunk
         if (raw.kind === 'malformed') {
@@ -234,7 +238,7 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
         }
       }
     };
-    sock.on('data', (d: Buffer) => onBytes(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
+    sock.on('data', (d: Buffer) => onBytes(d));
     sock.on('close', () => {
       if (this.sock === sock) this.fail('DERP connection closed');
     });
@@ -279,9 +283,22 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     this.handshakeTimer = null;
   }
 
-  private armReadTimer(): void {
-    if (this.readTimer) this.init.clock.clearTimeout(this.readTimer);
-    this.readTimer = this.init.clock.setTimeout(() => this.fail('no DERP frame for 120 s'), DERP_READ_TIMEOUT_MS);
+  /**
+   * The read deadline: no bytes for DERP_READ_TIMEOUT_MS fail the connection. Reads only note their time; the
+   * one timer, when it fires, looks at that time and waits again for the rest of the interval.
+   */
+  private noteRead(): void {
+    this.lastReadAt = this.init.clock.now();
+    if (!this.readTimer) this.armReadTimer(DERP_READ_TIMEOUT_MS);
+  }
+
+  private armReadTimer(ms: number): void {
+    this.readTimer = this.init.clock.setTimeout(() => {
+      this.readTimer = null;
+      const idle = this.init.clock.now() - this.lastReadAt;
+      if (idle >= DERP_READ_TIMEOUT_MS) this.fail(`no DERP frame for ${DERP_READ_TIMEOUT_MS / 1000} s`);
+      else this.armReadTimer(DERP_READ_TIMEOUT_MS - idle);
+    }, ms);
   }
 
   /** Handshake frames: small, once per connection, written regardless of the send cap. */

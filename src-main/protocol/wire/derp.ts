@@ -58,8 +58,9 @@
  *
  * Parsers, openers and DerpFrameReader.push never throw: they return `{ kind: 'malformed', reason }`. Parsed
  * fields (keys, packets, ping data) are views into the body passed to parseFrame; DerpFrameReader hands out
- * freshly allocated bodies, so frames parsed from them own their bytes. Encoders and sealers throw only on
- * programmer error (wrong key lengths, oversized packets, out-of-range numbers).
+ * freshly allocated bodies, so frames parsed from them own their bytes (unless it was made with `lend`: then
+ * bodies are views into the pushed chunks where they can be). Encoders and sealers throw only on programmer error
+ * (wrong key lengths, oversized packets, out-of-range numbers).
  */
 import { KEY_LEN, NONCE_LEN, open, seal } from '../crypto/nacl-box.ts';
 import { keyPairFromPrivate } from '../crypto/keys.ts';
@@ -245,10 +246,11 @@ const malformed = (reason: string): Malformed => ({ kind: 'malformed', reason })
 
 const hex2 = (n: number): string => `0x${n.toString(16).padStart(2, '0')}`;
 
+const TYPE_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(FrameType).map(([name, t]) => [t, name]));
+
 /** Returns a frame type's Go name ("SendPacket"), or "0x??" for unknown types (logs). */
 export function frameTypeName(type: number): string {
-  for (const [name, t] of Object.entries(FrameType)) if (t === type) return name;
-  return hex2(type);
+  return TYPE_NAMES.get(type) ?? hex2(type);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -395,76 +397,85 @@ export function encodeFrame(frame: DerpFrame): Uint8Array {
 // ---------------------------------------------------------------------------------------------------------
 // Parsing
 
+function shortBody(type: number, n: number, need: number): Malformed {
+  return malformed(`${frameTypeName(type)} body ${n} bytes, need ${need}`);
+}
+
+function exactBody(type: number, n: number, need: number): Malformed {
+  return malformed(`${frameTypeName(type)} body ${n} bytes, must be exactly ${need}`);
+}
+
+function keyAt(body: Uint8Array, off: number): Uint8Array {
+  return body.subarray(off, off + KEY_LEN);
+}
+
 /**
  * Parses one frame body (header already removed) with the rules of Tailscale's receiver for that type (see the
  * table above): trailing bytes are accepted where Tailscale ignores them, unknown types give {kind:'unknown'}.
  * Returned fields are views into `body`. Never throws.
  */
 export function parseFrame(type: number, body: Uint8Array): DerpFrame | Malformed {
+  // Relayed packets come through here one by one: no per-call closures, and a type's name only for an error.
   const n = body.length;
-  const name = frameTypeName(type);
-  const short = (need: number): Malformed => malformed(`${name} body ${n} bytes, need ${need}`);
-  const exact = (need: number): Malformed => malformed(`${name} body ${n} bytes, must be exactly ${need}`);
-  const key = (off: number): Uint8Array => body.subarray(off, off + KEY_LEN);
   switch (type) {
     case FrameType.ServerKey:
-      if (n < SERVER_KEY_LEN) return short(SERVER_KEY_LEN);
+      if (n < SERVER_KEY_LEN) return shortBody(type, n, SERVER_KEY_LEN);
       if (n > MAX_SERVER_KEY_LEN) return malformed(`ServerKey body ${n} bytes exceeds ${MAX_SERVER_KEY_LEN}`);
       if (!bytesEqual(body.subarray(0, MAGIC_LEN), MAGIC)) return malformed('ServerKey without the DERP magic');
-      return { kind: 'server-key', serverPub: key(MAGIC_LEN) };
+      return { kind: 'server-key', serverPub: keyAt(body, MAGIC_LEN) };
     case FrameType.ClientInfo:
-      if (n < MIN_CLIENT_INFO_LEN) return short(MIN_CLIENT_INFO_LEN);
+      if (n < MIN_CLIENT_INFO_LEN) return shortBody(type, n, MIN_CLIENT_INFO_LEN);
       if (n > MAX_CLIENT_INFO_LEN) return malformed(`ClientInfo body ${n} bytes exceeds ${MAX_CLIENT_INFO_LEN}`);
-      return { kind: 'client-info', clientPub: key(0), sealed: body.subarray(KEY_LEN) };
+      return { kind: 'client-info', clientPub: keyAt(body, 0), sealed: body.subarray(KEY_LEN) };
     case FrameType.ServerInfo:
-      if (n < NONCE_LEN) return short(NONCE_LEN);
+      if (n < NONCE_LEN) return shortBody(type, n, NONCE_LEN);
       if (n > NONCE_LEN + MAX_INFO_LEN) return malformed(`ServerInfo body ${n} bytes exceeds ${NONCE_LEN + MAX_INFO_LEN}`);
       return { kind: 'server-info', sealed: body };
     case FrameType.SendPacket:
     case FrameType.RecvPacket: {
-      if (n < KEY_LEN) return short(KEY_LEN);
+      if (n < KEY_LEN) return shortBody(type, n, KEY_LEN);
       const packet = body.subarray(KEY_LEN);
-      if (type === FrameType.RecvPacket) return { kind: 'recv-packet', src: key(0), packet };
+      if (type === FrameType.RecvPacket) return { kind: 'recv-packet', src: keyAt(body, 0), packet };
       if (packet.length > MAX_PACKET_SIZE) return malformed(`SendPacket packet ${packet.length} bytes exceeds ${MAX_PACKET_SIZE}`);
-      return { kind: 'send-packet', dst: key(0), packet };
+      return { kind: 'send-packet', dst: keyAt(body, 0), packet };
     }
     case FrameType.ForwardPacket: {
-      if (n < 2 * KEY_LEN) return short(2 * KEY_LEN);
+      if (n < 2 * KEY_LEN) return shortBody(type, n, 2 * KEY_LEN);
       const packet = body.subarray(2 * KEY_LEN);
       if (packet.length > MAX_PACKET_SIZE) return malformed(`ForwardPacket packet ${packet.length} bytes exceeds ${MAX_PACKET_SIZE}`);
-      return { kind: 'forward-packet', src: key(0), dst: key(KEY_LEN), packet };
+      return { kind: 'forward-packet', src: keyAt(body, 0), dst: keyAt(body, KEY_LEN), packet };
     }
     case FrameType.KeepAlive:
       return { kind: 'keep-alive' };
     case FrameType.NotePreferred:
-      if (n !== 1) return exact(1);
+      if (n !== 1) return exactBody(type, n, 1);
       return { kind: 'note-preferred', preferred: body[0] !== 0 };
     case FrameType.PeerGone:
-      if (n < KEY_LEN) return short(KEY_LEN);
-      return { kind: 'peer-gone', peer: key(0), reason: n > KEY_LEN ? body[KEY_LEN]! : PeerGoneReason.Disconnected };
+      if (n < KEY_LEN) return shortBody(type, n, KEY_LEN);
+      return { kind: 'peer-gone', peer: keyAt(body, 0), reason: n > KEY_LEN ? body[KEY_LEN]! : PeerGoneReason.Disconnected };
     case FrameType.PeerPresent: {
-      if (n < KEY_LEN) return short(KEY_LEN);
-      if (n < KEY_LEN + 18) return { kind: 'peer-present', peer: key(0), addr: null, flags: null };
+      if (n < KEY_LEN) return shortBody(type, n, KEY_LEN);
+      if (n < KEY_LEN + 18) return { kind: 'peer-present', peer: keyAt(body, 0), addr: null, flags: null };
       const ip16 = body.subarray(KEY_LEN, KEY_LEN + 16);
       const ip = isV4Mapped(ip16) ? bytesToIp(ip16.subarray(12)) : bytesToIp(ip16);
       const port = (body[KEY_LEN + 16]! << 8) | body[KEY_LEN + 17]!;
       const flags = n >= PEER_PRESENT_LEN ? body[KEY_LEN + 18]! : null;
-      return { kind: 'peer-present', peer: key(0), addr: { ip, port }, flags };
+      return { kind: 'peer-present', peer: keyAt(body, 0), addr: { ip, port }, flags };
     }
     case FrameType.WatchConns:
-      if (n !== 0) return exact(0);
+      if (n !== 0) return exactBody(type, n, 0);
       return { kind: 'watch-conns' };
     case FrameType.ClosePeer:
-      if (n !== KEY_LEN) return exact(KEY_LEN);
-      return { kind: 'close-peer', peer: key(0) };
+      if (n !== KEY_LEN) return exactBody(type, n, KEY_LEN);
+      return { kind: 'close-peer', peer: keyAt(body, 0) };
     case FrameType.Ping:
     case FrameType.Pong:
-      if (n < PING_LEN) return short(PING_LEN);
+      if (n < PING_LEN) return shortBody(type, n, PING_LEN);
       return { kind: type === FrameType.Ping ? 'ping' : 'pong', data: body.subarray(0, PING_LEN) };
     case FrameType.Health:
       return { kind: 'health', problem: textDecoder.decode(body) };
     case FrameType.Restarting: {
-      if (n < 8) return short(8);
+      if (n < 8) return shortBody(type, n, 8);
       const dv = new DataView(body.buffer, body.byteOffset, 8);
       return { kind: 'restarting', reconnectInMs: dv.getUint32(0), tryForMs: dv.getUint32(4) };
     }
@@ -481,13 +492,19 @@ export function parseFrame(type: number, body: Uint8Array): DerpFrame | Malforme
 export interface RawFrame {
   kind: 'frame';
   type: number;
-  /** Freshly allocated; owned by the caller. */
+  /** Freshly allocated and owned by the caller, unless the reader lends (see DerpFrameReaderOptions.lend). */
   body: Uint8Array;
 }
 
 export interface DerpFrameReaderOptions {
   /** Largest accepted body; a longer frame is malformed and ends the stream. Default 1 MiB (the Go client's). */
   maxFrameLen?: number;
+  /**
+   * Lend instead of copy: the body of a frame that lies wholly inside one pushed chunk is a view into that chunk
+   * (no allocation, no copy); only a frame split across chunks is assembled in a fresh buffer. For a caller that
+   * never modifies or reuses a chunk after pushing it (a socket's read buffers). Default false: every body is a copy.
+   */
+  lend?: boolean;
 }
 
 /**
@@ -498,6 +515,7 @@ export interface DerpFrameReaderOptions {
  */
 export class DerpFrameReader {
   readonly maxFrameLen: number;
+  private readonly lend: boolean;
   private readonly header = new Uint8Array(FRAME_HEADER_LEN);
   private headerFill = 0;
   private type = 0;
@@ -509,6 +527,7 @@ export class DerpFrameReader {
     const max = opts.maxFrameLen ?? MAX_RECV_FRAME_LEN;
     checkU32('maxFrameLen', max);
     this.maxFrameLen = max;
+    this.lend = opts.lend ?? false;
   }
 
   /** The sticky failure, or null while the stream is healthy. */
@@ -527,6 +546,27 @@ export class DerpFrameReader {
     const out: (RawFrame | Malformed)[] = [];
     let i = 0;
     while (i < chunk.length) {
+      if (this.lend && !this.body && this.headerFill === 0 && chunk.length - i >= FRAME_HEADER_LEN) {
+        // A whole header here: parse it in place, and lend the body if the chunk holds all of it.
+        const type = chunk[i]!;
+        const len = ((chunk[i + 1]! << 24) | (chunk[i + 2]! << 16) | (chunk[i + 3]! << 8) | chunk[i + 4]!) >>> 0;
+        if (len > this.maxFrameLen) {
+          this.failure = malformed(`${frameTypeName(type)} frame of ${len} bytes exceeds the ${this.maxFrameLen}-byte limit`);
+          out.push(this.failure);
+          return out;
+        }
+        const start = i + FRAME_HEADER_LEN;
+        if (chunk.length - start >= len) {
+          out.push({ kind: 'frame', type, body: chunk.subarray(start, start + len) });
+          i = start + len;
+          continue;
+        }
+        this.type = type;
+        this.headerFill = FRAME_HEADER_LEN;
+        this.body = new Uint8Array(len);
+        this.bodyFill = 0;
+        i = start;
+      }
       if (!this.body) {
         const take = Math.min(FRAME_HEADER_LEN - this.headerFill, chunk.length - i);
         this.header.set(chunk.subarray(i, i + take), this.headerFill);

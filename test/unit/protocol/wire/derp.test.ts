@@ -465,6 +465,36 @@ describe('DerpFrameReader', () => {
     expect(toHex(f.body)).toBe(v('recv_packet_frame.payload'));
     expect(r.push(new Uint8Array(0))).toEqual([]);
   });
+
+  it('lend: bodies wholly inside a chunk are views into it; a frame split across chunks is assembled in its own buffer', () => {
+    const r = new DerpFrameReader({ lend: true });
+    const ka = b('keep_alive_frame');
+    const rp = b('recv_packet_frame');
+    const chunk = concatBytes(rp, ka, rp, rp.subarray(0, 10));
+    const out = r.push(chunk);
+    expect(out.map((x) => x.kind === 'frame' && x.type)).toEqual([FrameType.RecvPacket, FrameType.KeepAlive, FrameType.RecvPacket]);
+    const [f0, , f2] = out;
+    if (f0?.kind !== 'frame' || f2?.kind !== 'frame') throw new Error('no frame');
+    expect(f0.body.buffer).toBe(chunk.buffer);
+    expect(f0.body.byteOffset).toBe(chunk.byteOffset + 5);
+    expect(toHex(f2.body)).toBe(v('recv_packet_frame.payload'));
+    expect(r.buffered).toBe(10);
+    const rest = rp.slice(10);
+    const [f3] = r.push(rest);
+    if (f3?.kind !== 'frame') throw new Error('no frame');
+    expect(f3.body.buffer).not.toBe(chunk.buffer);
+    expect(f3.body.buffer).not.toBe(rest.buffer);
+    expect(toHex(f3.body)).toBe(v('recv_packet_frame.payload'));
+    expect(r.buffered).toBe(0);
+  });
+
+  it('lend: a whole header over the limit is the same sticky malformed result', () => {
+    const r = new DerpFrameReader({ lend: true, maxFrameLen: 10 });
+    const out = r.push(concatBytes(encodeFrameHeader(0x20, 10), new Uint8Array(10), encodeFrameHeader(FrameType.RecvPacket, 11)));
+    expect(out.map((x) => x.kind)).toEqual(['frame', 'malformed']);
+    expectMalformed(out[1]!, /RecvPacket frame of 11 bytes exceeds the 10-byte limit/);
+    expect(r.push(b('keep_alive_frame'))).toEqual([out[1]]);
+  });
 });
 
 describe('handshake JSON (Go encoding/json semantics; expected strings from go1.26 json.Marshal with the same struct tags)', () => {
@@ -619,15 +649,16 @@ describe('properties', () => {
     );
   });
 
-  it('the reader never throws on arbitrary bytes, and agrees with itself however they are chunked', () => {
+  it('the reader never throws on arbitrary bytes, and agrees with itself however they are chunked, lending or not', () => {
     fc.assert(
       fc.property(
         fc.uint8Array({ maxLength: 600 }),
         fc.array(fc.integer({ min: 0, max: 50 }), { maxLength: 20 }),
         fc.integer({ min: 0, max: 300 }),
-        (bytes, sizes, max) => {
-          const run = (chunks: number[] | null): string => {
-            const r = new DerpFrameReader({ maxFrameLen: max });
+        fc.boolean(),
+        (bytes, sizes, max, lend) => {
+          const run = (chunks: number[] | null, lending = false): string => {
+            const r = new DerpFrameReader({ maxFrameLen: max, lend: lending });
             const out: (RawFrame | Malformed)[] = [];
             let off = 0;
             for (const n of chunks ?? []) {
@@ -639,7 +670,8 @@ describe('properties', () => {
             const firstBad = out.findIndex((x) => x.kind === 'malformed');
             return JSON.stringify(firstBad < 0 ? out.map((x) => x.kind === 'frame' && [x.type, toHex(x.body)]) : out.slice(0, firstBad + 1).map((x) => (x.kind === 'frame' ? [x.type, toHex(x.body)] : x.reason)));
           };
-          expect(run(sizes)).toBe(run(null));
+          expect(run(sizes, lend)).toBe(run(null));
+          expect(run(null, true)).toBe(run(null));
         },
       ),
       { numRuns: 500 },
