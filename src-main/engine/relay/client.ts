@@ -17,7 +17,11 @@
  * stopped reading), a packet is dropped and counted in `droppedSends` rather than buffered; drops are logged
  * at most once per DERP_DROP_LOG_INTERVAL_MS. send never throws.
  *
- * Received frames are parsed in place: a relayed packet is a view into the socket's read buffer, not a copy.
+ * The data path is per packet on both sides, so neither side touches a packet more than once: each SendPacket
+ * frame is laid out (header ‖ key ‖ packet, one copy) in a shared send buffer, and the frames of one event-loop
+ * turn (WireGuard's datagrams arrive in bursts) go to the socket as one write at the end of that turn, so one
+ * TLS record and one syscall carry many packets instead of one each. Received frames are parsed in place:
+ * a relayed packet is a view into the socket's read buffer, not a copy.
  */
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
@@ -30,10 +34,12 @@ import {
   KEY_LEN,
   MAX_PACKET_SIZE,
   PROTOCOL_VERSION,
+  SEND_PACKET_OVERHEAD,
   encodeFrame,
   openServerInfo,
   parseFrame,
   sealClientInfo,
+  writeSendPacketFrame,
 } from '../../protocol/wire/derp.ts';
 import {
   DERP_BACKOFF_MAX_MS,
@@ -48,6 +54,12 @@ import {
 import type { Clock, TimerHandle } from '../sys/clock.ts';
 import type { Logf } from '../sys/log.ts';
 import type { DerpTarget } from './targets.ts';
+
+/**
+ * Size of a send buffer: frames are laid out in it back to back and each turn's run of them is written as one
+ * slice. A full one is written out at once and replaced (the written slices stay the socket's until sent).
+ */
+const SEND_BUFFER_BYTES = 64 << 10;
 
 export interface DerpConnEvents {
   packet: [Uint8Array, Uint8Array]; // src node key, payload
@@ -77,7 +89,15 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
   private readTimer: TimerHandle | null = null;
   private handshakeTimer: TimerHandle | null = null;
   private stallTimer: TimerHandle | null = null;
+  /** Frames written since the stall timer was armed (write callbacks): progress means the server still reads. */
+  private writesDone = 0;
   private lastReadAt = 0;
+  /** Send buffer: [sendStart, sendEnd) holds frames not yet written to the socket; below sendStart is the socket's. */
+  private sendBuf: Uint8Array = new Uint8Array(0);
+  private sendStart = 0;
+  private sendEnd = 0;
+  /** The end-of-turn write of the send buffer, when one is due. */
+  private flushQueued: ReturnType<typeof setImmediate> | null = null;
   /** The send rate the server announced in ServerInfo (bytes/s and burst), as a token bucket; null: no limit. */
   private bucket: { rate: number; burst: number; tokens: number; at: number } | null = null;
   private drops = 0;
@@ -99,9 +119,9 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     return this.drops;
   }
 
-  /** Bytes written to the current socket and not yet handed to the kernel (0 when down). */
+  /** Bytes sent on the current socket and not yet handed to the kernel, including this turn's unwritten frames (0 when down). */
   get bufferedBytes(): number {
-    return this.sock?.writableLength ?? 0;
+    return this.sock ? this.sock.writableLength + this.sendEnd - this.sendStart : 0;
   }
 
   get regionId(): number {
@@ -255,14 +275,20 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
   }
 
   /**
-   * Bytes are waiting in user space (the kernel's buffer is full): if the socket has not drained within
-   * DERP_WRITE_STALL_MS, the server has stopped reading, so the connection is given up and redialled.
+   * Bytes are waiting in user space (the kernel's buffer is full): if the socket has not drained, nor finished
+   * a single write, within DERP_WRITE_STALL_MS, the server has stopped reading, so the connection is given up
+   * and redialled.
    */
   private watchStall(sock: Socket): void {
-    if (this.stallTimer || sock.writableLength === 0) return;
+    if (this.stallTimer || this.bufferedBytes === 0) return;
+    const done = this.writesDone;
     this.stallTimer = this.init.clock.setTimeout(() => {
       this.stallTimer = null;
-      if (this.sock === sock && sock.writableLength > 0) this.fail(`DERP writes stalled for ${DERP_WRITE_STALL_MS / 1000} s (${sock.writableLength} bytes unsent)`);
+      if (this.sock !== sock) return;
+      const unsent = this.bufferedBytes;
+      if (unsent === 0) return;
+      if (this.writesDone !== done) this.watchStall(sock); // slow, but moving
+      else this.fail(`DERP writes stalled for ${DERP_WRITE_STALL_MS / 1000} s (${unsent} bytes unsent)`);
     }, DERP_WRITE_STALL_MS);
   }
 
@@ -301,21 +327,68 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     }, ms);
   }
 
-  /** Handshake frames: small, once per connection, written regardless of the send cap. */
+  /** Handshake frames: small, once per connection, written regardless of the send cap (after anything queued). */
   private write(frame: Uint8Array): void {
+    this.flush();
     this.sock?.write(frame);
   }
 
-  /** Writes unless the socket already holds DERP_SEND_QUEUE_MAX_BYTES unsent; returns false (and counts) on a drop. */
-  private writeBounded(frame: Uint8Array): boolean {
+  /**
+   * Room for an `n`-byte frame unless the socket already holds DERP_SEND_QUEUE_MAX_BYTES unsent (counting this
+   * turn's unwritten frames); returns the offset in sendBuf to lay it out at, or -1 (dropped and counted).
+   */
+  private reserve(n: number): number {
     const sock = this.sock;
-    if (!sock) return false;
-    if (sock.writableLength + frame.length > DERP_SEND_QUEUE_MAX_BYTES) {
-      this.dropped(`send queue full (${sock.writableLength} bytes unsent)`);
-      return false;
+    if (!sock) return -1;
+    const unsent = sock.writableLength + this.sendEnd - this.sendStart;
+    if (unsent + n > DERP_SEND_QUEUE_MAX_BYTES) {
+      this.dropped(`send queue full (${unsent} bytes unsent)`);
+      return -1;
     }
-    sock.write(frame);
+    if (this.sendBuf.length - this.sendEnd < n) {
+      this.flush();
+      this.sendBuf = Buffer.allocUnsafe(Math.max(SEND_BUFFER_BYTES, n));
+      this.sendStart = this.sendEnd = 0;
+    }
+    if (!this.flushQueued) {
+      // After the rest of this turn's datagrams (libuv reads a socket's queue in one go): setImmediate, not a
+      // Clock timer, as it marks a turn of the event loop rather than a time.
+      this.flushQueued = setImmediate(() => {
+        this.flushQueued = null;
+        this.flush();
+      });
+    }
+    return this.sendEnd;
+  }
+
+  /** Writes this turn's frames to the socket as one buffer. */
+  private flush(): void {
+    const sock = this.sock;
+    if (!sock || this.sendEnd === this.sendStart) return;
+    const chunk = this.sendBuf.subarray(this.sendStart, this.sendEnd);
+    this.sendStart = this.sendEnd;
+    sock.write(chunk, this.onWritten);
     this.watchStall(sock);
+  }
+
+  private readonly onWritten = (): void => {
+    this.writesDone++;
+  };
+
+  /** Drops frames not yet written (the socket they were for is gone). */
+  private discardUnsent(): void {
+    if (this.flushQueued) clearImmediate(this.flushQueued);
+    this.flushQueued = null;
+    this.sendStart = this.sendEnd;
+  }
+
+  /** Queues a whole frame unless the send queue is full; returns false (and counts) on a drop. */
+  private writeBounded(frame: Uint8Array): boolean {
+    const at = this.reserve(frame.length);
+    if (at < 0) return false;
+    this.sendBuf.set(frame, at);
+    this.sendEnd = at + frame.length;
+    this.watchStall(this.sock!);
     return true;
   }
 
@@ -340,12 +413,16 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
       return false;
     }
     // Frame header (5) + destination key + packet, as the server counts it.
-    if (!this.takeTokens(5 + KEY_LEN + packet.length)) {
+    if (!this.takeTokens(SEND_PACKET_OVERHEAD + packet.length)) {
       this.dropped(`over the server's rate of ${this.bucket?.rate ?? 0} bytes/s`);
       return false;
     }
     try {
-      return this.writeBounded(encodeFrame({ kind: 'send-packet', dst, packet }));
+      const at = this.reserve(SEND_PACKET_OVERHEAD + packet.length);
+      if (at < 0) return false;
+      this.sendEnd = at + writeSendPacketFrame(this.sendBuf, at, dst, packet);
+      this.watchStall(this.sock);
+      return true;
     } catch (e) {
       this.dropped(`write failed: ${e instanceof Error ? e.message : String(e)}`);
       return false;
@@ -359,6 +436,7 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     this.readTimer = null;
     this.clearHandshakeTimer();
     this.clearStallTimer();
+    this.discardUnsent();
     this.bucket = null;
     const s = this.sock;
     this.sock = null;
@@ -384,6 +462,7 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     this.readTimer = null;
     this.clearHandshakeTimer();
     this.clearStallTimer();
+    this.discardUnsent();
     this.up = false;
     this.sock?.destroy();
     this.sock = null;

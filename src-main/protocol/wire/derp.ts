@@ -297,6 +297,30 @@ function frameOf(type: number, ...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** What a SendPacket frame adds to its packet: the 5-byte header and the 32-byte destination key. */
+export const SEND_PACKET_OVERHEAD = FRAME_HEADER_LEN + KEY_LEN;
+
+/**
+ * Writes the SendPacket frame for (dst, packet) into `out` at `offset`, byte-identical to encodeFrame's, and returns
+ * its length (SEND_PACKET_OVERHEAD + packet length): one copy of the packet and no allocation, for a writer that
+ * gathers frames in one buffer. Throws on programmer error (key length, packet over 64 KiB, too little room).
+ */
+export function writeSendPacketFrame(out: Uint8Array, offset: number, dst: Uint8Array, packet: Uint8Array): number {
+  if (dst.length !== KEY_LEN) throw new Error(`derp: destination key must be ${KEY_LEN} bytes`);
+  checkPacket(packet);
+  const len = KEY_LEN + packet.length;
+  if (!Number.isInteger(offset) || offset < 0 || offset + FRAME_HEADER_LEN + len > out.length)
+    throw new Error(`derp: no room for a ${FRAME_HEADER_LEN + len}-byte frame at ${offset} in ${out.length} bytes`);
+  out[offset] = FrameType.SendPacket;
+  out[offset + 1] = len >>> 24;
+  out[offset + 2] = (len >>> 16) & 0xff;
+  out[offset + 3] = (len >>> 8) & 0xff;
+  out[offset + 4] = len & 0xff;
+  out.set(dst, offset + FRAME_HEADER_LEN);
+  out.set(packet, offset + SEND_PACKET_OVERHEAD);
+  return FRAME_HEADER_LEN + len;
+}
+
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { ignoreBOM: true });
 

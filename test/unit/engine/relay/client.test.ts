@@ -35,6 +35,10 @@ interface ServerConn {
   /** Sends the valid ServerInfo (for 'hold'). */
   sendServerInfo(): void;
   bytesReceived: number;
+  /** 'data' events (socket reads). */
+  reads: number;
+  /** SendPacket frames received, in order (copies). */
+  packets: { dst: Uint8Array; packet: Uint8Array }[];
   closed: boolean;
 }
 
@@ -71,6 +75,8 @@ async function scriptedServer(modes: Mode[]): Promise<ScriptedServer> {
       sock,
       clientPub: null,
       bytesReceived: 0,
+      reads: 0,
+      packets: [],
       closed: false,
       sendServerInfo: () => {
         if (!c.clientPub) throw new Error('no ClientInfo yet');
@@ -89,7 +95,13 @@ async function scriptedServer(modes: Mode[]): Promise<ScriptedServer> {
     sock.write(encodeFrame({ kind: 'server-key', serverPub: kp.pub }));
     sock.on('data', (d: Buffer) => {
       c.bytesReceived += d.length;
+      c.reads++;
       for (const raw of reader.push(new Uint8Array(d))) {
+        if (raw.kind === 'frame' && raw.type === FrameType.SendPacket) {
+          const f = parseFrame(raw.type, raw.body);
+          if (f.kind === 'send-packet') c.packets.push({ dst: f.dst.slice(), packet: f.packet.slice() });
+          continue;
+        }
         if (raw.kind !== 'frame' || raw.type !== FrameType.ClientInfo) continue;
         const f = parseFrame(raw.type, raw.body);
         if (f.kind !== 'client-info') throw new Error('bad ClientInfo frame');
@@ -300,6 +312,31 @@ describe('DerpConn sends: bounded, dropped and counted', () => {
     expect(ok).toBe(5);
     expect(c.conn.droppedSends).toBe(175);
     expect(c.logs.join('\n')).toMatch(/over the server's rate of 10000 bytes\/s/);
+  });
+
+  it("the packets of one event-loop turn are written together at the turn's end, and arrive whole and in order", async () => {
+    const { srv, c } = await setup(['good']);
+    await until(() => c.conn.connected, 5000, 'connected');
+    const sc = srv.conns[0]!;
+    const readsBefore = sc.reads;
+    const dsts = [generateKeyPair().pub, generateKeyPair().pub];
+    const sent: Uint8Array[] = [];
+    for (let i = 0; i < 200; i++) {
+      const pkt = new Uint8Array(100 + (i % 7)).fill(i & 0xff);
+      sent.push(pkt.slice());
+      expect(c.conn.send(dsts[i % 2]!, pkt)).toBe(true);
+      pkt.fill(0); // the caller's buffer is free again as soon as send returns
+    }
+    // Nothing written yet: it all waits for the end of this turn, and counts as buffered.
+    expect(c.conn.bufferedBytes).toBe(sent.reduce((n, p) => n + 37 + p.length, 0));
+    await until(() => sc.packets.length === 200, 5000, 'all packets at the server');
+    sc.packets.forEach((p, i) => {
+      expect(p.dst).toEqual(dsts[i % 2]);
+      expect(p.packet).toEqual(sent[i]);
+    });
+    expect(sc.reads - readsBefore).toBeLessThan(10); // one ~28 kB write, not 200
+    expect(c.conn.bufferedBytes).toBe(0);
+    expect(c.conn.droppedSends).toBe(0);
   });
 
   it('an unsendable packet (over 64 KiB, or a short key) is dropped and counted, never thrown', async () => {

@@ -12,6 +12,7 @@ import {
   MAX_RECV_FRAME_LEN,
   PeerGoneReason,
   PeerPresentFlag,
+  SEND_PACKET_OVERHEAD,
   encodeClientInfoJson,
   encodeFrame,
   encodeFrameHeader,
@@ -25,6 +26,7 @@ import {
   parseServerInfoJson,
   sealClientInfo,
   sealServerInfo,
+  writeSendPacketFrame,
   type ClientInfoFrame,
   type DerpFrame,
   type Malformed,
@@ -494,6 +496,25 @@ describe('DerpFrameReader', () => {
     expect(out.map((x) => x.kind)).toEqual(['frame', 'malformed']);
     expectMalformed(out[1]!, /RecvPacket frame of 11 bytes exceeds the 10-byte limit/);
     expect(r.push(b('keep_alive_frame'))).toEqual([out[1]]);
+  });
+});
+
+describe('writeSendPacketFrame', () => {
+  it("lays out encodeFrame's bytes at an offset and returns their length; refuses what encodeFrame refuses and what does not fit", () => {
+    const dst = peerPub;
+    const packet = new Uint8Array(100).map((_, i) => i);
+    const want = encodeFrame({ kind: 'send-packet', dst, packet });
+    const out = new Uint8Array(7 + want.length + 3).fill(0xee);
+    expect(writeSendPacketFrame(out, 7, dst, packet)).toBe(want.length);
+    expect(want.length).toBe(SEND_PACKET_OVERHEAD + packet.length);
+    expect(out.subarray(7, 7 + want.length)).toEqual(want);
+    expect([...out.subarray(0, 7), ...out.subarray(7 + want.length)].every((x) => x === 0xee)).toBe(true);
+    const big = new Uint8Array(SEND_PACKET_OVERHEAD + MAX_PACKET_SIZE);
+    expect(writeSendPacketFrame(big, 0, dst, new Uint8Array(MAX_PACKET_SIZE))).toBe(big.length);
+    expect(() => writeSendPacketFrame(new Uint8Array(big.length + 1), 0, dst, new Uint8Array(MAX_PACKET_SIZE + 1))).toThrow();
+    expect(() => writeSendPacketFrame(out, 0, dst.subarray(1), packet)).toThrow();
+    expect(() => writeSendPacketFrame(out, 8 + 3, dst, packet)).toThrow(/no room/);
+    expect(() => writeSendPacketFrame(out, -1, dst, packet)).toThrow(/no room/);
   });
 });
 
