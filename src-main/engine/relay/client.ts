@@ -258,7 +258,8 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
         }
       }
     };
-    sock.on('data', (d: Buffer) => onBytes(d));
+    // A plain Uint8Array view of the read (no copy): the packets cut from it are then Uint8Arrays, not Buffers.
+    sock.on('data', (d: Buffer) => onBytes(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
     sock.on('close', () => {
       if (this.sock === sock) this.fail('DERP connection closed');
     });
