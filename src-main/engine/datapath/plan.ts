@@ -6,8 +6,8 @@
  *
  *   table inet weft_dp_<iface> {
  *     chain pre  { type filter hook prerouting priority raw; policy accept;            # -300: before conntrack
- *       fib daddr type local udp dport P udp length >= 46 @th,64,48 0x5453f09f92ac udp dport set Q       # disco
- *       fib daddr type local udp dport P udp length >= 28 @th,72,8 0x01 @th,96,32 0x2112a442 udp dport set Q # STUN
+ *       udp dport P udp length >= 46 @th,64,48 0x5453f09f92ac fib daddr type local udp dport set Q       # disco
+ *       udp dport P udp length >= 28 @th,72,8 0x01 @th,96,32 0x2112a442 fib daddr type local udp dport set Q # STUN
  *     }
  *     chain out  { type filter hook output priority filter; policy accept;
  *       udp sport Q meta mark set meta mark | MARK }                                    # Node's own packets
@@ -22,7 +22,8 @@
  *   matters: without it a WireGuard session whose receiver index happened to equal the cookie bytes would go to
  *   Node until the next rekey.
  * - `fib daddr type local` and the output-chain mark leave forwarded traffic (containers, VMs that use the same
- *   ports) alone.
+ *   ports) alone. The route lookup comes last: every inbound packet passes this chain, and only disco- and
+ *   STUN-shaped ones to port P should pay for a lookup (first it cost WireGuard's bulk traffic one per packet).
  * - Conntrack is kept, not bypassed with `notrack`: conntrack records Node's flow as sport Q (before the
  *   postrouting rewrite), and replies are rewritten back to Q at priority raw, before conntrack looks them up, so
  *   they match Node's own entry and a stateful host firewall (`ct state established,related accept`) lets them
@@ -115,18 +116,18 @@ export function dataPathRuleset(p: DataPathPlan): NftRuleset {
       chain(CHAIN_OUT, 'output', DATAPATH_PRIO_OUTPUT),
       chain(CHAIN_POST, 'postrouting', DATAPATH_PRIO_POSTROUTING),
       rule(CHAIN_PRE, 'disco to the disco socket', [
-        fibLocal,
         match('==', udp('dport'), P),
         match('>=', udp('length'), UDP_HEADER_LEN + DISCO_HEADER_LEN),
         match('==', th(PAYLOAD_BIT, 48), DISCO_MAGIC_INT),
+        fibLocal,
         mangle(udp('dport'), Q),
       ]),
       rule(CHAIN_PRE, 'STUN binding to the disco socket', [
-        fibLocal,
         match('==', udp('dport'), P),
         match('>=', udp('length'), UDP_HEADER_LEN + STUN_HEADER_LEN),
         match('==', th(PAYLOAD_BIT + 8, 8), STUN_BINDING_LOW_BYTE),
         match('==', th(PAYLOAD_BIT + 32, 32), STUN_MAGIC_COOKIE),
+        fibLocal,
         mangle(udp('dport'), Q),
       ]),
       rule(CHAIN_OUT, 'mark the disco socket', [match('==', udp('sport'), Q), mangle(mark, { '|': [mark, bit] })]),

@@ -23,9 +23,12 @@ export interface UdpSocket extends PacketConn {
   close(): Promise<void>;
 }
 
-/** Binds a UDP socket (IPv4 unless `family` says otherwise) on `port` (0 = ephemeral). */
-export async function bindUdp(opts: { port?: number; address?: string; family?: 'udp4' | 'udp6' } = {}): Promise<UdpSocket> {
-  const sock = dgram.createSocket({ type: opts.family ?? 'udp4', reuseAddr: false });
+/**
+ * Binds a UDP socket (IPv4 unless `family` says otherwise) on `port` (0 = ephemeral). `recvBufferSize` asks for a
+ * larger receive buffer (the kernel caps it at net.core.rmem_max).
+ */
+export async function bindUdp(opts: { port?: number; address?: string; family?: 'udp4' | 'udp6'; recvBufferSize?: number } = {}): Promise<UdpSocket> {
+  const sock = dgram.createSocket({ type: opts.family ?? 'udp4', reuseAddr: false, ...(opts.recvBufferSize ? { recvBufferSize: opts.recvBufferSize } : {}) });
   let handler: PacketHandler = () => {};
   sock.on('message', (msg, rinfo) => {
     handler(new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), { ip: rinfo.address, port: rinfo.port });

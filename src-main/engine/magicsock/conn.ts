@@ -44,6 +44,8 @@ import type { Logf } from '../sys/log.ts';
 /** Bounds of the no-path queue: a WireGuard handshake plus a few packets, and only while still relevant. */
 const PENDING_MAX_PACKETS = MAGIC_PENDING_MAX_PACKETS;
 const PENDING_MAX_AGE_MS = MAGIC_PENDING_MAX_AGE_MS;
+/** Receive buffer asked for on each proxy socket (the kernel caps it at net.core.rmem_max). */
+const PROXY_RECV_BUFFER = 4 << 20;
 /** Logs every path event and its effects (WEFT_DEBUG_DISCO=1), for diagnosing hole punching. */
 const DEBUG_DISCO = !!process.env['WEFT_DEBUG_DISCO'];
 
@@ -278,7 +280,9 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
   private ensureProxy(p: Peer): Promise<UdpSocket | null> {
     if (p.proxy) return Promise.resolve(p.proxy);
     if (p.opening) return p.opening;
-    p.opening = bindUdp({ address: '127.0.0.1', port: 0 })
+    // WireGuard writes bursts (GSO batches) to the proxy: with the default buffer about 2 % of a relayed TCP
+    // flow's packets overflowed it in the lab, and each loss costs a retransmission.
+    p.opening = bindUdp({ address: '127.0.0.1', port: 0, recvBufferSize: PROXY_RECV_BUFFER })
       .then(async (sock) => {
         p.opening = null;
         if (this.peers.get(p.key) !== p || !this.sock) {

@@ -111,14 +111,14 @@ describe('validateDataPath', () => {
     // Ports that are not P and Q (here: the rules still say 41641/41642, but the scope says otherwise).
     expect(validateDataPath(plan(), { ...SCOPE, ports: { publicPort: 51820, discoPort: Q } })).toEqual({
       ok: false,
-      reason: 'command 6 expression 1: port 41641 is not Weft\'s own (51820 or 41642)',
+      reason: 'command 6 expression 0: port 41641 is not Weft\'s own (51820 or 41642)',
     });
     // A rule that would steer SSH to Node's socket.
     const ssh = edited((c) => {
       const e = ruleExpr(c, 0);
-      e[1] = { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 22 } };
+      e[0] = { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 22 } };
     });
-    expect(validateDataPath(ssh, SCOPE)).toEqual({ ok: false, reason: 'command 6 expression 1: port 22 is not Weft\'s own (41641 or 41642)' });
+    expect(validateDataPath(ssh, SCOPE)).toEqual({ ok: false, reason: 'command 6 expression 0: port 22 is not Weft\'s own (41641 or 41642)' });
     // A rewrite to another port.
     const to53 = edited((c) => {
       const e = ruleExpr(c, 3);
@@ -127,15 +127,15 @@ describe('validateDataPath', () => {
     expect(validateDataPath(to53, SCOPE)).toEqual({ ok: false, reason: 'command 9 expression 2: port 53 is not Weft\'s own (41641 or 41642)' });
     // A port set or range hides other ports: refused as a form the data path never uses.
     const set = edited((c) => {
-      ruleExpr(c, 0)[1] = { match: { op: '==', left: { payload: { protocol: 'udp', field: 'dport' } }, right: { set: [P, 22] } } };
+      ruleExpr(c, 0)[0] = { match: { op: '==', left: { payload: { protocol: 'udp', field: 'dport' } }, right: { set: [P, 22] } } };
     });
-    expect(validateDataPath(set, SCOPE)).toMatchObject({ ok: false, reason: expect.stringMatching(/^command 6 expression 1: port \{"set":\[41641,22\]\} is not Weft's own/) as unknown });
+    expect(validateDataPath(set, SCOPE)).toMatchObject({ ok: false, reason: expect.stringMatching(/^command 6 expression 0: port \{"set":\[41641,22\]\} is not Weft's own/) as unknown });
     // Out-of-range or equal ports in the scope.
     expect(validateDataPath(plan(), { ...SCOPE, ports: { publicPort: 0, discoPort: Q } })).toEqual({ ok: false, reason: 'ports must be integers 1-65535, got public 0 and disco 41642' });
     expect(validateDataPath(plan(), { ...SCOPE, ports: { publicPort: 70000, discoPort: Q } })).toMatchObject({ ok: false });
     expect(validateDataPath(plan(), { ...SCOPE, ports: { publicPort: Q, discoPort: Q } })).toEqual({ ok: false, reason: 'the public and disco ports must differ (both 41642)' });
     // A removal may carry no port at all.
-    expect(validateDataPath(plan(), { iface: 'weft0', table: 'weft_dp_weft0' })).toEqual({ ok: false, reason: 'command 6 expression 1: port 41641 is not Weft\'s own (none in a removal)' });
+    expect(validateDataPath(plan(), { iface: 'weft0', table: 'weft_dp_weft0' })).toEqual({ ok: false, reason: 'command 6 expression 0: port 41641 is not Weft\'s own (none in a removal)' });
   });
 
   it('refuses verdicts, NAT and chains that could drop', () => {
