@@ -108,11 +108,12 @@ export const DISCO_PONG_HISTORY = 64;
  *  - Endpoints taken from one netmap entry or one CallMeMaybe: the first 32 (Tailscale sends a handful).
  *  - Candidates learned only from inbound pings: the 8 most recent sources; the oldest is forgotten first
  *    (never the current best). A real peer pings from one or two addresses per path.
- *  - Outstanding pings: 64, the oldest forgotten first (its pong is then ignored, as a late one is).
+ *  - Outstanding pings: 128, the oldest forgotten first (its pong is then ignored, as a late one is); more than
+ *    one full round over the most candidates there can be (32 + 32 + 8), so a round never drops its own pings.
  */
 export const DISCO_MAX_LISTED_ENDPOINTS = 32;
 export const DISCO_MAX_PING_CANDIDATES = 8;
-export const DISCO_MAX_SENT_PINGS = 64;
+export const DISCO_MAX_SENT_PINGS = 128;
 
 // --- WireGuard interface --------------------------------------------------------------------------------
 
@@ -233,3 +234,6 @@ export const DATAPATH_PRIO_PREROUTING = -300;
 export const DATAPATH_PRIO_OUTPUT = 0;
 /** Its postrouting chain runs at srcnat + 10 (110): after a NAT on the host itself has rewritten the packet. */
 export const DATAPATH_PRIO_POSTROUTING = 110;
+
+/** A data-path table that someone removed is loaded again by the periodic check at most 10 times per run. */
+export const DATAPATH_MAX_RELOADS = 10;

@@ -94,6 +94,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   private wgConfigNow: (() => WgConfig) | null = null;
   private wgResync = false;
   private counterTimer: TimerHandle | null = null;
+  /** The last WireGuard counter sample per peer (node key hex), to pass on only the ones that moved. */
+  private lastSamples = new Map<string, string>();
   private endpoints: Endpoint[] = [];
   private restunTimer: TimerHandle | null = null;
   private restunning = false;
@@ -278,15 +280,26 @@ export class Engine extends EventEmitter<EngineEvents> {
         // makes Q's disco and STUN share P's NAT mapping. Where the rules cannot go in, today's proxy design stays.
         await dp.cleanupAtStart();
         const publicPort = port === 0 ? await freeUdpPort() : port;
-        const kernel = newMagic(0, true);
-        const discoPort = await kernel.start();
-        this.dataPath = await dp.apply({ publicPort, discoPort });
-        if (this.dataPath.mode === 'kernel') {
-          magic = kernel;
-          this.publicPort = publicPort;
-          this.wgPort = publicPort;
+        if (!(await udpPortFree(publicPort))) {
+          // Someone else (tailscaled, another Weft) holds P: rules for it would steer their disco and STUN to us.
+          this.dataPath = { mode: 'proxy', reason: `UDP port ${publicPort} is in use by another program` };
         } else {
-          await kernel.close();
+          // Q is P+1 when free, so a host firewall that must open Weft's ports can name both (unsolicited disco to
+          // P arrives as Q after the rewrite); any free port otherwise.
+          const kernel = newMagic((await udpPortFree(publicPort + 1)) ? publicPort + 1 : 0, true);
+          try {
+            const discoPort = await kernel.start();
+            this.dataPath = await dp.apply({ publicPort, discoPort });
+          } catch (e) {
+            this.dataPath = { mode: 'proxy', reason: `no socket for disco: ${(e as Error).message}` };
+          }
+          if (this.dataPath.mode === 'kernel') {
+            magic = kernel;
+            this.publicPort = publicPort;
+            this.wgPort = publicPort;
+          } else {
+            await kernel.close();
+          }
         }
       } else {
         this.dataPath = { mode: 'proxy', reason: this.system ? 'turned off (WEFT_DATAPATH=proxy)' : 'no kernel integration (a test interface)' };
@@ -498,7 +511,10 @@ export class Engine extends EventEmitter<EngineEvents> {
   async status(): Promise<StatusReport> {
     const base = buildStatus(this.control.status, this.control.netmap);
     base.dataPlaneError = this.applyError;
-    base.dataPath = this.magic ? { mode: this.dataPath.mode, reason: this.dataPath.mode === 'proxy' ? this.dataPath.reason : null } : null;
+    // Kernel mode whose rules were lost for good (something keeps deleting them) says so: direct paths then fail.
+    const live = this.system?.datapath?.status();
+    const lost = this.dataPath.mode === 'kernel' && live?.mode === 'proxy' ? `the data-path rules are gone: ${live.reason}` : null;
+    base.dataPath = this.magic ? { mode: this.dataPath.mode, reason: this.dataPath.mode === 'proxy' ? this.dataPath.reason : lost } : null;
     base.tailnet = this.tailnetStatus();
     if (this.wg) {
       try {
@@ -584,16 +600,24 @@ export class Engine extends EventEmitter<EngineEvents> {
     const now = this.clock.now();
     const wall = Date.now();
     let unkick = false;
+    const seen = new Map<string, string>();
     for (const s of stats) {
       const key = toHex(s.publicKey);
       const lastHandshakeAt = s.lastHandshakeUnixMs === null ? null : now - Math.max(0, wall - s.lastHandshakeUnixMs);
-      magic.wireGuardCounters(key, { txBytes: s.txBytes, rxBytes: s.rxBytes, lastHandshakeAt });
+      // Only samples that moved reach the reducer (its own timer notices trust running out): with thousands of
+      // idle peers this loop stays a comparison per peer.
+      const sample = `${s.txBytes}/${s.rxBytes}/${s.lastHandshakeUnixMs ?? ''}`;
+      seen.set(key, sample);
+      if (this.lastSamples.get(key) !== sample) magic.wireGuardCounters(key, { txBytes: s.txBytes, rxBytes: s.rxBytes, lastHandshakeAt });
       const kicked = this.kicks.get(key);
       if (kicked !== undefined && ((lastHandshakeAt !== null && lastHandshakeAt >= kicked) || now - kicked > WG_KICK_MAX_MS)) {
         this.kicks.delete(key);
         unkick = true;
       }
     }
+    this.lastSamples = seen;
+    // Peers that left WireGuard (and the netmap) lose their kick.
+    for (const key of this.kicks.keys()) if (!seen.has(key)) this.kicks.delete(key);
     if (unkick) this.resyncWireGuard();
   }
 
@@ -617,6 +641,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         .then(async () => {
           await system.filter.check();
           await system.dns?.check();
+          if (this.dataPath.mode === 'kernel') await system.datapath?.check();
           system.router.markStale();
           if (!this.stopped && this.wg) await this.applyNetmap(this.control.netmap);
         })
@@ -710,6 +735,18 @@ async function freeUdpPort(): Promise<number> {
   const port = s.localPort();
   await s.close();
   return port;
+}
+
+/** Reports whether UDP `port` can be bound on every IPv4 address now (nothing else holds it). */
+async function udpPortFree(port: number): Promise<boolean> {
+  if (port <= 0 || port > 65535) return false;
+  try {
+    const s = await bindUdp({ port });
+    await s.close();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A free UDP port on loopback for wireguard-go (bound, read and released). */

@@ -56,6 +56,8 @@ export interface DataPathPort {
   /** Puts the port sharing in place for public port P (WireGuard) and Node's port Q; says which mode holds. Never throws. */
   apply(ports: { publicPort: number; discoPort: number }): Promise<DataPathMode>;
   status(): DataPathMode;
+  /** Puts the rules back if someone removed them (a firewall reload); says which mode holds. Never throws. */
+  check(): Promise<DataPathMode>;
   /** Removes it (clean exit). Never throws. */
   remove(): Promise<unknown>;
 }

@@ -16,7 +16,7 @@
  *
  * Calls are serialised, so a slow nft cannot reorder two loads.
  */
-import { DATAPATH_MARK } from '../constants.ts';
+import { DATAPATH_MARK, DATAPATH_MAX_RELOADS } from '../constants.ts';
 import { nftArgv, type NftResult } from '../filter/nft.ts';
 import type { NftRuleset } from '../filter/compile.ts';
 import type { CommandRunner } from '../io/exec.ts';
@@ -45,6 +45,9 @@ export class NftDataPath {
   /** Set while a table of ours may be in the kernel (after a load, until a removal succeeds). */
   private loaded = false;
   private queue: Promise<unknown> = Promise.resolve();
+  /** The ports of the table in force (for check()). */
+  private ports: DataPathPorts | null = null;
+  private reloads = 0;
 
   /** `iface`: the Weft interface (WEFT_IFACE_RE); `mark`: the packet-mark bit, DATAPATH_MARK unless a test says otherwise. */
   constructor(
@@ -70,8 +73,33 @@ export class NftDataPath {
       const load = await this.nft(nftArgv(ruleset), 'nft -j');
       if (!load.ok) return this.fallBack(load.error);
       this.loaded = true;
+      this.ports = { ...ports };
       this.state = { mode: 'kernel' };
       this.logf(`datapath: kernel data path in table inet ${this.table}: disco and STUN to port ${ports.publicPort} go to ${ports.discoPort}, which sends as ${ports.publicPort}`);
+      return this.state;
+    });
+  }
+
+  /**
+   * The periodic check: a table that someone removed (`nft flush ruleset`, a firewall reload) would silently cut
+   * every direct path (disco and STUN to P would reach WireGuard, and Node would leave from its own port), so it
+   * is loaded again, at most DATAPATH_MAX_RELOADS times (after that status says proxy: something keeps removing
+   * it). Never rejects.
+   */
+  check(): Promise<DataPathStatus> {
+    return this.serial(async () => {
+      const ports = this.ports;
+      if (this.state.mode !== 'kernel' || !ports) return this.state;
+      const there = await this.nft(['nft', '-j', 'list', 'table', 'inet', this.table], 'nft list table');
+      if (there.ok) return this.state;
+      if (this.reloads >= DATAPATH_MAX_RELOADS) return this.fallBack(`table inet ${this.table} keeps disappearing (reloaded ${this.reloads} times)`);
+      this.reloads++;
+      const ruleset = dataPathRuleset({ table: this.table, publicPort: ports.publicPort, discoPort: ports.discoPort, mark: this.mark });
+      const v = validateDataPath(ruleset, { iface: this.iface, table: this.table, ports });
+      if (!v.ok) return this.fallBack(`refused: ${v.reason}`);
+      const load = await this.nft(nftArgv(ruleset), 'nft -j');
+      if (!load.ok) return this.fallBack(load.error);
+      this.logf(`datapath: table inet ${this.table} was gone (a firewall reload?); loaded again`);
       return this.state;
     });
   }
@@ -104,6 +132,7 @@ export class NftDataPath {
 
   private async fallBack(reason: string): Promise<DataPathStatus> {
     this.state = { mode: 'proxy', reason };
+    this.ports = null;
     this.logf(`datapath: proxy data path: ${reason}`);
     if (this.loaded) {
       const r = await this.removeTable();

@@ -175,7 +175,10 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
     this.sock = await bindUdp({ port: this.init.port });
     this.sock.onPacket((d, from) => this.onNetwork(d, from));
     this.idle = await bindUdp({ address: '127.0.0.1', port: 0 });
-    this.idle.onPacket((d) => this.onIdlePacket(d));
+    this.idle.onPacket((d, from) => {
+      if (this.fromWireGuard(from)) this.onIdlePacket(d);
+      else this.counters.dropped++;
+    });
     this.scheduleSweep();
     return this.sock.localPort();
   }
@@ -291,7 +294,10 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
         }
         p.proxy = sock;
         this.counters.proxiesOpened++;
-        sock.onPacket((d) => this.onFromWireGuard(p, d));
+        sock.onPacket((d, from) => {
+          if (this.fromWireGuard(from)) this.onFromWireGuard(p, d);
+          else this.counters.dropped++;
+        });
         this.emit('wg-endpoint', p.key);
         return sock;
       })
@@ -309,6 +315,11 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
     p.proxy = null;
     this.counters.proxiesClosed++;
     void sock.close();
+  }
+
+  /** Only the local WireGuard may send into the proxies and the idle socket (another local process may not). */
+  private fromWireGuard(from: UdpAddr): boolean {
+    return from.ip === '127.0.0.1' && from.port === this.wgPort;
   }
 
   /** Delivers a WireGuard packet from the peer to the local WireGuard, from the peer's proxy socket. */
@@ -523,7 +534,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
         const targets = named && named.discoHex === sender ? [named] : nodes;
         for (const p of targets) {
           p.disco.pingsReceived++;
-          if (targets.length === 1) this.peers.bindAddr(addrKey(src.addr), p);
+          if (targets.length === 1) this.peers.bindAddr(addrKey(src.addr), p, p.bestKey);
           this.apply(p, { type: 'ping-received', from: src.addr, txid });
         }
         return;
@@ -542,7 +553,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
         if (!p) return;
         p.disco.pongsReceived++;
         p.disco.lastPongAt = Date.now();
-        this.peers.bindAddr(addrKey(src.addr), p);
+        this.peers.bindAddr(addrKey(src.addr), p, p.bestKey);
         if (mine) this.apply(p, { type: 'pong-received', from: src.addr, txid, src: msg.src });
         return;
       }
@@ -618,7 +629,12 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
         this.emit('path', p.key, e.path);
         if (p.wasDirect && e.path.kind !== 'direct') this.emit('path-lost', p.key);
         p.wasDirect = e.path.kind === 'direct';
-        if (this.init.wireGuardDirect) this.emit('wg-endpoint', p.key);
+        if (this.init.wireGuardDirect) {
+          // Off the direct path, WireGuard's live session must move to the peer's proxy, never to the idle socket
+          // (it only understands handshakes): open the proxy first; its opening repoints WireGuard.
+          if (e.path.kind !== 'direct' && !p.proxy) void this.ensureProxy(p);
+          else this.emit('wg-endpoint', p.key);
+        }
         return;
       case 'schedule':
         this.schedule(p, e.at);

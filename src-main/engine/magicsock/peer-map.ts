@@ -80,8 +80,11 @@ export class PeerMap<P extends MappedPeer> {
     return this.ofDisco.has(discoHex);
   }
 
-  /** Binds a source address to a peer (most recent last); past the per-peer bound the oldest is forgotten. */
-  bindAddr(addr: string, p: P): void {
+  /**
+   * Binds a source address to a peer (most recent last); past the per-peer bound the oldest is forgotten, except
+   * `keep` (the peer's current best address: replayed pings from spoofed sources must not push it out).
+   */
+  bindAddr(addr: string, p: P, keep: string | null = null): void {
     if (this.byNode.get(p.key) !== p) return;
     const prev = this.byAddr.get(addr);
     if (prev && prev !== p) {
@@ -92,8 +95,9 @@ export class PeerMap<P extends MappedPeer> {
     const list = (this.addrsOf.get(p) ?? []).filter((a) => a !== addr);
     list.push(addr);
     while (list.length > this.maxAddrsPerPeer) {
-      const old = list.shift()!;
-      if (this.byAddr.get(old) === p) this.byAddr.delete(old);
+      const i = list[0] === keep ? 1 : 0;
+      const [old] = list.splice(i, 1);
+      if (old !== undefined && this.byAddr.get(old) === p) this.byAddr.delete(old);
     }
     this.addrsOf.set(p, list);
   }

@@ -39,7 +39,7 @@
  * the next full ping; dropping bestAddr's candidate clears bestAddr.
  *
  * Bounded against hostile peers (constants.ts DISCO_MAX_*): at most 32 endpoints from each list, the 8 most
- * recent ping-only sources, 64 outstanding pings. Every event then costs the same whether 10 or 5,000 source
+ * recent ping-only sources, 128 outstanding pings. Every event then costs the same whether 10 or 5,000 source
  * ports have pinged (test/unit/engine/paths/bounds.test.ts).
  *
  * Liveness without seeing packets (the kernel data path, where WireGuard sends straight to the peer): the

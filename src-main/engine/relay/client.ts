@@ -286,7 +286,9 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     this.stallTimer = this.init.clock.setTimeout(() => {
       this.stallTimer = null;
       if (this.sock !== sock) return;
-      const unsent = this.bufferedBytes;
+      // Only what the socket itself still holds counts: frames queued this turn are written at its end, and a
+      // quiet connection whose timer fires just after something was queued has not stalled.
+      const unsent = sock.writableLength;
       if (unsent === 0) return;
       if (this.writesDone !== done) this.watchStall(sock); // slow, but moving
       else this.fail(`DERP writes stalled for ${DERP_WRITE_STALL_MS / 1000} s (${unsent} bytes unsent)`);

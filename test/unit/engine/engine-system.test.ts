@@ -113,6 +113,10 @@ class RecordingDataPath implements DataPathPort {
   status(): DataPathMode {
     return this.mode;
   }
+  async check(): Promise<DataPathMode> {
+    this.calls.push('datapath.check');
+    return this.mode;
+  }
   async remove(): Promise<void> {
     this.calls.push('datapath.remove');
     this.mode = { mode: 'proxy', reason: 'removed' };

@@ -128,4 +128,25 @@ describe('NftDataPath', () => {
     expect(await b).toEqual({ ok: true });
     expect(order).toEqual(['check', 'load', 'load']);
   });
+
+  it('check(): a table still there costs one listing; a removed one is loaded again, a bounded number of times', async () => {
+    const GONE: CommandResult = { code: 1, stdout: '', stderr: 'Error: No such file or directory' };
+    const { dp, calls, logs } = rig([OK, OK, OK, GONE, OK]);
+    await dp.apply(PORTS);
+    expect(await dp.check()).toEqual({ mode: 'kernel' });
+    expect(calls[2]).toEqual(['nft', '-j', 'list', 'table', 'inet', 'weft_dp_weft0']);
+    expect(await dp.check()).toEqual({ mode: 'kernel' });
+    expect(calls.slice(3)).toEqual([['nft', '-j', 'list', 'table', 'inet', 'weft_dp_weft0'], ['nft', '-j', '--', load]]);
+    expect(logs.join('\n')).toMatch(/was gone .*loaded again/);
+    // Something keeps deleting it: after DATAPATH_MAX_RELOADS reloads, status says so instead of looping.
+    const again = rig([OK, OK, ...Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? GONE : OK))]);
+    await again.dp.apply(PORTS);
+    let last = await again.dp.check();
+    for (let i = 0; i < 20 && last.mode === 'kernel'; i++) last = await again.dp.check();
+    expect(last).toMatchObject({ mode: 'proxy', reason: expect.stringMatching(/keeps disappearing \(reloaded 10 times\)/) as unknown });
+    // Not applied (proxy mode): nothing to check, nothing run.
+    const idle = rig();
+    expect(await idle.dp.check()).toEqual({ mode: 'proxy', reason: 'not applied yet' });
+    expect(idle.calls).toEqual([]);
+  });
 });

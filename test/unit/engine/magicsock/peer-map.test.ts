@@ -38,6 +38,16 @@ describe('PeerMap', () => {
     expect(m.boundAddrs).toBe(1);
   });
 
+  it('never pushes out the kept (best) address, however many spoofed sources bind after it', () => {
+    const m = new PeerMap<ReturnType<typeof peer>>(3);
+    const a = peer('a', 'd1');
+    m.add(a);
+    m.bindAddr('198.51.100.1:41641', a);
+    for (let i = 0; i < 100; i++) m.bindAddr(`10.9.9.9:${i}`, a, '198.51.100.1:41641');
+    expect(m.peerForAddr('198.51.100.1:41641')).toBe(a);
+    expect(m.addrsOfPeer(a)).toHaveLength(3);
+  });
+
   it('ignores bindings for a peer it does not hold, and replaces a peer with the same node key', () => {
     const m = new PeerMap<ReturnType<typeof peer>>(2);
     const stranger = peer('s', 'd9');

@@ -64,7 +64,7 @@ function perEventMicros(sources: number, events: number): number {
 }
 
 describe('bounds against a hostile peer', () => {
-  it('pings from 5,000 source ports keep at most 8 ping-learned candidates and 64 outstanding pings', () => {
+  it('pings from 5,000 source ports keep at most 8 ping-learned candidates and 128 outstanding pings', () => {
     const h = flooded(5000);
     // The netmap endpoint is never pushed out; only ping-learned sources are bounded.
     expect(h.s.candidates.size).toBe(1 + DISCO_MAX_PING_CANDIDATES);
