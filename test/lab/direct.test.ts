@@ -58,6 +58,27 @@ async function hostFirewall(host: HostName): Promise<() => Promise<void>> {
   return () => nft('delete table inet labhostfw');
 }
 
+/**
+ * Weft in a1 (with `env`) and `otherKind` in b1, both behind EIM+APDF NATs: a tunnel ping works both ways and
+ * both sides go direct; then `check` looks at the Weft side, and both are stopped (nothing left behind).
+ */
+async function directPair(otherKind: 'weft' | 'tailscaled', opts: { env?: Record<string, string> }, check: (a: WeftPeer) => Promise<void>): Promise<void> {
+  await lab.setRouter('na', { mapping: 'eim', filtering: 'apdf' });
+  await lab.setRouter('nb', { mapping: 'eim', filtering: 'apdf' });
+  const a = await kit.upWeft('a1', opts.env ? { env: opts.env } : {});
+  const b = await kit.up(otherKind, 'b1');
+  try {
+    await kit.settle(a, b);
+    const [okA, okB] = await kit.tunnelPing(a, b);
+    expect(okA && okB, `ping over the tunnel in both directions\n${kit.logs(a, b)}`).toBe(true);
+    expect((await kit.waitLinks(a, b, 'direct')).map((l) => l.kind)).toEqual(['direct', 'direct']);
+    await check(a);
+  } finally {
+    await b.stop();
+    await a.stop();
+  }
+}
+
 /** Weft's data path as its status reports it, and WireGuard's endpoint for the peer (`wg show` in its namespace). */
 async function dataPathOf(a: WeftPeer): Promise<{ mode: string | undefined; wgEndpoints: string[] }> {
   const st = await kit.weftStatus(a);
@@ -115,29 +136,19 @@ describe.each(['weft', 'tailscaled'] as const)('Weft ↔ %s', (otherKind) => {
   }, 150_000);
 
   it('both hosts behind a stateful host firewall (policy drop, established accepted): direct', async () => {
-    await lab.setRouter('na', { mapping: 'eim', filtering: 'apdf' });
-    await lab.setRouter('nb', { mapping: 'eim', filtering: 'apdf' });
     const undo = [await hostFirewall('a1'), await hostFirewall('b1')];
-    const a = await kit.upWeft('a1');
-    const b = await kit.up(otherKind, 'b1');
     try {
-      await kit.settle(a, b);
-      const [okA, okB] = await kit.tunnelPing(a, b);
-      expect(okA && okB, `ping over the tunnel in both directions\n${kit.logs(a, b)}`).toBe(true);
-      expect((await kit.waitLinks(a, b, 'direct')).map((l) => l.kind)).toEqual(['direct', 'direct']);
-      const dp = await dataPathOf(a);
-      expect(dp.mode).toBe('kernel');
-      expect(dp.wgEndpoints.some((e) => !e.startsWith('127.'))).toBe(true);
+      await directPair(otherKind, {}, async (a) => {
+        const dp = await dataPathOf(a);
+        expect(dp.mode).toBe('kernel');
+        expect(dp.wgEndpoints.some((e) => !e.startsWith('127.'))).toBe(true);
+      });
     } finally {
-      await b.stop();
-      await a.stop();
       for (const u of undo) await u();
     }
   }, 150_000);
 
   it('where nft cannot load the data path, the proxy design goes direct and status says proxy', async () => {
-    await lab.setRouter('na', { mapping: 'eim', filtering: 'apdf' });
-    await lab.setRouter('nb', { mapping: 'eim', filtering: 'apdf' });
     // An nft earlier in PATH that refuses Weft's data-path table and runs the real nft for everything else (the
     // ACL filter must still load: without it the interface stays down, fail closed).
     const bin = `${lab.tmpDir}/nft-no-datapath`;
@@ -145,21 +156,12 @@ describe.each(['weft', 'tailscaled'] as const)('Weft ↔ %s', (otherKind) => {
     await lab.exec('a1', ['mkdir', '-p', bin]);
     const script = `#!/bin/sh\ncase "$*" in *weft_dp_*) echo "Error: Could not process rule: Operation not supported (lab)" >&2; exit 1;; esac\nexec ${nftPath} "$@"\n`;
     await lab.exec('a1', ['sh', '-c', `printf '%s' "$1" > ${bin}/nft && chmod 755 ${bin}/nft`, 'sh', script]);
-    const a = await kit.upWeft('a1', { env: { PATH: `${bin}:${process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` } });
-    const b = await kit.up(otherKind, 'b1');
-    try {
-      await kit.settle(a, b);
-      const [okA, okB] = await kit.tunnelPing(a, b);
-      expect(okA && okB, `ping over the tunnel in both directions\n${kit.logs(a, b)}`).toBe(true);
-      expect((await kit.waitLinks(a, b, 'direct')).map((l) => l.kind)).toEqual(['direct', 'direct']);
+    await directPair(otherKind, { env: { PATH: `${bin}:${process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` } }, async (a) => {
       const st = await kit.weftStatus(a);
       expect(st.dataPath?.mode).toBe('proxy');
       expect(st.dataPath?.reason).toMatch(/lab/);
       expect((await dataPathOf(a)).wgEndpoints.every((e) => e.startsWith('127.0.0.1:'))).toBe(true);
-    } finally {
-      await b.stop();
-      await a.stop();
-    }
+    });
   }, 150_000);
 });
 
