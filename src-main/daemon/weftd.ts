@@ -19,6 +19,7 @@ import type { WgInterface } from '../engine/wg/iface.ts';
 import { cleanupStaleInterfaces } from '../engine/wg/stale.ts';
 import { defaultWireguardGo, type WireguardGoBinary } from '../engine/wg/resolve.ts';
 import { startWireguardGo } from '../engine/wg/wireguard-go.ts';
+import { chooseWgBackend, startKernelWireguard, type WgBackendChoice } from '../engine/wg/kernel.ts';
 import { createLinuxSystem } from '../engine/system-linux.ts';
 import { execRunner } from '../engine/io/exec.ts';
 import { raiseFdLimit } from './fd-limit.ts';
@@ -82,10 +83,16 @@ function failingFirst(n: number, create: (name: string) => Promise<WgInterface>)
 }
 
 export async function startWeftd(o: WeftdOptions): Promise<Weftd> {
-  // Which wireguard-go (resolve.ts: $WEFT_WIREGUARD_GO, Weft's pinned build, then PATH), chosen and logged once.
-  const wireguardGo = o.createInterface ? null : await defaultWireguardGo(o.logf);
+  // Kernel WireGuard when the kernel has it (kernel.ts), else wireguard-go (resolve.ts: $WEFT_WIREGUARD_GO, Weft's
+  // pinned build, then PATH): chosen and logged once.
+  const device: WgBackendChoice | null = o.createInterface ? null : await chooseWgBackend();
+  if (device) o.logf(`weftd: WireGuard device: ${device.kind} (${device.reason})`);
+  const wireguardGo = device?.kind === 'wireguard-go' ? await defaultWireguardGo(o.logf) : null;
   let create =
-    o.createInterface ?? ((name: string): Promise<WgInterface> => startWireguardGo({ name, ...(wireguardGo ? { binary: wireguardGo.path } : {}) }, { logf: o.logf }));
+    o.createInterface ??
+    (device?.kind === 'kernel'
+      ? (name: string): Promise<WgInterface> => startKernelWireguard(name, { logf: o.logf })
+      : (name: string): Promise<WgInterface> => startWireguardGo({ name, ...(wireguardGo ? { binary: wireguardGo.path } : {}) }, { logf: o.logf }));
   const createSystem = o.createSystem ?? (o.createInterface ? undefined : (name: string): TailnetSystem => createLinuxSystem({ iface: name, stateDir: o.dataDir, logf: o.logf }));
   const fail = Number(process.env['WEFT_DEBUG_FAIL_IFACE'] ?? 0);
   if (Number.isInteger(fail) && fail > 0) create = failingFirst(fail, create);
@@ -96,6 +103,7 @@ export async function startWeftd(o: WeftdOptions): Promise<Weftd> {
     autoConnect: o.autoConnect,
     createInterface: create,
     ...(wireguardGo ? { wireguardGo: { path: wireguardGo.path, version: wireguardGo.version, pinned: wireguardGo.pinned } } : {}),
+    ...(device ? { wgDevice: { kind: device.kind, reason: device.reason } } : {}),
     ...(createSystem ? { createSystem } : {}),
     logf: o.logf,
     ...(o.stateDirFor ? { stateDirFor: o.stateDirFor } : {}),

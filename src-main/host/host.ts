@@ -26,7 +26,7 @@ import type { DerpMap } from '../../src-shared/model/derp-map.ts';
 import { EVENT_NAMES, parseEvent } from '../../src-shared/ipc/contract.ts';
 import type { MeshSnapshot, PeerStats } from '../../src-shared/model/mesh.ts';
 import type { NetcheckReport } from '../../src-shared/model/netcheck.ts';
-import type { StatusReport, WireguardGoStatus } from '../../src-shared/model/status.ts';
+import type { StatusReport, WgDeviceStatus, WireguardGoStatus } from '../../src-shared/model/status.ts';
 import type { ControlClient } from '../engine/control/client.ts';
 import { parseServerUrl } from '../engine/control/transport.ts';
 import { Engine, type EngineEvents, type EngineInit, type EnginePrefs } from '../engine/engine.ts';
@@ -83,6 +83,8 @@ export interface HostInit {
   iface?: string;
   /** The wireguard-go `createInterface` runs, shown in `engine:status` under dataPath (weftd knows it; tests do not). */
   wireguardGo?: WireguardGoStatus;
+  /** Which WireGuard device `createInterface` makes, and why (weftd knows it; tests do not). */
+  wgDevice?: WgDeviceStatus;
   /** Name to register when the join request gives none. @default the OS hostname (engine default) */
   hostname?: string;
   /** @default 41641 (engine default) */
@@ -621,7 +623,11 @@ export function createHost(init: HostInit): Host {
       const r = run;
       if (!r) throw new MeshError('state', 'not connected to any network: join one, or connect the saved one', true);
       const s = await r.engine.status();
-      return s.dataPath && init.wireguardGo ? { ...s, dataPath: { ...s.dataPath, wireguardGo: init.wireguardGo } } : s;
+      if (!s.dataPath) return s;
+      return {
+        ...s,
+        dataPath: { ...s.dataPath, ...(init.wireguardGo ? { wireguardGo: init.wireguardGo } : {}), ...(init.wgDevice ? { device: init.wgDevice } : {}) },
+      };
     },
 
     'engine:ping': async ({ peer, timeoutMs }) => {

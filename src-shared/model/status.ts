@@ -89,6 +89,10 @@ export const WireguardGoStatus = z.object({
 });
 export type WireguardGoStatus = z.infer<typeof WireguardGoStatus>;
 
+/** The WireGuard device: a kernel link (`ip link add type wireguard`) or a wireguard-go process, and why. */
+export const WgDeviceStatus = z.object({ kind: z.enum(['kernel', 'wireguard-go']), reason: z.string() });
+export type WgDeviceStatus = z.infer<typeof WgDeviceStatus>;
+
 export const StatusReport = z.object({
   control: z.object({
     state: ControlState,
@@ -110,7 +114,12 @@ export const StatusReport = z.object({
    * socket (nft missing or refused, or turned off), with the reason.
    */
   dataPath: z
-    .object({ mode: z.enum(['kernel', 'proxy']), reason: z.string().nullable(), wireguardGo: WireguardGoStatus.nullable().optional() })
+    .object({
+      mode: z.enum(['kernel', 'proxy']),
+      reason: z.string().nullable(),
+      wireguardGo: WireguardGoStatus.nullable().optional(),
+      device: WgDeviceStatus.nullable().optional(),
+    })
     .nullable()
     .optional(),
   /** The ACL filter, routes and MagicDNS as enforced (null before the data plane exists). */

@@ -174,7 +174,7 @@ describe('Weft ↔ Weft, more', () => {
     try {
       await kit.settle(a, b);
       const [okA, okB] = await kit.tunnelPing(a, b);
-      expect(okA && okB, 'ping over the tunnel through DERP').toBe(true);
+      expect(okA && okB, `ping over the tunnel through DERP\n${kit.logs(a, b)}`).toBe(true);
       for (let i = 0; i < 3; i++) {
         expect(await isDirect(a, b)).toBe(false);
         expect(await isDirect(b, a)).toBe(false);

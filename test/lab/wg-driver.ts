@@ -11,9 +11,11 @@ import type { WgConfig } from '../../src-main/engine/wg/config.ts';
 import type { WgInterface } from '../../src-main/engine/wg/iface.ts';
 import { cleanupStaleInterfaces } from '../../src-main/engine/wg/stale.ts';
 import { startWireguardGo } from '../../src-main/engine/wg/wireguard-go.ts';
+import { WgToolsConfigurator } from '../../src-main/engine/wg/kernel.ts';
+import { execRunner } from '../../src-main/engine/io/exec.ts';
 
 export type DriverCommand =
-  | { id: number; cmd: 'create'; name: string }
+  | { id: number; cmd: 'create'; name: string; configVia?: 'uapi' | 'wg' }
   | { id: number; cmd: 'up'; name: string; addresses: string[]; mtu?: number }
   | { id: number; cmd: 'set'; name: string; config: WireConfig }
   | { id: number; cmd: 'routes'; name: string; prefixes: string[] }
@@ -51,8 +53,24 @@ async function serve(): Promise<void> {
   const handle = async (c: DriverCommand): Promise<unknown> => {
     switch (c.cmd) {
       case 'create':
-        ifaces.set(c.name, await startWireguardGo({ name: c.name }));
+      {
+        const dev = await startWireguardGo({ name: c.name });
+        if (c.configVia !== 'wg') {
+          ifaces.set(c.name, dev);
+          return {};
+        }
+        // Set and stats through `wg` (the kernel backend's configuration channel, kernel.ts), the rest as usual.
+        const tools = new WgToolsConfigurator(c.name, execRunner);
+        ifaces.set(c.name, {
+          name: c.name,
+          up: (o) => dev.up(o),
+          routes: (p) => dev.routes(p),
+          close: () => dev.close(),
+          set: (cfg) => tools.set(cfg),
+          stats: () => tools.stats(),
+        });
         return {};
+      }
       case 'up':
         await get(c.name).up({ addresses: c.addresses, ...(c.mtu !== undefined ? { mtu: c.mtu } : {}) });
         return {};

@@ -97,7 +97,10 @@ afterAll(async () => {
 });
 
 describe('WireGuard interfaces on wireguard-go', () => {
-  it('two LAN hosts become peers, ping across the tunnel, report stats, and close without leftovers', async () => {
+  it.each([
+    ['over UAPI (wireguard-go.ts)', 'uapi'],
+    ["with wg set and wg show (kernel.ts: the kernel backend's configuration channel, here on wireguard-go)", 'wg'],
+  ] as const)('two LAN hosts become peers, ping across the tunnel, report stats, and close without leftovers: configured %s', async (_n, via) => {
     const A = generateKeyPair();
     const B = generateKeyPair();
     const nameA = ifName('a');
@@ -117,8 +120,8 @@ describe('WireGuard interfaces on wireguard-go', () => {
       listenPort: port,
       peers: [{ publicKey: toHex(A.pub), endpoint: { ip: lab.addr.a1, port }, allowedIPs: ['10.77.0.1/32'] }],
     };
-    await a.ok({ cmd: 'create', name: nameA });
-    await b.ok({ cmd: 'create', name: nameB });
+    await a.ok({ cmd: 'create', name: nameA, configVia: via });
+    await b.ok({ cmd: 'create', name: nameB, configVia: via });
     // The device runs Weft's pinned build (resources/bin, which test/setup/ensure-deps.sh builds), not Debian's.
     const dev = (await listWireguardGo()).find((p) => p.name === nameA);
     expect(dev).toBeDefined();

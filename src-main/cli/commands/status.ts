@@ -24,7 +24,8 @@ export const statusCommand: Command = {
     if (s.self) lines.push(`self:    ${s.self.name} ${s.self.addresses.join(' ')}`);
     if (s.dataPath) lines.push(`data:    ${s.dataPath.mode}${s.dataPath.reason ? ` (${s.dataPath.reason})` : ''}`);
     const wg = s.dataPath?.wireguardGo;
-    if (wg) lines.push(`wg:      wireguard-go ${wg.version === null ? '(version unknown)' : `v${wg.version}`}${wg.pinned ? '' : ' (not the pinned build: older and slower)'} ${wg.path}`);
+    if (s.dataPath?.device?.kind === 'kernel') lines.push(`wg:      kernel WireGuard (${s.dataPath.device.reason})`);
+    else if (wg) lines.push(`wg:      wireguard-go ${wg.version === null ? '(version unknown)' : `v${wg.version}`}${wg.pinned ? '' : ' (not the pinned build: older and slower)'} ${wg.path}`);
     if (s.dataPlaneError) lines.push(`warning: ${s.dataPlaneError}`);
     for (const p of s.peers) lines.push(`${p.addresses[0] ?? '-'}\t${p.name}\t${p.online ? 'online' : 'offline'}\t${p.path.kind}`);
     process.stdout.write(`${lines.join('\n')}\n`);

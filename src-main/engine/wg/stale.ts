@@ -11,6 +11,7 @@
  *                                                                                         it removes its TUN and socket
  *   /var/run/wireguard/<name>.sock, no listener  connect() refused                       unlink
  *   TUN link <name> with no wireguard-go         `ip -o link show` in this namespace     ip link del
+ *   kernel WireGuard link, owner dead            its alias weft-owner=<pid>:<start>      ip link del
  *
  * Only names matching WEFT_IFACE_RE and the given prefix are considered, a wireguard-go without a
  * WEFT_OWNER marker (started by someone else) is never killed, and a live owner's devices are never touched.
@@ -158,6 +159,17 @@ export async function listLinks(runner: CommandRunner): Promise<string[]> {
   return names;
 }
 
+/** The alias that marks a kernel WireGuard link as Weft's (kernel.ts sets it): `weft-owner=<pid>:<starttime>`. */
+export const OWNER_ALIAS_PREFIX = 'weft-owner=';
+
+/** The owner token in link `name`'s alias; null when it has none (or no such link). */
+export async function linkOwner(runner: CommandRunner, name: string): Promise<string | null> {
+  const r = await runner(['ip', '-o', 'link', 'show', 'dev', name]);
+  if (r.code !== 0) return null;
+  const m = /\balias weft-owner=([0-9]{1,10}:[0-9]{1,20})\b/.exec(r.stdout);
+  return m ? m[1]! : null;
+}
+
 /** Removes Weft interfaces, sockets and device processes whose owner is gone (see the module header). */
 export async function cleanupStaleInterfaces(
   prefix: string,
@@ -206,6 +218,9 @@ export async function cleanupStaleInterfaces(
     const running = new Set((await listWireguardGo(procDir)).map((p) => p.name));
     for (const name of links) {
       if (running.has(name) || (await isSocketLive(uapiSocketPath(name, socketDir)))) continue;
+      // A kernel WireGuard link (kernel.ts) has no device process: its alias names its owner, kept while alive.
+      const owner = await linkOwner(runner, name);
+      if (owner !== null && (await ownerAlive(owner, procDir))) continue;
       const r = await runner(['ip', 'link', 'del', 'dev', name]);
       if (r.code === 0) {
         logf(`stale: deleted link ${name}`);

@@ -16,15 +16,13 @@
  *   close()                                ip route del ...; SIGTERM (SIGKILL after a bound); then remove any
  *                                          socket or link the process left behind
  *
- * Kernel WireGuard: `detectKernelWireguard` reports whether `ip link add type wireguard` works. There is no
- * kernel backend yet: this machine's kernel lacks CONFIG_WIREGUARD (natlab.md §0), so it could not be tested,
- * and `chooseWgBackend` always answers wireguard-go (saying whether the kernel module would be available).
+ * Kernel WireGuard, when the kernel has it, is the other backend (kernel.ts, chosen by its chooseWgBackend).
  */
 import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { unlink } from 'node:fs/promises';
-import { WG_START_POLL_MS, WG_START_TIMEOUT_MS, WG_STOP_TIMEOUT_MS, WG_TUN_MTU, WG_UAPI_TIMEOUT_MS } from '../constants.ts';
+import { WG_START_POLL_MS, WG_START_TIMEOUT_MS, WG_STOP_TIMEOUT_MS, WG_UAPI_TIMEOUT_MS } from '../constants.ts';
 import type { CommandRunner } from '../io/exec.ts';
 import { describeFailure, execRunner } from '../io/exec.ts';
 import type { Clock } from '../sys/clock.ts';
@@ -37,7 +35,7 @@ import type { PeerStats, WgInterface, WgUpOptions } from './iface.ts';
 import { isWeftInterfaceName, WEFT_IFACE_RE, WgError } from './iface.ts';
 import { listLinks, OWNER_ENV, ownerToken } from './stale.ts';
 import type { UapiError, UapiSetRequest } from './uapi.ts';
-import { validateAddresses, validateMtu, validateRoutes } from './validate.ts';
+import { LinkState } from './link.ts';
 import { defaultWireguardGo } from './resolve.ts';
 import { encodeSetRequest, parseErrnoReply, parseGetReply, UAPI_GET_REQUEST } from './uapi.ts';
 import { isSocketLive, UAPI_SOCKET_DIR, uapiExchange, uapiSocketPath } from './uapi-socket.ts';
@@ -80,8 +78,7 @@ export class WireguardGoInterface implements WgInterface {
   private output = '';
   private exitCode: number | null | undefined = undefined;
   private applied: WgConfig | null = null;
-  private addresses = new Set<string>();
-  private installedRoutes = new Set<string>();
+  private readonly link: LinkState;
   private closing: Promise<void> | null = null;
 
   constructor(
@@ -90,6 +87,7 @@ export class WireguardGoInterface implements WgInterface {
     private readonly init: Required<Omit<WireguardGoInit, 'name' | 'binary' | 'logLevel'>>,
     private readonly c: WireguardGoComponents,
   ) {
+    this.link = new LinkState(name, c.runner);
     const onData = (d: Buffer): void => {
       this.output = (this.output + d.toString('utf8')).slice(-OUTPUT_TAIL);
     };
@@ -132,12 +130,6 @@ export class WireguardGoInterface implements WgInterface {
     if (this.dead) throw new WgError('failed', `wireguard-go for ${this.name} exited (code ${String(this.exitCode)}): ${this.output.trim().slice(-300)}`);
   }
 
-  private async ip(argv: string[]): Promise<void> {
-    const full = ['ip', ...argv];
-    const r = await this.c.runner(full);
-    if (r.code !== 0) throw new WgError('failed', describeFailure(full, r));
-  }
-
   private async uapi(request: string): Promise<string> {
     this.assertAlive();
     try {
@@ -149,19 +141,7 @@ export class WireguardGoInterface implements WgInterface {
 
   async up(opts: WgUpOptions): Promise<void> {
     this.assertAlive();
-    const mtu = validateMtu(opts.mtu ?? WG_TUN_MTU);
-    const own = validateAddresses(opts.addresses);
-    const service = validateAddresses(opts.serviceAddresses ?? []);
-    const want = [...own, ...service];
-    await this.ip(['link', 'set', 'dev', this.name, 'mtu', String(mtu)]);
-    // The node's own addresses first: among several /32s the first added becomes the source of on-link traffic.
-    for (const a of own) await this.ip(['addr', 'replace', a, 'dev', this.name]);
-    for (const a of service) await this.ip(['addr', 'replace', a, 'dev', this.name, ...(a.includes(':') ? ['preferred_lft', '0'] : [])]);
-    for (const a of this.addresses) {
-      if (!want.includes(a)) await this.ip(['addr', 'del', a, 'dev', this.name]);
-    }
-    this.addresses = new Set(want);
-    await this.ip(['link', 'set', 'dev', this.name, 'up']);
+    await this.link.up(opts);
   }
 
   async set(cfg: WgConfig): Promise<void> {
@@ -195,12 +175,7 @@ export class WireguardGoInterface implements WgInterface {
 
   async routes(prefixes: string[]): Promise<void> {
     this.assertAlive();
-    const want = validateRoutes(prefixes);
-    for (const p of want) await this.ip(['route', 'replace', p, 'dev', this.name]);
-    for (const p of this.installedRoutes) {
-      if (!want.includes(p)) await this.ip(['route', 'del', p, 'dev', this.name]);
-    }
-    this.installedRoutes = new Set(want);
+    await this.link.routes(prefixes);
   }
 
   async stats(): Promise<PeerStats[]> {
@@ -223,13 +198,8 @@ export class WireguardGoInterface implements WgInterface {
 
   private async doClose(): Promise<void> {
     const { runner, clock, logf } = this.c;
-    if (!this.dead) {
-      for (const p of this.installedRoutes) {
-        const r = await runner(['ip', 'route', 'del', p, 'dev', this.name]);
-        if (r.code !== 0) logf(`close: ${describeFailure(['ip', 'route', 'del', p, 'dev', this.name], r)}`);
-      }
-    }
-    this.installedRoutes.clear();
+    if (!this.dead) await this.link.dropRoutes(logf);
+    else this.link.forgetRoutes();
     for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
       if (this.dead) break;
       this.child.kill(sig);
@@ -291,30 +261,4 @@ export async function startWireguardGo(init: WireguardGoInit, components: Partia
   }
   c.logf(`wireguard-go if=${name} pid=${dev.pid} up (${bin})`);
   return dev;
-}
-
-/** Reports whether this kernel can create WireGuard links (`ip link add <probe> type wireguard`). */
-export async function detectKernelWireguard(runner: CommandRunner = execRunner, probeName = 'weftprobe0'): Promise<boolean> {
-  const r = await runner(['ip', 'link', 'add', 'dev', probeName, 'type', 'wireguard']);
-  if (r.code !== 0) return false;
-  await runner(['ip', 'link', 'del', 'dev', probeName]);
-  return true;
-}
-
-export interface WgBackendChoice {
-  kind: 'wireguard-go';
-  kernelAvailable: boolean;
-  reason: string;
-}
-
-/** Picks the device backend. Only wireguard-go exists; the answer says whether kernel WireGuard was seen. */
-export async function chooseWgBackend(runner: CommandRunner = execRunner): Promise<WgBackendChoice> {
-  const kernelAvailable = await detectKernelWireguard(runner);
-  return {
-    kind: 'wireguard-go',
-    kernelAvailable,
-    reason: kernelAvailable
-      ? 'kernel WireGuard is available, but Weft has no kernel backend yet; using wireguard-go'
-      : 'the kernel has no WireGuard support (ip link add type wireguard failed); using wireguard-go',
-  };
 }

@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandRunner } from '../../../../src-main/engine/io/exec.ts';
-import { listLinks, listWireguardGo, ownerAlive, ownerToken } from '../../../../src-main/engine/wg/stale.ts';
-import { chooseWgBackend, detectKernelWireguard, startWireguardGo } from '../../../../src-main/engine/wg/wireguard-go.ts';
+import { chooseWgBackend, detectKernelWireguard, startKernelWireguard } from '../../../../src-main/engine/wg/kernel.ts';
+import { linkOwner, listLinks, listWireguardGo, ownerAlive, ownerToken } from '../../../../src-main/engine/wg/stale.ts';
+import { startWireguardGo } from '../../../../src-main/engine/wg/wireguard-go.ts';
 
 function fakeRunner(answer: (argv: readonly string[]) => { code: number; stdout?: string }): { runner: CommandRunner; calls: string[][] } {
   const calls: string[][] = [];
@@ -16,19 +17,50 @@ function fakeRunner(answer: (argv: readonly string[]) => { code: number; stdout?
   return { runner, calls };
 }
 
-describe('kernel WireGuard detection', () => {
+describe('kernel WireGuard detection and the backend choice', () => {
   it('falls back to wireguard-go when ip link add type wireguard fails (this machine)', async () => {
     const { runner, calls } = fakeRunner(() => ({ code: 2 }));
-    expect(await detectKernelWireguard(runner)).toBe(false);
+    expect(await detectKernelWireguard(runner, 'weftprobe0')).toBe(false);
     expect(calls).toEqual([['ip', 'link', 'add', 'dev', 'weftprobe0', 'type', 'wireguard']]);
-    expect(await chooseWgBackend(runner)).toMatchObject({ kind: 'wireguard-go', kernelAvailable: false });
+    expect(await chooseWgBackend(runner, {})).toEqual({ kind: 'wireguard-go', reason: 'the kernel has no WireGuard support (ip link add type wireguard failed)' });
   });
 
-  it('detects it (and removes the probe link) when the kernel has it; still uses wireguard-go', async () => {
+  it('picks the kernel when the probe link can be made (and removes it) and wg runs', async () => {
     const { runner, calls } = fakeRunner(() => ({ code: 0 }));
-    expect(await detectKernelWireguard(runner)).toBe(true);
-    expect(calls[1]).toEqual(['ip', 'link', 'del', 'dev', 'weftprobe0']);
-    expect(await chooseWgBackend(runner)).toMatchObject({ kind: 'wireguard-go', kernelAvailable: true });
+    expect(await chooseWgBackend(runner, {})).toEqual({ kind: 'kernel', reason: 'the kernel has WireGuard' });
+    expect(calls[0]!.slice(0, 4)).toEqual(['ip', 'link', 'add', 'dev']);
+    expect(calls[0]![4]).toMatch(/^weftp[0-9a-z]+$/);
+    expect(calls[1]).toEqual(['ip', 'link', 'del', 'dev', calls[0]![4]]);
+    expect(calls[2]).toEqual(['wg', '--version']);
+  });
+
+  it('stays on wireguard-go without wg, or when WEFT_WG_BACKEND=wireguard-go (then nothing is probed)', async () => {
+    const noWg = fakeRunner((argv) => ({ code: argv[0] === 'wg' ? 127 : 0 }));
+    expect(await chooseWgBackend(noWg.runner, {})).toMatchObject({ kind: 'wireguard-go', reason: expect.stringMatching(/wireguard-tools/) });
+    const off = fakeRunner(() => ({ code: 0 }));
+    expect(await chooseWgBackend(off.runner, { WEFT_WG_BACKEND: 'wireguard-go' })).toEqual({ kind: 'wireguard-go', reason: 'WEFT_WG_BACKEND=wireguard-go' });
+    expect(off.calls).toEqual([]);
+  });
+});
+
+describe('startKernelWireguard', () => {
+  it('creates the link and marks it with its owner; refuses foreign names and existing links', async () => {
+    const { runner, calls } = fakeRunner(() => ({ code: 0, stdout: '' }));
+    await startKernelWireguard('weftk1', { runner });
+    expect(calls.slice(1)).toEqual([
+      ['ip', 'link', 'add', 'dev', 'weftk1', 'type', 'wireguard'],
+      ['ip', 'link', 'set', 'dev', 'weftk1', 'alias', `weft-owner=${await ownerToken()}`],
+    ]);
+    await expect(startKernelWireguard('eth0', { runner })).rejects.toMatchObject({ code: 'invalid' });
+    const taken = fakeRunner(() => ({ code: 0, stdout: '7: weftk1: <POINTOPOINT,NOARP,UP> mtu 1280 qdisc noop\n' }));
+    await expect(startKernelWireguard('weftk1', { runner: taken.runner })).rejects.toMatchObject({ code: 'exists' });
+  });
+
+  it('reads a link owner back from ip -o link show (kernel links have no process to carry it)', async () => {
+    const line = '2: weftz1: <POINTOPOINT,NOARP> mtu 1420 qdisc noop state DOWN mode DEFAULT group default qlen 1000\\    link/none \\    alias weft-owner=123:456';
+    expect(await linkOwner(fakeRunner(() => ({ code: 0, stdout: line })).runner, 'weftz1')).toBe('123:456');
+    expect(await linkOwner(fakeRunner(() => ({ code: 0, stdout: line.replace(/alias.*/, 'alias something-else') })).runner, 'weftz1')).toBeNull();
+    expect(await linkOwner(fakeRunner(() => ({ code: 1 })).runner, 'weftz1')).toBeNull();
   });
 });
 
