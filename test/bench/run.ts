@@ -17,6 +17,7 @@
 //   direct cases: na and nb both EIM+APDF (port-preserving masquerade): hole punching works.
 //   relay cases:  na and nb both EDM+APDF (random ports): no direct path, traffic goes through DERP.
 //   reference for Weft direct: plain wireguard-go + wg set by hand in a1/b1, endpoints through the NATs.
+//   diagnostic reference: the same with connection tracking on in a1/b1 (one `ct state` rule), as Weft's ACL has it.
 //   every tunnel interface has MTU 1280 (Weft's and tailscaled's default; set on the wireguard-go one by hand).
 // CPU per GB: utime + stime (/proc/PID/stat, test/bench/cpu.ts) of the client's processes on BOTH hosts while the
 // iperf3 client runs (the omitted second included), divided by the bytes iperf3 carried in that time (received bytes
@@ -470,7 +471,12 @@ interface PlainWg {
   stop(): Promise<void>;
 }
 
-async function plainWireguard(lab: Lab): Promise<PlainWg> {
+/**
+ * `conntrack`: a one-rule nftables table on each host (`ct state established,related accept` on input) turns the
+ * kernel's connection tracking on there, as Weft's stateful ACL does, so every packet, outer and inner, is tracked.
+ * A diagnostic reference: how much of Weft's gap to plain wireguard-go is that tracking.
+ */
+async function plainWireguard(lab: Lab, conntrack = false): Promise<PlainWg> {
   const tag = lab.prefix.replace(/[^0-9a-z]/g, '').slice(-8);
   const port = 51820;
   const sides = [
@@ -479,11 +485,25 @@ async function plainWireguard(lab: Lab): Promise<PlainWg> {
   ];
   const procs: LabProcess[] = [];
   const sockets = sides.map((s) => uapiSocket(s.ifname));
+  const ctTable = ['inet', `bench_ct${tag}`];
   const stop = async (): Promise<void> => {
     await Promise.all(procs.map((p) => p.kill('SIGTERM')));
     removeWgSockets(sockets);
+    if (conntrack) for (const s of sides) await lab.exec(s.host, ['nft', 'delete', 'table', ...ctTable]);
   };
   try {
+    if (conntrack) {
+      for (const s of sides) {
+        for (const c of [
+          ['nft', 'add', 'table', ...ctTable],
+          ['nft', 'add', 'chain', ...ctTable, 'in', '{', 'type', 'filter', 'hook', 'input', 'priority', '0', ';', '}'],
+          ['nft', 'add', 'rule', ...ctTable, 'in', 'ct', 'state', 'established,related', 'accept'],
+        ]) {
+          const r = await lab.exec(s.host, c);
+          if (r.code !== 0) throw new Error(`${c.join(' ')}: ${r.stderr}`);
+        }
+      }
+    }
     const keys: { priv: string; pub: string; file: string }[] = [];
     for (const s of sides) {
       const g = await lab.exec(s.host, ['wg', 'genkey']);
@@ -679,12 +699,12 @@ async function tunnelCase(lab: Lab, ctl: Control, kind: Kind, want: 'direct' | '
   }
 }
 
-async function wireguardCase(lab: Lab, seconds: number, round: number, position: number): Promise<Round> {
-  const name = 'wireguard-go';
+async function wireguardCase(lab: Lab, seconds: number, round: number, position: number, conntrack = false): Promise<Round> {
+  const name = conntrack ? 'wireguard-go+ct' : 'wireguard-go';
   let wg: PlainWg | undefined;
   try {
-    log(`${name} (round ${round}): plain wireguard-go a1 <-> b1 through both NATs (MTU ${MTU})`);
-    wg = await plainWireguard(lab);
+    log(`${name} (round ${round}): plain wireguard-go a1 <-> b1 through both NATs (MTU ${MTU})${conntrack ? ', conntrack on in both hosts' : ''}`);
+    wg = await plainWireguard(lab, conntrack);
     const t = await iperf(lab, 'a1', 'b1', wg.ipB, seconds, wg.cpuRoots);
     const r = measured(round, position, t, [`direct(${lab.addr.nbWan}:51820)`, `direct(${lab.addr.naWan}:51820)`]);
     logRound(name, r);
@@ -977,14 +997,14 @@ async function main(): Promise<void> {
     await lab.setRouter('nb', EIM);
     if (opts.only.has('direct')) {
       for (let round = 1; round <= opts.rounds; round++) {
-        const cases = ordered<'wireguard-go' | Kind>(['wireguard-go', 'weft', 'tailscaled'], round);
+        const cases = ordered<'wireguard-go' | 'wireguard-go+ct' | Kind>(['wireguard-go', 'wireguard-go+ct', 'weft', 'tailscaled'], round);
         for (const [i, c] of cases.entries()) {
-          if (c === 'wireguard-go') keep(c, await wireguardCase(lab, opts.seconds, round, i + 1));
+          if (c === 'wireguard-go' || c === 'wireguard-go+ct') keep(c, await wireguardCase(lab, opts.seconds, round, i + 1, c === 'wireguard-go+ct'));
           else keep(`${c}-direct`, await tunnelCase(lab, ctl, c, 'direct', opts.seconds, round, i + 1));
         }
       }
     }
-    for (const name of ['weft-relay', 'tailscaled-relay', 'wireguard-go', 'weft-direct', 'tailscaled-direct']) {
+    for (const name of ['weft-relay', 'tailscaled-relay', 'wireguard-go', 'wireguard-go+ct', 'weft-direct', 'tailscaled-direct']) {
       const rs = rounds[name];
       if (rs) throughput[name] = throughputCase(name, rs);
     }
@@ -1020,6 +1040,9 @@ async function main(): Promise<void> {
     const cpu = (k: string): number | null => throughput[k]?.cpuSPerGB ?? null;
     ratios.push(ratio('CPU s per GB, direct, weft / tailscaled', cpu('weft-direct'), cpu('tailscaled-direct'), 's/GB'));
     ratios.push(ratio('CPU s per GB, direct, weft / wireguard-go', cpu('weft-direct'), cpu('wireguard-go'), 's/GB'));
+    // Diagnostics: what the kernel's connection tracking (which Weft's stateful ACL turns on) costs by itself.
+    ratios.push(ratio('diagnostic: wireguard-go with conntrack / wireguard-go', mb('wireguard-go+ct'), mb('wireguard-go'), 'Mbit/s'));
+    ratios.push(ratio('diagnostic: weft-direct / wireguard-go with conntrack', mb('weft-direct'), mb('wireguard-go+ct'), 'Mbit/s'));
   }
   if (opts.only.has('startup')) {
     const w = startup.weft;
@@ -1073,7 +1096,7 @@ async function main(): Promise<void> {
     const roles = Object.entries(c.cpuSPerGBByRole);
     return `${f2(c.cpuSPerGB)}${roles.length > 1 ? ` (${roles.map(([k, v]) => `${k} ${f2(v)}`).join(' + ')})` : ''}`;
   };
-  const direct = ['weft-direct', 'tailscaled-direct', 'wireguard-go'].flatMap((k) => (throughput[k] ? [throughput[k]] : []));
+  const direct = ['weft-direct', 'tailscaled-direct', 'wireguard-go', 'wireguard-go+ct'].flatMap((k) => (throughput[k] ? [throughput[k]] : []));
   if (direct.length > 0) {
     lines.push(`CPU s per GB carried, direct, both hosts (median of ${opts.rounds} rounds): ${direct.map((c) => `${c.name} ${cpuLine(c)}`).join('; ')}`);
   }

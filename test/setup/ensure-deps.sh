@@ -51,3 +51,6 @@ bash "$(dirname "${BASH_SOURCE[0]}")/ensure-peers.sh"
 # The pinned wireguard-go the engine runs (resources/bin; `npm ci` builds it too when Go is there). Here a failed
 # build is fatal, so the tests never run against Debian's old one by accident.
 bash "$(dirname "${BASH_SOURCE[0]}")/../../scripts/build-wireguard-go.sh"
+# qemu and Debian's kernel for the kernel-WireGuard VM test (test/vm/kernel-wg.test.ts): this machine's kernel has no
+# WireGuard module.
+bash "$(dirname "${BASH_SOURCE[0]}")/ensure-vm.sh"

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Runs inside the VM of test/vm/kernel-wg.test.ts, as root, on Debian's kernel (which has WireGuard), over this
+# machine's userspace (read-only, with a tmpfs overlay). It prints facts as `WEFTVM key=value` lines; the test on
+# the host asserts on them.
+#
+#   root namespace: `weft server` (control, DERP, STUN) on 10.9.1.1, routing between two hosts
+#   ha (10.9.1.2) ── va ── root ── vb ── hb (10.9.2.2)      each runs `weft up`, which picks kernel WireGuard
+#
+# Then: tunnel pings both ways, WireGuard's own endpoint is the peer's address (kernel data path, no proxy), status,
+# a clean stop (no link, no rules), and a SIGKILL (a kernel link outlives its owner) followed by a restart whose
+# stale cleanup removes the orphan. Every wait is bounded.
+#
+# Environment: WEFTVM_REPO (the checkout), WEFTVM_SRV (a prepared `weft server` data directory), WEFTVM_KEY (a
+# reusable pre-auth key in it).
+set -u
+T0=$(date +%s)
+fact() { echo "WEFTVM $1=$2"; }
+stage() { echo "WEFTVM t_$1=$(($(date +%s) - T0))"; }
+W=(node "$WEFTVM_REPO/src-main/cli/bin.mjs")
+ST=/run/weftvm
+mkdir -p "$ST"
+
+# wait_for FILE REGEX SECONDS: 0 once FILE has a line matching REGEX, 1 after SECONDS.
+wait_for() {
+  local i
+  for ((i = 0; i < $3; i++)); do
+    grep -qE "$2" "$1" 2>/dev/null && return 0
+    sleep 1
+  done
+  return 1
+}
+
+# stop PID SECONDS: SIGTERM, then wait (bounded); $STOPPED is then the exit code, or "timeout" (then SIGKILL).
+# PID must be a child of this shell, so this is never called in a subshell.
+stop() {
+  local i
+  kill -TERM "$1" 2>/dev/null
+  for ((i = 0; i < $2; i++)); do
+    if ! kill -0 "$1" 2>/dev/null; then
+      wait "$1"
+      STOPPED=$?
+      return
+    fi
+    sleep 1
+  done
+  kill -KILL "$1" 2>/dev/null
+  STOPPED=timeout
+}
+
+# wait_link NS DEV SECONDS: 0 once the link exists (it is made when the first netmap arrives).
+wait_link() {
+  local i
+  for ((i = 0; i < $3; i++)); do
+    ip -n "$1" link show dev "$2" >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  return 1
+}
+
+present() { if "$@" >/dev/null 2>&1; then echo present; else echo absent; fi; }
+
+fact kernel "$(uname -r)"
+ip link set lo up
+ip netns add ha
+ip netns add hb
+ip link add va type veth peer name eth0 netns ha
+ip link add vb type veth peer name eth0 netns hb
+ip addr add 10.9.1.1/24 dev va
+ip addr add 10.9.2.1/24 dev vb
+ip link set va up
+ip link set vb up
+for h in ha hb; do
+  n=1
+  [ "$h" = hb ] && n=2
+  ip -n "$h" link set lo up
+  ip -n "$h" addr add "10.9.$n.2/24" dev eth0
+  ip -n "$h" link set eth0 up
+  ip -n "$h" route add default via "10.9.$n.1"
+done
+sysctl -qw net.ipv4.ip_forward=1
+
+cp -a "$WEFTVM_SRV" "$ST/srv"
+"${W[@]}" server --listen 10.9.1.1:8080 --server-url http://10.9.1.1:8080 --data "$ST/srv" --derp --stun 10.9.1.1:3478 >"$ST/srv.log" 2>&1 &
+SRV=$!
+if ! wait_for "$ST/srv.log" 'weft server: ready on' 180; then
+  fact server failed
+  tail -c 2000 "$ST/srv.log"
+  exit 1
+fi
+fact server ready
+stage server
+
+# up HOST NAME IFACE: starts `weft up` in HOST, as a child of this shell; its PID is then in $UP.
+up() {
+  ip netns exec "$1" "${W[@]}" up --login-server http://10.9.1.1:8080 --auth-key "$WEFTVM_KEY" --hostname "$2" --state-dir "$ST/$2" --iface "$3" >>"$ST/$2.log" 2>&1 &
+  UP=$!
+}
+up ha vma weftka
+PA=$UP
+up hb vmb weftkb
+PB=$UP
+for n in vma vmb; do
+  if wait_for "$ST/$n.log" 'weft: connected as' 240; then fact "connected_$n" yes; else
+    fact "connected_$n" no
+    tail -c 3000 "$ST/$n.log"
+    exit 1
+  fi
+done
+stage connected
+ipof() { sed -n 's/.*weft: connected as [^ ]* \["\(100\.[0-9.]*\)\/32".*/\1/p' "$ST/$1.log" | head -1; }
+IPA=$(ipof vma)
+IPB=$(ipof vmb)
+fact ip_vma "$IPA"
+fact ip_vmb "$IPB"
+fact device_log_vma "$(grep -o 'WireGuard device: [a-z-]*' "$ST/vma.log" | head -1)"
+linktype() { ip -n "$1" -d link show dev "$2" | grep -owE 'wireguard|tun' | head -1; }
+wait_link ha weftka 120
+wait_link hb weftkb 120
+fact linktype_vma "$(linktype ha weftka)"
+fact linktype_vmb "$(linktype hb weftkb)"
+
+ping_count() { ip netns exec "$1" ping -c "$3" -i 0.5 -W 2 "$2" 2>&1 | grep -oE '[0-9]+ received' | grep -oE '[0-9]+'; }
+(ping_count hb "$IPA" 20 >"$ST/ping_b") &
+PING=$!
+fact ping_vma_to_vmb "$(ping_count ha "$IPB" 20)"
+wait "$PING"
+fact ping_vmb_to_vma "$(cat "$ST/ping_b")"
+# Direct: both sides' WireGuard sends straight to the peer's address (no 127.0.0.1 proxy).
+for i in $(seq 1 20); do
+  e=$(ip netns exec ha wg show weftka endpoints | cut -f2)
+  case "$e" in 10.9.2.2:*) break ;; esac
+  ping_count ha "$IPB" 2 >/dev/null
+done
+fact wg_endpoint_vma "$(ip netns exec ha wg show weftka endpoints | cut -f2)"
+fact wg_endpoint_vmb "$(ip netns exec hb wg show weftkb endpoints | cut -f2)"
+fact wg_handshake_vma "$(ip netns exec ha wg show weftka latest-handshakes | cut -f2)"
+fact dp_table_vma "$(present ip netns exec ha nft list table inet weft_dp_weftka)"
+ip netns exec ha "${W[@]}" status --json --state-dir "$ST/vma" >"$ST/vma.status.json" 2>"$ST/vma.status.err"
+fact status_vma "$(node -e '
+  const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const p = s.peers.find((q) => q.name === "vmb");
+  console.log(JSON.stringify({ device: s.dataPath?.device ?? null, mode: s.dataPath?.mode ?? null, path: p?.path?.kind ?? null, rx: p?.rxBytes ?? 0 }));
+' "$ST/vma.status.json" 2>&1 | tail -1)"
+
+stage pinged
+# A clean stop removes the link, its routes and the data-path table.
+stop "$PA" 60
+fact exit_vma "$STOPPED"
+fact link_after_stop_vma "$(present ip -n ha link show dev weftka)"
+fact dp_after_stop_vma "$(present ip netns exec ha nft list table inet weft_dp_weftka)"
+fact routes_after_stop_vma "$(ip -n ha route show | grep -c weftka)"
+
+stage stopped
+# SIGKILL: the kernel link stays (nothing dies with the process); the next start's stale cleanup deletes it.
+kill -KILL "$PB"
+wait "$PB" 2>/dev/null
+fact link_after_kill_vmb "$(present ip -n hb link show dev weftkb)"
+fact alias_vmb "$(ip -n hb -o link show dev weftkb | grep -o 'alias weft-owner=[0-9:]*' | cut -d= -f1)"
+: >"$ST/vmb.log"
+up hb vmb weftkb
+PB=$UP
+if wait_for "$ST/vmb.log" 'weft: connected as' 240; then fact restarted_vmb yes; else fact restarted_vmb no; fi
+fact stale_removed_vmb "$(grep -c 'removed what an earlier run left.*weftkb' "$ST/vmb.log")"
+wait_link hb weftkb 120
+fact linktype_restart_vmb "$(linktype hb weftkb)"
+stop "$PB" 60
+fact exit_vmb "$STOPPED"
+fact link_after_stop_vmb "$(present ip -n hb link show dev weftkb)"
+stop "$SRV" 30
+fact exit_server "$STOPPED"
+stage done
+fact done yes
