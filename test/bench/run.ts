@@ -44,7 +44,9 @@ import { startDerper } from '../lab/derper.ts';
 import { derpMapYaml, peersDir, startHeadscale, type Headscale } from '../lab/headscale.ts';
 import { PLAIN_HTTP_DERP_ENV, startTailscaled, TAILSCALE_VERSION, type Tailscaled } from '../lab/tailscaled.ts';
 
-const WEFT = [process.execPath, join(REPO_ROOT, 'src-main', 'cli', 'bin.mjs')];
+/** WEFT_BENCH_CPU_PROF=DIR: every `weft up` node writes a V8 CPU profile there when it exits (for finding hot spots). */
+const PROF_DIR = process.env['WEFT_BENCH_CPU_PROF'];
+const WEFT = [process.execPath, ...(PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROF_DIR] : []), join(REPO_ROOT, 'src-main', 'cli', 'bin.mjs')];
 const MTU = 1280;
 const EIM: RouterProfile = { mapping: 'eim', filtering: 'apdf' };
 const EDM: RouterProfile = { mapping: 'edm', filtering: 'apdf' };
@@ -405,11 +407,23 @@ interface Throughput {
  * iperf3 TCP, client in `from`, server in `to` bound to `ip`: Mbit/s received. The CPU time of `cpuRoots` is
  * metered from just before the client starts to just after it exits.
  */
+/** A host's UDP error counters (/proc/net/snmp, per namespace): a diagnostic for WEFT_BENCH_LOGS. */
+async function udpCounters(lab: Lab, host: HostName): Promise<Record<string, number>> {
+  const lines = (await lab.exec(host, ['cat', '/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp:'));
+  const [names, values] = [lines[0]?.split(/\s+/).slice(1) ?? [], lines[1]?.split(/\s+/).slice(1) ?? []];
+  const out: Record<string, number> = {};
+  names.forEach((n, i) => {
+    if (/Errors|NoPorts/.test(n)) out[n] = Number(values[i]);
+  });
+  return out;
+}
+
 async function iperf(lab: Lab, from: HostName, to: HostName, ip: string, seconds: number, cpuRoots: readonly CpuRoot[]): Promise<Throughput> {
   const port = String(5300 + (++seq % 100));
   const server = lab.spawn(to, ['iperf3', '-s', '-1', '--forceflush', '-B', ip, '-p', port]);
   try {
     await server.waitForOutput(/Server listening/, 10_000);
+    const udpBefore = process.env['WEFT_BENCH_LOGS'] ? await Promise.all([from, to].map((h) => udpCounters(lab, h))) : null;
     let meter: ReturnType<typeof startCpuMeter> | null = null;
     let cpuError: string | null = null;
     try {
@@ -420,6 +434,11 @@ async function iperf(lab: Lab, from: HostName, to: HostName, ip: string, seconds
     const r = await lab.exec(from, ['iperf3', '-c', ip, '-p', port, '-t', String(seconds), '-O', '1', '-J', '--connect-timeout', '5000'], {
       timeoutMs: (seconds + 30) * 1000,
     });
+    if (udpBefore) {
+      const after = await Promise.all([from, to].map((h) => udpCounters(lab, h)));
+      const d = [from, to].map((h, i) => `${h}: ${Object.entries(after[i]!).map(([k, v]) => `${k}+${v - (udpBefore[i]![k] ?? 0)}`).join(' ')}`);
+      log(`UDP counters during iperf3 (/proc/net/snmp): ${d.join('; ')}`);
+    }
     let cpu: CpuWindow | null = null;
     try {
       cpu = meter?.stop() ?? null;
@@ -690,6 +709,7 @@ async function tunnelCase(lab: Lab, ctl: Control, kind: Kind, want: 'direct' | '
     if (!after.every((p) => p.startsWith(want))) log(`${name}: WARNING: path changed during iperf3: ${after.join(' / ')}`);
     const r = measured(round, position, t, path);
     logRound(name, r);
+    if (process.env['WEFT_BENCH_LOGS']) for (const n of nodes) log(`--- ${n.name} output tail:\n${n.output().slice(-3000)}`);
     return r;
   } catch (e) {
     const logs = nodes.map((n) => `--- ${n.name} (${n.kind} in ${n.host}) output tail:\n${n.output().slice(-2000)}`).join('\n');
