@@ -3,15 +3,17 @@
 # machine's userspace (read-only, with a tmpfs overlay). It prints facts as `WEFTVM key=value` lines; the test on
 # the host asserts on them.
 #
-#   root namespace: `weft server` (control, DERP, STUN) on 10.9.1.1, routing between two hosts
+#   root namespace: `weft server` (control, DERP, STUN) on 10.9.1.1, routing between three hosts
 #   ha (10.9.1.2) ── va ── root ── vb ── hb (10.9.2.2)      each runs `weft up`, which picks kernel WireGuard
+#                           └──── vc ── hc (10.9.3.2)        the official tailscaled (the lab's pinned build)
 #
-# Then: tunnel pings both ways, WireGuard's own endpoint is the peer's address (kernel data path, no proxy), status,
+# Then: tunnel pings both ways between the Weft nodes and between Weft and tailscaled, WireGuard's own endpoint is
+# each peer's address (kernel data path, no proxy), status,
 # a clean stop (no link, no rules), and a SIGKILL (a kernel link outlives its owner) followed by a restart whose
 # stale cleanup removes the orphan. Every wait is bounded.
 #
 # Environment: WEFTVM_REPO (the checkout), WEFTVM_SRV (a prepared `weft server` data directory), WEFTVM_KEY (a
-# reusable pre-auth key in it).
+# reusable pre-auth key in it), WEFTVM_TAILSCALE (the directory with tailscaled and tailscale).
 set -u
 T0=$(date +%s)
 fact() { echo "WEFTVM $1=$2"; }
@@ -64,14 +66,19 @@ ip link set lo up
 ip netns add ha
 ip netns add hb
 ip link add va type veth peer name eth0 netns ha
+ip netns add hc
 ip link add vb type veth peer name eth0 netns hb
+ip link add vc type veth peer name eth0 netns hc
 ip addr add 10.9.1.1/24 dev va
 ip addr add 10.9.2.1/24 dev vb
+ip addr add 10.9.3.1/24 dev vc
 ip link set va up
 ip link set vb up
-for h in ha hb; do
+ip link set vc up
+for h in ha hb hc; do
   n=1
   [ "$h" = hb ] && n=2
+  [ "$h" = hc ] && n=3
   ip -n "$h" link set lo up
   ip -n "$h" addr add "10.9.$n.2/24" dev eth0
   ip -n "$h" link set eth0 up
@@ -95,6 +102,11 @@ up() {
   ip netns exec "$1" "${W[@]}" up --login-server http://10.9.1.1:8080 --auth-key "$WEFTVM_KEY" --hostname "$2" --state-dir "$ST/$2" --iface "$3" >>"$ST/$2.log" 2>&1 &
   UP=$!
 }
+# tailscaled in hc (TUN tsvm0; DERP over plain HTTP, as weft server serves it without TLS).
+TS=(env TS_NO_LOGS_NO_SUPPORT=true TS_LOGS_DIR="$ST/ts" TS_DEBUG_USE_DERP_HTTP=true)
+mkdir -p "$ST/ts"
+ip netns exec hc "${TS[@]}" "$WEFTVM_TAILSCALE/tailscaled" --state "$ST/ts/state" --statedir "$ST/ts" --socket "$ST/ts/sock" --tun tsvm0 --port 41641 --no-logs-no-support >"$ST/ts.log" 2>&1 &
+TSD=$!
 up ha vma weftka
 PA=$UP
 up hb vmb weftkb
@@ -107,6 +119,11 @@ for n in vma vmb; do
   fi
 done
 stage connected
+for i in $(seq 1 60); do [ -S "$ST/ts/sock" ] && break; sleep 1; done
+ip netns exec hc "${TS[@]}" "$WEFTVM_TAILSCALE/tailscale" --socket "$ST/ts/sock" up --login-server http://10.9.1.1:8080 --auth-key "$WEFTVM_KEY" --hostname vmt --accept-dns=false --netfilter-mode=off --timeout 180s >"$ST/tsup.log" 2>&1
+fact ts_up "$?"
+IPT=$(ip netns exec hc "${TS[@]}" "$WEFTVM_TAILSCALE/tailscale" --socket "$ST/ts/sock" ip -4 2>/dev/null | head -1)
+fact ip_vmt "$IPT"
 ipof() { sed -n 's/.*weft: connected as [^ ]* \["\(100\.[0-9.]*\)\/32".*/\1/p' "$ST/$1.log" | head -1; }
 IPA=$(ipof vma)
 IPB=$(ipof vmb)
@@ -125,14 +142,27 @@ PING=$!
 fact ping_vma_to_vmb "$(ping_count ha "$IPB" 20)"
 wait "$PING"
 fact ping_vmb_to_vma "$(cat "$ST/ping_b")"
-# Direct: both sides' WireGuard sends straight to the peer's address (no 127.0.0.1 proxy).
+# Weft (kernel WireGuard) <-> tailscaled, both ways.
+(ping_count hc "$IPA" 20 >"$ST/ping_t") &
+PING=$!
+fact ping_vma_to_vmt "$(ping_count ha "$IPT" 20)"
+wait "$PING"
+fact ping_vmt_to_vma "$(cat "$ST/ping_t")"
+# Direct: Weft's WireGuard sends straight to each peer's address (no 127.0.0.1 proxy).
+endpoints() { ip netns exec "$1" wg show "$2" endpoints | cut -f2 | sort | paste -sd, -; }
 for i in $(seq 1 20); do
-  e=$(ip netns exec ha wg show weftka endpoints | cut -f2)
-  case "$e" in 10.9.2.2:*) break ;; esac
+  e=$(endpoints ha weftka)
+  case "$e" in *10.9.2.2:*10.9.3.2:*) break ;; esac
   ping_count ha "$IPB" 2 >/dev/null
+  ping_count ha "$IPT" 2 >/dev/null
 done
-fact wg_endpoint_vma "$(ip netns exec ha wg show weftka endpoints | cut -f2)"
-fact wg_endpoint_vmb "$(ip netns exec hb wg show weftkb endpoints | cut -f2)"
+fact wg_endpoints_vma "$(endpoints ha weftka)"
+fact ts_path_vma "$(ip netns exec hc "${TS[@]}" "$WEFTVM_TAILSCALE/tailscale" --socket "$ST/ts/sock" status --json | node -e '
+  let t = ""; process.stdin.on("data", (d) => (t += d)).on("end", () => {
+    const s = JSON.parse(t); const p = Object.values(s.Peer ?? {}).find((q) => q.HostName === "vma");
+    console.log(p ? (p.CurAddr || (p.Relay ? "relay:" + p.Relay : "none")) : "unknown");
+  });')"
+fact wg_endpoints_vmb "$(endpoints hb weftkb)"
 fact wg_handshake_vma "$(ip netns exec ha wg show weftka latest-handshakes | cut -f2)"
 fact dp_table_vma "$(present ip netns exec ha nft list table inet weft_dp_weftka)"
 ip netns exec ha "${W[@]}" status --json --state-dir "$ST/vma" >"$ST/vma.status.json" 2>"$ST/vma.status.err"
@@ -166,6 +196,8 @@ fact linktype_restart_vmb "$(linktype hb weftkb)"
 stop "$PB" 60
 fact exit_vmb "$STOPPED"
 fact link_after_stop_vmb "$(present ip -n hb link show dev weftkb)"
+stop "$TSD" 30
+fact exit_tailscaled "$STOPPED"
 stop "$SRV" 30
 fact exit_server "$STOPPED"
 stage done

@@ -1,6 +1,7 @@
 // Kernel WireGuard, end to end, in a VM running Debian's kernel (test/vm/qemu.ts; the kernel comes from
 // test/setup/ensure-vm.sh): this machine's own kernel has no WireGuard module, so the namespace lab cannot create a
-// `type wireguard` link. Inside, two `weft up` nodes in two namespaces join a `weft server` (guest-kernel-wg.sh).
+// `type wireguard` link. Inside, two `weft up` nodes and the official tailscaled, each in a namespace, join a
+// `weft server` (guest-kernel-wg.sh).
 // The guest prints facts; this file asserts on them.
 //
 // The server's user and pre-auth key are made here, on the host, with `weft server`'s own CLI in a temporary data
@@ -9,8 +10,9 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tailscaleBinaries } from '../lab/tailscaled.ts';
 import { findVmKernel, guestFacts, runInVm, type VmKernel } from './qemu.ts';
 
 const REPO = join(import.meta.dirname, '..', '..');
@@ -43,6 +45,7 @@ beforeAll(async () => {
       `export WEFTVM_REPO=${JSON.stringify(REPO)}`,
       `export WEFTVM_SRV=${JSON.stringify(join(dir, 'srv'))}`,
       `export WEFTVM_KEY=${JSON.stringify(key)}`,
+      `export WEFTVM_TAILSCALE=${JSON.stringify(dirname(tailscaleBinaries().tailscaled))}`,
       `exec bash ${JSON.stringify(join(REPO, 'test', 'vm', 'guest-kernel-wg.sh'))}`,
       '',
     ].join('\n'),
@@ -85,10 +88,19 @@ describe(`kernel WireGuard in a VM (Debian's kernel)`, () => {
   it('the tunnel carries pings both ways, and each kernel WireGuard sends straight to the peer (no proxy)', () => {
     expect(Number(fact('ping_vma_to_vmb'))).toBeGreaterThan(0);
     expect(Number(fact('ping_vmb_to_vma'))).toBeGreaterThan(0);
-    expect(fact('wg_endpoint_vma')).toMatch(/^10\.9\.2\.2:\d+$/);
-    expect(fact('wg_endpoint_vmb')).toMatch(/^10\.9\.1\.2:\d+$/);
+    expect(fact('wg_endpoints_vma')).toMatch(/^10\.9\.2\.2:\d+,10\.9\.3\.2:\d+$/);
+    expect(fact('wg_endpoints_vmb')).toMatch(/(^|,)10\.9\.1\.2:\d+(,|$)/);
     expect(Number(fact('wg_handshake_vma'))).toBeGreaterThan(0);
     expect(fact('dp_table_vma')).toBe('present');
+  });
+
+  it("reaches the official tailscaled directly: pings both ways, and tailscaled's path is Weft's address", () => {
+    expect(fact('ts_up'), why()).toBe('0');
+    expect(fact('ip_vmt')).toMatch(/^100\./);
+    expect(Number(fact('ping_vma_to_vmt'))).toBeGreaterThan(0);
+    expect(Number(fact('ping_vmt_to_vma'))).toBeGreaterThan(0);
+    expect(fact('ts_path_vma')).toMatch(/^10\.9\.1\.2:\d+$/);
+    expect(fact('exit_tailscaled')).toBe('0');
   });
 
   it('a clean stop deletes the link, its routes and the data-path rules', () => {
