@@ -58,7 +58,7 @@ const ENGINE_IO = [
   /^src-main\/engine\/engine\.ts$/,
   /^src-main\/engine\/magicsock\/conn\.ts$/,
   /^src-main\/engine\/relay\/client\.ts$/,
-  /^src-main\/engine\/wg\/(wireguard-go|stale|uapi-socket|helper|exec|resolve)\.ts$/,
+  /^src-main\/engine\/wg\/(wireguard-go|kernel|stale|uapi-socket|helper|exec|resolve)\.ts$/,
   /^src-main\/engine\/dns\/(server|os)\.ts$/,
   /^src-main\/engine\/system-linux\.ts$/,
 ];
