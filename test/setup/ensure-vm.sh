@@ -22,7 +22,15 @@ fi
 VM_DIR="${WEFT_VM_DIR:-${HOME:?set HOME or WEFT_VM_DIR}/.cache/weft-vm}"
 mkdir -p "$VM_DIR"
 # The image package linux-image-amd64 depends on today (e.g. linux-image-6.1.0-57-amd64).
-pkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')"
+kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'; }
+pkg="$(kernel_pkg)"
+if [ -z "$pkg" ] && [ ! -f "$VM_DIR/current/ready" ]; then
+  apt-get update -qq # a machine whose package lists were never fetched
+  pkg="$(kernel_pkg)"
+fi
+if [ -z "$pkg" ] && [ -f "$VM_DIR/current/ready" ]; then
+  exit 0 # no package lists, but a kernel from an earlier run is there
+fi
 if [ -z "$pkg" ]; then
   echo "ensure-vm: cannot find Debian's kernel image package (apt-cache depends linux-image-amd64)" >&2
   exit 1
@@ -33,7 +41,10 @@ if [ ! -f "$dest/ready" ]; then
   echo "ensure-vm: fetching $pkg"
   tmp="$(mktemp -d "$VM_DIR/.fetch.XXXXXX")"
   trap 'rm -rf "$tmp"' EXIT
-  (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null)
+  if ! (cd "$tmp" && apt-get download -qq "$pkg" 2>"$tmp/err"); then
+    echo "ensure-vm: apt-get download $pkg failed: $(cat "$tmp/err")" >&2
+    exit 1
+  fi
   mkdir -p "$tmp/root"
   dpkg-deb -x "$tmp"/*.deb "$tmp/root"
   PATH="$PATH:/usr/sbin:/sbin" depmod -b "$tmp/root" "$release"
