@@ -61,8 +61,23 @@ export const execRunner: CommandRunner = (argv, opts = {}) => {
   });
 };
 
-/** Formats a failed command for an error message: `ip link set ... (code 2): Error: ...`. */
-export function describeFailure(argv: readonly string[], r: CommandResult): string {
-  const err = r.stderr.trim() || r.stdout.trim() || 'no output';
+/**
+ * Formats a failed command for an error message: `ip link set ... (code 2): Error: ...`. `secretStdout`: never
+ * quote stdout (it may hold a key, as `wg show … dump` does).
+ */
+export function describeFailure(argv: readonly string[], r: CommandResult, secretStdout = false): string {
+  const err = r.stderr.trim() || (secretStdout ? '' : r.stdout.trim()) || 'no output';
   return `${argv.join(' ')} (code ${r.code === null ? 'none' : String(r.code)}): ${err}`;
+}
+
+/** Runs argv and returns its stdout; a non-zero exit becomes `fail(describeFailure(…))`, thrown. */
+export async function runChecked(
+  runner: CommandRunner,
+  argv: readonly string[],
+  fail: (message: string) => Error,
+  opts: { secretStdout?: boolean } = {},
+): Promise<string> {
+  const r = await runner(argv);
+  if (r.code !== 0) throw fail(describeFailure(argv, r, opts.secretStdout));
+  return r.stdout;
 }

@@ -14,6 +14,7 @@
  */
 import type { UdpAddr } from '../../protocol/wire/addr.ts';
 import type { WgConfig } from './config.ts';
+import type { UapiPeerState } from './uapi.ts';
 
 export interface WgUpOptions {
   /** Interface addresses, "ip/bits" or a bare IP (host prefix), e.g. the node's 100.x address. */
@@ -82,4 +83,12 @@ export class WgError extends Error {
     super(message, options);
     this.name = 'WgError';
   }
+}
+
+/** A WgError('failed') with `message` (for runChecked). */
+export const wgFailed = (message: string): WgError => new WgError('failed', message);
+
+/** A device's peer as WgInterface.stats() reports it (both backends read UAPI-shaped peer state). */
+export function peerStatsOf(p: UapiPeerState): PeerStats {
+  return { publicKey: p.publicKey, endpoint: p.endpoint, allowedIPs: p.allowedIPs, rxBytes: p.rxBytes, txBytes: p.txBytes, lastHandshakeUnixMs: p.lastHandshakeUnixMs };
 }

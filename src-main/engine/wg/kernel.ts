@@ -18,13 +18,13 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CommandRunner } from '../io/exec.ts';
-import { describeFailure, execRunner } from '../io/exec.ts';
+import { describeFailure, execRunner, runChecked } from '../io/exec.ts';
 import type { Logf } from '../sys/log.ts';
 import { discardLogf } from '../sys/log.ts';
 import type { WgConfig } from './config.ts';
 import { cloneConfig, diffConfig } from './config.ts';
 import type { PeerStats, WgInterface, WgUpOptions } from './iface.ts';
-import { isWeftInterfaceName, WEFT_IFACE_RE, WgError } from './iface.ts';
+import { isWeftInterfaceName, peerStatsOf, WEFT_IFACE_RE, wgFailed, WgError } from './iface.ts';
 import { LinkState } from './link.ts';
 import { listLinks, OWNER_ALIAS_PREFIX, ownerToken } from './stale.ts';
 import type { UapiDeviceState, UapiSetRequest } from './uapi.ts';
@@ -47,15 +47,9 @@ export class WgToolsConfigurator {
     private readonly runner: CommandRunner,
   ) {}
 
-  private async wg(argv: string[]): Promise<string> {
-    const full = ['wg', ...argv];
-    const r = await this.runner(full);
-    if (r.code !== 0) throw new WgError('failed', describeFailure(full, r));
-    return r.stdout;
-  }
-
   private async dump(): Promise<UapiDeviceState> {
-    const d = parseWgDump(await this.wg(['show', this.name, 'dump']));
+    // Its first field is the private key: a failure message never quotes stdout.
+    const d = parseWgDump(await runChecked(this.runner, ['wg', 'show', this.name, 'dump'], wgFailed, { secretStdout: true }));
     if (!d.ok) throw new WgError('failed', `wg show ${this.name} dump: ${d.error.kind === 'malformed' ? d.error.reason : `errno ${d.error.errno}`}`);
     return d.value;
   }
@@ -86,26 +80,18 @@ export class WgToolsConfigurator {
       }
       if (!cmd) return;
       if (keyFile && cmd.keyFileText !== null) await writeFile(keyFile, cmd.keyFileText, { mode: 0o600, flag: 'wx' });
-      await this.wg(cmd.argv);
+      await runChecked(this.runner, ['wg', ...cmd.argv], wgFailed);
     } finally {
       if (dir) await rm(dir, { recursive: true, force: true });
     }
   }
 
   async stats(): Promise<PeerStats[]> {
-    return (await this.dump()).peers.map((p) => ({
-      publicKey: p.publicKey,
-      endpoint: p.endpoint,
-      allowedIPs: p.allowedIPs,
-      rxBytes: p.rxBytes,
-      txBytes: p.txBytes,
-      lastHandshakeUnixMs: p.lastHandshakeUnixMs,
-    }));
+    return (await this.dump()).peers.map(peerStatsOf);
   }
 }
 
 export class KernelWireguardInterface implements WgInterface {
-  readonly kind = 'kernel';
   private readonly link: LinkState;
   private readonly config: WgToolsConfigurator;
   private closing: Promise<void> | null = null;
@@ -179,6 +165,8 @@ export async function startKernelWireguard(name: string, components: Partial<Ker
 
 /** Reports whether this kernel can create WireGuard links (`ip link add <probe> type wireguard`). */
 export async function detectKernelWireguard(runner: CommandRunner = execRunner, probeName = `weftp${process.pid.toString(36)}`): Promise<boolean> {
+  // A probe that a crash left behind (the same PID again, as in a container) must not read as "no WireGuard".
+  await runner(['ip', 'link', 'del', 'dev', probeName]);
   const r = await runner(['ip', 'link', 'add', 'dev', probeName, 'type', 'wireguard']);
   if (r.code !== 0) return false;
   await runner(['ip', 'link', 'del', 'dev', probeName]);

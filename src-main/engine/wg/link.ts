@@ -10,10 +10,10 @@
  */
 import { WG_TUN_MTU } from '../constants.ts';
 import type { CommandRunner } from '../io/exec.ts';
-import { describeFailure } from '../io/exec.ts';
+import { describeFailure, runChecked } from '../io/exec.ts';
 import type { Logf } from '../sys/log.ts';
 import type { WgUpOptions } from './iface.ts';
-import { WgError } from './iface.ts';
+import { wgFailed } from './iface.ts';
 import { validateAddresses, validateMtu, validateRoutes } from './validate.ts';
 
 export class LinkState {
@@ -26,9 +26,7 @@ export class LinkState {
   ) {}
 
   private async ip(argv: string[]): Promise<void> {
-    const full = ['ip', ...argv];
-    const r = await this.runner(full);
-    if (r.code !== 0) throw new WgError('failed', describeFailure(full, r));
+    await runChecked(this.runner, ['ip', ...argv], wgFailed);
   }
 
   async up(opts: WgUpOptions): Promise<void> {

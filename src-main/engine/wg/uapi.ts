@@ -110,18 +110,21 @@ export function nodeKeyFromKey(key: Uint8Array): string {
 
 export const UAPI_GET_REQUEST = 'get=1\n\n';
 
-function u16(name: string, v: number, min: number): string {
+/** A port-like value as text; throws UapiEncodeError outside min..65535. */
+export function u16(name: string, v: number, min: number): string {
   if (!Number.isInteger(v) || v < min || v > 65535) throw new UapiEncodeError(`${name} must be an integer ${min}-65535, got ${v}`);
   return String(v);
 }
 
-function endpointText(e: UdpAddr): string {
+/** An endpoint as ip:port ([ip]:port for IPv6); throws UapiEncodeError. */
+export function endpointText(e: UdpAddr): string {
   const ip = parseIp(e.ip);
   if (!ip) throw new UapiEncodeError(`endpoint address is not an IP: ${JSON.stringify(e.ip)}`);
   return formatAddr({ ip: ip.ip, port: Number(u16('endpoint port', e.port, 1)) });
 }
 
-function allowedIpText(cidr: string): string {
+/** A prefix in canonical form; throws UapiEncodeError. */
+export function allowedIpText(cidr: string): string {
   const c = canonicalPrefix(cidr);
   if (!c) throw new UapiEncodeError(`allowed IP is not a prefix: ${JSON.stringify(cidr)}`);
   return c;

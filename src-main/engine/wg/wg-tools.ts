@@ -13,9 +13,10 @@
  *   public_key=K remove=true                      peer K remove
  *   public_key=K [endpoint=E]                     peer K [endpoint E] [persistent-keepalive N|off]
  *     [persistent_keepalive_interval=N]             [allowed-ips A,B]            (wg replaces the whole list)
- *     [replace_allowed_ips=true] allowed_ip=A…      [allowed-ips +A,+B]          (no replace: added to the list)
- *   replace_peers=true                            every current peer not named is removed first (`wg show NAME peers`),
- *                                                 so peers that stay keep their sessions
+ *     replace_allowed_ips=true allowed_ip=A…                                     (without replace: refused, as
+ *                                                                                 Debian 12's wg cannot add to it)
+ *   replace_peers=true                            every current peer (`wg show NAME dump`) is removed first, then the
+ *                                                 named ones added, as UAPI does
  *   update_only=true                              dropped: `wg set` creates a missing peer; the engine's diff only
  *                                                 sends it for a peer that it set before
  *
@@ -24,10 +25,10 @@
  *   seconds, 0 = never), rx bytes, tx bytes, persistent keepalive (seconds or off).
  */
 import type { UdpAddr } from '../../protocol/wire/addr.ts';
-import { formatAddr, parseHostPort } from '../../protocol/wire/addr.ts';
+import { parseHostPort } from '../../protocol/wire/addr.ts';
 import { canonicalPrefix, parseIp } from './ip-prefix.ts';
 import type { UapiDeviceState, UapiPeerState, UapiResult, UapiSetRequest } from './uapi.ts';
-import { UapiEncodeError, WG_KEY_LEN } from './uapi.ts';
+import { allowedIpText, endpointText, u16, UapiEncodeError, WG_KEY_LEN } from './uapi.ts';
 
 /** Base64 of a 32-byte key, as `wg` prints and reads keys. */
 export function keyToBase64(key: Uint8Array): string {
@@ -49,23 +50,6 @@ export interface WgSetCommand {
   keyFileText: string | null;
 }
 
-function port(name: string, v: number, min: number): string {
-  if (!Number.isInteger(v) || v < min || v > 65535) throw new UapiEncodeError(`${name} must be an integer ${min}-65535, got ${v}`);
-  return String(v);
-}
-
-function endpointArg(e: UdpAddr): string {
-  const ip = parseIp(e.ip);
-  if (!ip) throw new UapiEncodeError(`endpoint address is not an IP: ${JSON.stringify(e.ip)}`);
-  return formatAddr({ ip: ip.ip, port: Number(port('endpoint port', e.port, 1)) });
-}
-
-function prefixArg(cidr: string): string {
-  const c = canonicalPrefix(cidr);
-  if (!c) throw new UapiEncodeError(`allowed IP is not a prefix: ${JSON.stringify(cidr)}`);
-  return c;
-}
-
 /**
  * The `wg set` command for a set request on device `name`. `current` lists the device's peers now (needed only
  * for replace_peers); `keyFile` is where the caller puts `keyFileText` when there is one. Throws UapiEncodeError on a value that cannot be expressed; returns null when the request
@@ -74,7 +58,7 @@ function prefixArg(cidr: string): string {
 export function wgSetCommand(name: string, req: UapiSetRequest, current: readonly Uint8Array[] = [], keyFile = '/dev/null'): WgSetCommand | null {
   const argv: string[] = [];
   let keyFileText: string | null = null;
-  if (req.listenPort !== undefined) argv.push('listen-port', port('listen_port', req.listenPort, 0));
+  if (req.listenPort !== undefined) argv.push('listen-port', u16('listen_port', req.listenPort, 0));
   if (req.fwmark !== undefined) {
     if (!Number.isInteger(req.fwmark) || req.fwmark < 0 || req.fwmark > 0xffffffff) throw new UapiEncodeError('fwmark must be a uint32');
     argv.push('fwmark', req.fwmark === 0 ? 'off' : String(req.fwmark));
@@ -83,13 +67,9 @@ export function wgSetCommand(name: string, req: UapiSetRequest, current: readonl
     argv.push('private-key', keyFile);
     keyFileText = `${keyToBase64(req.privateKey)}\n`;
   }
-  if (req.replacePeers) {
-    const named = new Set(req.peers.map((p) => keyToBase64(p.publicKey)));
-    for (const k of current) {
-      const b = keyToBase64(k);
-      if (!named.has(b)) argv.push('peer', b, 'remove');
-    }
-  }
+  // UAPI's replace_peers removes every peer first (sessions, endpoints and all); `wg set` applies its peer
+  // sections in order, so removing each current peer and then adding the named ones does the same.
+  if (req.replacePeers) for (const k of current) argv.push('peer', keyToBase64(k), 'remove');
   for (const p of req.peers) {
     argv.push('peer', keyToBase64(p.publicKey));
     if (p.remove) {
@@ -99,14 +79,15 @@ export function wgSetCommand(name: string, req: UapiSetRequest, current: readonl
       argv.push('remove');
       continue;
     }
-    if (p.endpoint) argv.push('endpoint', endpointArg(p.endpoint));
+    if (p.endpoint) argv.push('endpoint', endpointText(p.endpoint));
     if (p.persistentKeepalive !== undefined) {
-      const k = Number(port('persistent_keepalive_interval', p.persistentKeepalive, 0));
+      const k = Number(u16('persistent_keepalive_interval', p.persistentKeepalive, 0));
       argv.push('persistent-keepalive', k === 0 ? 'off' : String(k));
     }
-    const ips = (p.allowedIPs ?? []).map(prefixArg);
+    const ips = (p.allowedIPs ?? []).map(allowedIpText);
+    // `wg set … allowed-ips` replaces the list; adding to it (`+prefix`) needs a newer wg than Debian 12's.
     if (p.replaceAllowedIPs) argv.push('allowed-ips', ips.join(','));
-    else if (ips.length > 0) argv.push('allowed-ips', ips.map((a) => `+${a}`).join(','));
+    else if (ips.length > 0) throw new UapiEncodeError('wg set cannot add allowed IPs without replacing them (replace_allowed_ips=true)');
   }
   if (argv.length === 0) return null;
   return { argv: ['set', name, ...argv], keyFileText };
@@ -140,7 +121,8 @@ export function parseWgDump(text: string): UapiResult<UapiDeviceState> {
     if (!publicKey) return malformed('bad peer public key');
     let endpoint: UdpAddr | null = null;
     if (f[2] !== '(none)') {
-      const hp = parseHostPort(f[2]!);
+      // A link-local peer address carries its zone ([fe80::1%eth0]:p); WireGuard's config has no place for one.
+      const hp = parseHostPort(f[2]!.replace(/%[^\]]*\]/, ']'));
       const ip = hp ? parseIp(hp.host) : null;
       if (!hp || !ip) return malformed(`bad endpoint ${JSON.stringify(f[2]!.slice(0, 60))}`);
       endpoint = { ip: ip.ip, port: hp.port };
@@ -153,9 +135,10 @@ export function parseWgDump(text: string): UapiResult<UapiDeviceState> {
         allowedIPs.push(c);
       }
     }
-    const hs = uint(f[4]!, Number.MAX_SAFE_INTEGER);
-    const rx = uint(f[5]!, Number.MAX_SAFE_INTEGER);
-    const tx = uint(f[6]!, Number.MAX_SAFE_INTEGER);
+    // u64 counters: beyond 2^53 they lose their last digits, which no reader of them needs.
+    const hs = uint(f[4]!, Number.MAX_VALUE);
+    const rx = uint(f[5]!, Number.MAX_VALUE);
+    const tx = uint(f[6]!, Number.MAX_VALUE);
     const ka = f[7] === 'off' ? 0 : uint(f[7]!, 65535);
     if (hs === null || rx === null || tx === null || ka === null) return malformed('bad handshake time, byte count or keepalive');
     peers.push({ publicKey, endpoint, allowedIPs, rxBytes: rx, txBytes: tx, lastHandshakeUnixMs: hs === 0 ? null : hs * 1000, persistentKeepalive: ka });

@@ -32,7 +32,7 @@ import { discardLogf } from '../sys/log.ts';
 import type { WgConfig } from './config.ts';
 import { cloneConfig, diffConfig } from './config.ts';
 import type { PeerStats, WgInterface, WgUpOptions } from './iface.ts';
-import { isWeftInterfaceName, WEFT_IFACE_RE, WgError } from './iface.ts';
+import { isWeftInterfaceName, peerStatsOf, WEFT_IFACE_RE, WgError } from './iface.ts';
 import { listLinks, OWNER_ENV, ownerToken } from './stale.ts';
 import type { UapiError, UapiSetRequest } from './uapi.ts';
 import { LinkState } from './link.ts';
@@ -181,14 +181,7 @@ export class WireguardGoInterface implements WgInterface {
   async stats(): Promise<PeerStats[]> {
     const r = parseGetReply(await this.uapi(UAPI_GET_REQUEST));
     if (!r.ok) throw new WgError('failed', `UAPI get on ${this.name} failed: ${uapiErrorText(r.error)}`);
-    return r.value.peers.map((p) => ({
-      publicKey: p.publicKey,
-      endpoint: p.endpoint,
-      allowedIPs: p.allowedIPs,
-      rxBytes: p.rxBytes,
-      txBytes: p.txBytes,
-      lastHandshakeUnixMs: p.lastHandshakeUnixMs,
-    }));
+    return r.value.peers.map(peerStatsOf);
   }
 
   close(): Promise<void> {

@@ -21,17 +21,20 @@ describe('kernel WireGuard detection and the backend choice', () => {
   it('falls back to wireguard-go when ip link add type wireguard fails (this machine)', async () => {
     const { runner, calls } = fakeRunner(() => ({ code: 2 }));
     expect(await detectKernelWireguard(runner, 'weftprobe0')).toBe(false);
-    expect(calls).toEqual([['ip', 'link', 'add', 'dev', 'weftprobe0', 'type', 'wireguard']]);
+    expect(calls).toEqual([
+      ['ip', 'link', 'del', 'dev', 'weftprobe0'], // a probe left by a crash goes first
+      ['ip', 'link', 'add', 'dev', 'weftprobe0', 'type', 'wireguard'],
+    ]);
     expect(await chooseWgBackend(runner, {})).toEqual({ kind: 'wireguard-go', reason: 'the kernel has no WireGuard support (ip link add type wireguard failed)' });
   });
 
   it('picks the kernel when the probe link can be made (and removes it) and wg runs', async () => {
     const { runner, calls } = fakeRunner(() => ({ code: 0 }));
     expect(await chooseWgBackend(runner, {})).toEqual({ kind: 'kernel', reason: 'the kernel has WireGuard' });
-    expect(calls[0]!.slice(0, 4)).toEqual(['ip', 'link', 'add', 'dev']);
-    expect(calls[0]![4]).toMatch(/^weftp[0-9a-z]+$/);
-    expect(calls[1]).toEqual(['ip', 'link', 'del', 'dev', calls[0]![4]]);
-    expect(calls[2]).toEqual(['wg', '--version']);
+    expect(calls[1]!.slice(0, 4)).toEqual(['ip', 'link', 'add', 'dev']);
+    expect(calls[1]![4]).toMatch(/^weftp[0-9a-z]+$/);
+    expect(calls[2]).toEqual(['ip', 'link', 'del', 'dev', calls[1]![4]]);
+    expect(calls[3]).toEqual(['wg', '--version']);
   });
 
   it('stays on wireguard-go without wg, or when WEFT_WG_BACKEND=wireguard-go (then nothing is probed)', async () => {

@@ -39,11 +39,11 @@ describe('wgSetCommand: the engine diff as one wg set', () => {
     expect(cmd!.argv.join(' ')).not.toContain(B(9));
   });
 
-  it('replace_peers removes the peers the device has that the request does not name, and keeps the others', () => {
-    const cmd = wgSetCommand('weft0', diffConfig(null, a)!, [key(1), key(7)]);
+  it('replace_peers removes every peer the device has before adding the named ones, as UAPI does', () => {
+    const cmd = wgSetCommand('weft0', diffConfig(null, a)!, [key(1), key(7)], '/run/k/key');
     const i = cmd!.argv.indexOf('peer');
-    expect(cmd!.argv.slice(i, i + 3)).toEqual(['peer', B(7), 'remove']);
-    expect(cmd!.argv.filter((x) => x === 'remove')).toHaveLength(1);
+    expect(cmd!.argv.slice(i, i + 8)).toEqual(['peer', B(1), 'remove', 'peer', B(7), 'remove', 'peer', B(1)]);
+    expect(cmd!.argv.filter((x) => x === 'remove')).toHaveLength(2);
   });
 
   it('a change: only what changed, removals, IPv6 endpoints bracketed; nothing to do is null', () => {
@@ -59,10 +59,11 @@ describe('wgSetCommand: the engine diff as one wg set', () => {
     expect(wgSetCommand('weft0', { peers: [] })).toBeNull();
   });
 
-  it('allowed IPs without replace are added (+), keepalive 0 is off, fwmark 0 is off', () => {
-    expect(wgSetCommand('weft0', { fwmark: 0, peers: [{ publicKey: key(1), allowedIPs: ['10.0.0.0/8', '10.1.0.0/16'], persistentKeepalive: 0 }] })!.argv).toEqual([
-      'set', 'weft0', 'fwmark', 'off', 'peer', B(1), 'persistent-keepalive', 'off', 'allowed-ips', '+10.0.0.0/8,+10.1.0.0/16',
+  it('keepalive 0 is off, fwmark 0 is off; allowed IPs without replace are refused (Debian 12 wg cannot add to the list)', () => {
+    expect(wgSetCommand('weft0', { fwmark: 0, peers: [{ publicKey: key(1), replaceAllowedIPs: true, allowedIPs: ['10.0.0.0/8', '10.1.0.0/16'], persistentKeepalive: 0 }] })!.argv).toEqual([
+      'set', 'weft0', 'fwmark', 'off', 'peer', B(1), 'persistent-keepalive', 'off', 'allowed-ips', '10.0.0.0/8,10.1.0.0/16',
     ]);
+    expect(() => wgSetCommand('weft0', { peers: [{ publicKey: key(1), allowedIPs: ['10.0.0.0/8'] }] })).toThrow(UapiEncodeError);
   });
 
   it('refuses what cannot be expressed: a bad prefix, a bad port, fields beside remove', () => {
@@ -96,6 +97,10 @@ describe('parseWgDump', () => {
     ]);
     const hex = parseWgDump([B(9), B(8), '0', '0x1000'].join('\t'));
     expect(hex.ok && hex.value.fwmark).toBe(0x1000);
+    // A link-local peer's zone, and a u64 counter past 2^53, do not spoil the dump.
+    const odd = parseWgDump([dump.split('\n')[0], [B(1), '(none)', '[fe80::1%eth0]:51820', '(none)', '0', '18446744073709551615', '0', 'off'].join('\t')].join('\n'));
+    expect(odd.ok && odd.value.peers[0]!.endpoint).toEqual({ ip: 'fe80::1', port: 51820 });
+    expect(odd.ok && odd.value.peers[0]!.rxBytes).toBeGreaterThan(1e19);
   });
 
   it('says malformed (never throws) for truncated or altered lines', () => {
