@@ -7,11 +7,13 @@
 # Idempotent and quiet when present. Needs root (apt).
 set -euo pipefail
 
-declare -A need=([qemu-system-x86_64]=qemu-system-x86 [busybox]=busybox-static [depmod]=kmod)
+declare -A need=([qemu-system-x86_64]=qemu-system-x86 [depmod]=kmod)
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
+# The initramfs needs the static busybox (Debian's plain `busybox` is dynamically linked and cannot run there).
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "ensure-vm: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -22,7 +24,7 @@ fi
 VM_DIR="${WEFT_VM_DIR:-${HOME:?set HOME or WEFT_VM_DIR}/.cache/weft-vm}"
 mkdir -p "$VM_DIR"
 # The image package linux-image-amd64 depends on today (e.g. linux-image-6.1.0-57-amd64).
-kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'; }
+kernel_pkg() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }' || true; }
 pkg="$(kernel_pkg)"
 if [ -z "$pkg" ] && [ ! -f "$VM_DIR/current/ready" ]; then
   apt-get update -qq # a machine whose package lists were never fetched
@@ -43,6 +45,7 @@ if [ ! -f "$dest/ready" ]; then
   trap 'rm -rf "$tmp"' EXIT
   if ! (cd "$tmp" && apt-get download -qq "$pkg" 2>"$tmp/err"); then
     echo "ensure-vm: apt-get download $pkg failed: $(cat "$tmp/err")" >&2
+    [ -f "$VM_DIR/current/ready" ] && exit 0 # stale package lists: keep the kernel from an earlier run
     exit 1
   fi
   mkdir -p "$tmp/root"
