@@ -182,6 +182,8 @@ interface Control {
   weftEnv: Record<string, string>;
   tsEnv: Record<string, string>;
   derpUrl: string;
+  /** The lab derper's expvars (null for the embedded DERP), for its drop counters. */
+  derpVars: (() => Promise<Record<string, unknown>>) | null;
   stop(): Promise<void>;
 }
 
@@ -201,6 +203,7 @@ async function startControl(lab: Lab, kind: 'derper' | 'embedded', port: number,
         weftEnv: {},
         tsEnv: {},
         derpUrl: derper.url,
+        derpVars: () => derper.debugVars(),
         stop: async () => {
           await hs.stop();
           await derper.stop();
@@ -220,6 +223,7 @@ async function startControl(lab: Lab, kind: 'derper' | 'embedded', port: number,
     weftEnv: { WEFT_DEBUG_DERP_HTTP: '1' },
     tsEnv: { ...PLAIN_HTTP_DERP_ENV },
     derpUrl: `${hs.url}/derp (headscale embedded, plain HTTP)`,
+    derpVars: null,
     stop: () => hs.stop(),
   };
 }
@@ -407,6 +411,35 @@ interface Throughput {
  * iperf3 TCP, client in `from`, server in `to` bound to `ip`: Mbit/s received. The CPU time of `cpuRoots` is
  * metered from just before the client starts to just after it exits.
  */
+/** `ping -q` summary (loss and min/avg/max/mdev) from `from` to `ip`: a diagnostic for WEFT_BENCH_LOGS. */
+async function rtt(lab: Lab, from: HostName, ip: string, count: number, intervalS: number): Promise<string> {
+  const r = await lab.exec(from, ['ping', '-n', '-q', '-c', String(count), '-i', String(intervalS), '-W', '2', ip], {
+    timeoutMs: (count * intervalS + 10) * 1000,
+  });
+  const lines = r.stdout.trim().split('\n').slice(-2);
+  return lines.join('; ') || `ping failed (code ${String(r.code)})`;
+}
+
+/** The derper expvars that changed between two snapshots and name drops, queues or packets (flattened one level). */
+function derpDelta(before: Record<string, unknown>, after: Record<string, unknown>): string {
+  const flat = (o: Record<string, unknown>): Map<string, number> => {
+    const m = new Map<string, number>();
+    for (const [k, v] of Object.entries(o)) {
+      if (typeof v === 'number') m.set(k, v);
+      else if (v && typeof v === 'object') for (const [k2, v2] of Object.entries(v)) if (typeof v2 === 'number') m.set(`${k}.${k2}`, v2);
+    }
+    return m;
+  };
+  const b = flat(before);
+  const out: string[] = [];
+  for (const [k, v] of flat(after)) {
+    if (!/drop|packets|queue/i.test(k)) continue;
+    const d = v - (b.get(k) ?? 0);
+    if (d !== 0) out.push(`${k} +${d}`);
+  }
+  return out.join(', ') || 'no change';
+}
+
 /** A host's UDP error counters (/proc/net/snmp, per namespace): a diagnostic for WEFT_BENCH_LOGS. */
 async function udpCounters(lab: Lab, host: HostName): Promise<Record<string, number>> {
   const lines = (await lab.exec(host, ['cat', '/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp:'));
@@ -704,7 +737,17 @@ async function tunnelCase(lab: Lab, ctl: Control, kind: Kind, want: 'direct' | '
     const path = await waitPath(lab, a, b, want, PATH_TIMEOUT_MS);
     if (!path.every((p) => p.startsWith(want))) throw new Error(`path never became ${want} on both sides: ${path.join(' / ')}`);
     log(`${name}: paths ${path.join(' / ')}; iperf3 ${seconds} s`);
+    const diag = process.env['WEFT_BENCH_LOGS'] !== undefined;
+    if (diag) log(`${name}: idle RTT a1->b1 ${await rtt(lab, 'a1', b.ip, 20, 0.05)}`);
+    const varsBefore = diag && ctl.derpVars ? await ctl.derpVars().catch(() => null) : null;
+    // Under load: a slow ping beside the iperf3 flow shows the queueing delay on the path.
+    const loaded = diag ? rtt(lab, 'a1', b.ip, Math.max(1, Math.floor((seconds - 1) / 0.2)), 0.2) : null;
     const t = await iperf(lab, 'a1', 'b1', b.ip, seconds, [a.cpuRoot, b.cpuRoot]);
+    if (loaded) log(`${name}: RTT a1->b1 under load ${await loaded}`);
+    if (varsBefore && ctl.derpVars) {
+      const varsAfter = await ctl.derpVars().catch(() => null);
+      if (varsAfter) log(`${name}: derper counters during the case: ${derpDelta(varsBefore, varsAfter)}`);
+    }
     const after = await Promise.all([a.pathTo(b.name), b.pathTo(a.name)]);
     if (!after.every((p) => p.startsWith(want))) log(`${name}: WARNING: path changed during iperf3: ${after.join(' / ')}`);
     const r = measured(round, position, t, path);

@@ -18,6 +18,11 @@ export interface PacketConn {
 }
 
 export interface UdpSocket extends PacketConn {
+  /**
+   * Sends one datagram and forgets it: no promise, no callback (a failed send is dropped, as UDP may drop it
+   * anyway). For the per-packet relay path, where a promise per packet is measurable work.
+   */
+  post(data: Uint8Array, to: UdpAddr): void;
   /** Registers the inbound datagram handler (one owner; a later call replaces it). */
   onPacket(handler: PacketHandler): void;
   close(): Promise<void>;
@@ -52,6 +57,9 @@ export async function bindUdp(opts: { port?: number; address?: string; family?: 
         }
         sock.send(data, to.port, to.ip, (err) => (err ? reject(err) : resolve()));
       }),
+    post: (data, to) => {
+      if (!closed) sock.send(data, to.port, to.ip);
+    },
     localPort: () => sock.address().port,
     onPacket: (h) => {
       handler = h;

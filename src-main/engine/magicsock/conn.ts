@@ -328,7 +328,7 @@ export class MagicConn extends EventEmitter<MagicConnEvents> {
     const to = { ip: '127.0.0.1', port: this.wgPort };
     p.lastActiveAt = this.init.clock.now();
     if (p.proxy) {
-      p.proxy.send(d, to).catch(() => {});
+      p.proxy.post(d, to);
       return;
     }
     const copy = d.slice();

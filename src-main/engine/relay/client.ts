@@ -190,6 +190,8 @@ export class DerpConn extends EventEmitter<DerpConnEvents> {
     this.sock = sock;
     // The dial's idle timeout must not outlive the upgrade: the read timer watches the connection from here on.
     sock.setTimeout(0);
+    // Relayed packets are latency-sensitive and go out in per-turn batches already: no Nagle delay on top.
+    sock.setNoDelay(true);
     // Node allocates each read's buffer anew and never reuses it, so frames may be views into it.
     const reader = new DerpFrameReader({ lend: true });
     let serverPub: Uint8Array | null = null;
