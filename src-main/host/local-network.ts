@@ -1,6 +1,6 @@
 /**
- * "Create a network on this computer": the embedded control server (src-main/server, the same composition as
- * `weft server --derp --stun`) started inside the app's main process, with its database in the app's data
+ * "Create a network on this computer": the embedded control server (src-main/server/stack.ts, the composition
+ * `weft server --derp --stun` uses too) started inside the app's main process, with its database in the app's data
  * directory. The host (host.ts) starts it once, joins this device to it like `session:join`, and hands out a
  * reusable pre-auth key and a QR code for other devices.
  *
@@ -15,14 +15,10 @@ import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import { join } from 'node:path';
 import QRCode from 'qrcode';
 import type { Logf } from '../engine/sys/log.ts';
-import { keyText } from '../protocol/crypto/keys.ts';
-import { embeddedDerpMap } from '../server/control/derp-map.ts';
 import { ensureDataDir } from '../server/control/noise-key.ts';
-import { createDerpServer, DERP_PATH, loadOrCreateDerpServerKey } from '../server/derp/index.ts';
-import { createServer, type WeftServer } from '../server/server.ts';
+import { startServerStack, type ServerStack } from '../server/stack.ts';
 import { serverDbPath } from '../server/store/paths.ts';
 import type { ServerStore } from '../server/store/types.ts';
-import { startStunServer, type StunServer } from '../server/stun/server.ts';
 
 /** The embedded server's data (database, Noise and DERP keys) under the app's data directory. */
 export const LOCAL_SERVER_DIR = 'server';
@@ -54,6 +50,8 @@ export interface LocalServerOptions extends LocalServerDeps {
 export interface LocalServer {
   /** What devices use as login server. */
   readonly url: URL;
+  /** The running server (control plane, DERP relay, STUN). */
+  readonly stack: ServerStack;
   /** A new pre-auth key (for `reusable` keys: many devices, valid LOCAL_KEY_TTL_MS). */
   newKey(o: { reusable: boolean }): string;
   close(): Promise<void>;
@@ -102,12 +100,22 @@ export async function startLocalServer(o: LocalServerOptions): Promise<LocalServ
     const host = o.listen?.host ?? '0.0.0.0';
     const lan = (o.lanAddress ?? lanIPv4)() ?? '127.0.0.1';
     const urlFor = (port: number): URL => new URL(`http://${host === '0.0.0.0' ? lan : host}:${port}`);
-    const start = async (port: number): Promise<WeftServer> => {
+    const start = async (port: number): Promise<ServerStack> => {
       // The control plane takes its URL (with the port) at start, so "any free port" is picked beforehand.
       const bound = port === 0 ? await freePort(host) : port;
-      return createServer({ listen: { host, port: bound }, serverUrl: urlFor(bound), store, dataDir: dir, logf });
+      return startServerStack({
+        listen: { host, port: bound },
+        serverUrl: urlFor(bound),
+        store,
+        dataDir: dir,
+        derp: true,
+        stun: (o.stun ?? true) ? 'same-port' : null,
+        stunBestEffort: true,
+        now,
+        logf,
+      });
     };
-    let server: WeftServer;
+    let server: ServerStack;
     if (o.listen) server = await start(o.listen.port);
     else {
       server = await start(DEFAULT_LOCAL_PORT).catch(async (e: unknown) => {
@@ -118,34 +126,11 @@ export async function startLocalServer(o: LocalServerOptions): Promise<LocalServ
     }
     closers.unshift(() => server.close());
 
-    const derp = createDerpServer({
-      privateKey: await loadOrCreateDerpServerKey(join(dir, 'derp_server.key')),
-      verifyClient: (pub) => {
-        const n = store.nodeByNodeKey(keyText('nodekey', pub));
-        return n !== null && (n.expiresAt === null || n.expiresAt > now());
-      },
-      logf,
-    });
-    server.attachUpgrade(DERP_PATH, (req, socket, head) => derp.handleUpgrade(req, socket, head));
-    server.attachHandler((req, res) => derp.handleRequest(req, res));
-    closers.unshift(() => derp.close());
-
-    let stun: StunServer | null = null;
-    if (o.stun ?? true) {
-      try {
-        stun = await startStunServer({ primary: { ip: host, port: server.address.port }, logf });
-        const s = stun;
-        closers.unshift(() => s.close());
-      } catch (e) {
-        logf(`no STUN on udp ${server.address.port}: ${(e as Error).message}`);
-      }
-    }
-    server.control.setDerpMap(embeddedDerpMap({ serverUrl: server.url, derp: true, stunPort: stun ? stun.addrs.primary.port : null }));
-
     const user = store.userByName(LOCAL_USER) ?? store.createUser(LOCAL_USER, now());
     logf(`serving ${server.url.origin} (listening on ${host}:${server.address.port})`);
     return {
       url: server.url,
+      stack: server,
       newKey: ({ reusable }) =>
         store.createPreAuthKey({ userId: user.id, reusable, ephemeral: false, expiresAt: now() + LOCAL_KEY_TTL_MS }, now()).key,
       close: closeAll,

@@ -7,15 +7,11 @@
  * The admin verbs and the SQLite store are loaded lazily, so the rest of the CLI never loads the native
  * SQLite module, and a build without them still serves a clear message instead of a crash.
  */
-import { join } from 'node:path';
-import { keyText, parseKeyText } from '../../protocol/crypto/keys.ts';
 import { parseHostPort } from '../../protocol/wire/addr.ts';
-import { embeddedDerpMap } from '../../server/control/derp-map.ts';
 import { ensureDataDir } from '../../server/control/noise-key.ts';
-import { createServer } from '../../server/server.ts';
+import { startServerStack } from '../../server/stack.ts';
 import { defaultServerDataDir, serverDbPath } from '../../server/store/paths.ts';
 import type { ServerStore } from '../../server/store/types.ts';
-import { startStunServer, type StunServer } from '../../server/stun/server.ts';
 import { CliError, parseFlags, untilSignal, type Command } from '../command.ts';
 
 const ADMIN_GROUPS = new Set(['users', 'user', 'preauthkeys', 'preauthkey', 'nodes', 'node']);
@@ -102,51 +98,26 @@ export const serverCommand: Command = {
 
     await ensureDataDir(dataDir);
     const store = await openStore(dataDir);
-    let stun: StunServer | null = null;
-    const closers: (() => Promise<void>)[] = [];
     try {
-      if (stunAddr) {
-        stun = await startStunServer({ primary: { ip: stunAddr.host, port: stunAddr.port }, logf: log });
-        const s = stun;
-        closers.push(() => s.close());
-      }
-      const server = await createServer({ listen: { host: listen.host, port: listen.port }, ...(serverUrl ? { serverUrl } : {}), store, dataDir, logf: log }).catch((e: unknown) => {
+      const stack = await startServerStack({
+        listen,
+        ...(serverUrl ? { serverUrl } : {}),
+        store,
+        dataDir,
+        derp: values.derp === true,
+        stun: stunAddr,
+        logf: log,
+      }).catch((e: unknown) => {
         throw new CliError(`cannot start: ${(e as Error).message}`, 1);
       });
-      closers.unshift(() => server.close());
-      if (values.derp) {
-        const derp = await import('../../server/derp/index.ts');
-        const d = derp.createDerpServer({
-          privateKey: await derp.loadOrCreateDerpServerKey(join(dataDir, 'derp_server.key')),
-          // Only registered, unexpired nodes may use the relay (headscale's verify_clients).
-          verifyClient: (pub) => {
-            const n = store.nodeByNodeKey(keyText('nodekey', pub));
-            return n !== null && (n.expiresAt === null || n.expiresAt > Date.now());
-          },
-          logf: log,
-        });
-        server.attachUpgrade(derp.DERP_PATH, (req, socket, head) => d.handleUpgrade(req, socket, head));
-        server.attachHandler((req, res) => d.handleRequest(req, res));
-        // verifyClient admits a key once, at connect; a node deleted or expired later (here or with the admin CLI)
-        // must lose the relay too, so its connections are dropped as soon as the control plane notices.
-        const unsubscribe = server.control.onNodeKeysRevoked((keys) => {
-          for (const k of keys) {
-            const pub = parseKeyText('nodekey', k);
-            const n = pub ? d.disconnect(pub) : 0;
-            if (n > 0) log(`server: dropped ${n} DERP connection(s) of ${k.slice(0, 20)}…: the node is no longer admitted`);
-          }
-        });
-        closers.unshift(async () => {
-          unsubscribe();
-          await d.close();
-        });
+      try {
+        process.stdout.write(`weft server: ready on ${stack.address.host}:${stack.address.port} (clients use ${stack.url.origin})\n`);
+        await untilSignal();
+        log('server: shutting down');
+      } finally {
+        await stack.close();
       }
-      server.control.setDerpMap(embeddedDerpMap({ serverUrl: server.url, derp: values.derp === true, stunPort: stun ? stun.addrs.primary.port : null }));
-      process.stdout.write(`weft server: ready on ${server.address.host}:${server.address.port} (clients use ${server.url.origin})\n`);
-      await untilSignal();
-      log('server: shutting down');
     } finally {
-      for (const c of closers) await c().catch((e: unknown) => log(`server: close failed: ${(e as Error).message}`));
       store.close();
     }
     return 0;

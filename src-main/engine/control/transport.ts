@@ -67,7 +67,7 @@ export interface ControlConn {
 }
 
 /** Performs the upgrade and the Noise handshake, and opens HTTP/2 over it. */
-export async function dialControl(o: { server: URL; capver: number; machinePriv: Uint8Array; serverPub: Uint8Array; timeoutMs?: number }): Promise<ControlConn> {
+export async function dialControl(o: { server: URL; capver: number; machinePriv: Uint8Array; serverPub: Uint8Array; timeoutMs?: number; localAddress?: string }): Promise<ControlConn> {
   const timeoutMs = o.timeoutMs ?? 15_000;
   const pending = initiate({ version: o.capver, machinePriv: o.machinePriv, serverPub: o.serverPub });
   const secure = o.server.protocol === 'https:';
@@ -85,6 +85,7 @@ export async function dialControl(o: { server: URL; capver: number; machinePriv:
         'Content-Length': '0',
       },
       timeout: timeoutMs,
+      ...(o.localAddress ? { localAddress: o.localAddress } : {}),
       ...(secure ? { ALPNProtocols: ['http/1.1'], servername: o.server.hostname } : {}),
     });
     req.on('upgrade', (res, sock, hd) => {
@@ -99,8 +100,12 @@ export async function dialControl(o: { server: URL; capver: number; machinePriv:
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body = (body + c).slice(0, 300)));
+      // A busy server (429, 5xx: e.g. weft server's connection limits) is worth retrying; anything else is not a
+      // control server.
+      const code = res.statusCode ?? 0;
+      const busy = code === 429 || code >= 500;
       res.on('end', () =>
-        reject(new MeshError('not-control-server', `${o.server.origin} refused the Noise upgrade: HTTP ${res.statusCode}${body ? ` (${body.trim()})` : ''}`, false)),
+        reject(new MeshError(busy ? 'unreachable' : 'not-control-server', `${o.server.origin} refused the Noise upgrade: HTTP ${code}${body ? ` (${body.trim()})` : ''}`, busy)),
       );
     });
     req.on('timeout', () => req.destroy(new MeshError('unreachable', `timed out connecting to ${o.server.origin}`, true)));

@@ -42,3 +42,24 @@ export const RATE_PER_SECOND = 10;
 export const MAX_STREAM_BACKLOG_BYTES = 16 << 20;
 /** Noise connections that have not finished their HTTP/2 preface within this time are dropped. */
 export const HANDSHAKE_IDLE_MS = 30_000;
+
+// --- Bounds on what clients can make the server hold -----------------------------------------------------
+
+/** Endpoints stored per node (Tailscale clients report a handful); the rest of a longer list is dropped. */
+export const MAX_ENDPOINTS = 32;
+/** A node's stored Hostinfo JSON (real ones are 1–2 KiB); it goes into every peer's map, so it is capped. */
+export const MAX_HOSTINFO_BYTES = 16 << 10;
+/** Interactive registrations waiting for approval, in all (each holds at most MAX_HOSTINFO_BYTES of Hostinfo). */
+export const MAX_PENDING = 1000;
+/** …and per source IP address: a NATed office registers a few devices at a time, an attacker many. */
+export const MAX_PENDING_PER_IP = 16;
+/** Expired pending registrations are deleted this often (they are refused at use anyway). */
+export const PENDING_SWEEP_MS = 60_000;
+/** Noise connections in all, and per source IP (each node holds one long-lived connection for its map stream). */
+export const MAX_CONNECTIONS = 10_000;
+export const MAX_CONNECTIONS_PER_IP = 256;
+/** New Noise handshakes per source IP: a burst, refilled at a steady rate per second (the handshake costs CPU). */
+export const HANDSHAKE_BURST_PER_IP = 64;
+export const HANDSHAKE_RATE_PER_IP = 8;
+/** Source IPs whose handshake rate is tracked at once; the least recently seen are forgotten beyond it. */
+export const MAX_TRACKED_IPS = 20_000;

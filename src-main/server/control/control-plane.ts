@@ -33,6 +33,9 @@ import { MapStreams } from './map-streams.ts';
 import type { MapperConfig } from './mapper.ts';
 import { NoiseServer, sendJson, sendText, type NoiseRequest } from './noise-server.ts';
 import { handleRegister, type RegisterDeps } from './register.ts';
+import { isExpired } from './mapper.ts';
+import { cleanEndpoints, cleanHostinfo } from './node-input.ts';
+import { ZERO_DISCO_KEY } from '../../../src-shared/model/ids.ts';
 import { registerPageHtml } from './pages.ts';
 
 export interface ControlPlaneInit {
@@ -75,6 +78,22 @@ export interface ControlPlaneInit {
   ratePerSecond?: number;
   /** @default HANDSHAKE_IDLE_MS */
   handshakeIdleMs?: number;
+  /** @default MAX_CONNECTIONS */
+  maxConnections?: number;
+  /** @default MAX_CONNECTIONS_PER_IP */
+  maxConnectionsPerIp?: number;
+  /** @default HANDSHAKE_BURST_PER_IP */
+  handshakeBurstPerIp?: number;
+  /** @default HANDSHAKE_RATE_PER_IP */
+  handshakeRatePerIp?: number;
+  /** @default MAX_TRACKED_IPS */
+  maxTrackedIps?: number;
+  /** @default MAX_PENDING */
+  maxPending?: number;
+  /** @default MAX_PENDING_PER_IP */
+  maxPendingPerIp?: number;
+  /** @default PENDING_SWEEP_MS */
+  pendingSweepMs?: number;
 }
 
 export interface HttpReply {
@@ -104,9 +123,16 @@ export class ControlPlane {
   #derpMap: DerpMap;
   readonly #baseDomain: string | null;
   readonly #waiters = new Map<string, Set<Waiter>>();
-  readonly #revokedListeners = new Set<(nodeKeys: string[]) => void>();
+  readonly #revokedListeners = new Map<(nodeKeys: string[]) => void, (() => Iterable<string>) | null>();
   /** Node keys of the nodes that exist and have not expired, as of the last refresh. */
   #admitted = new Set<string>();
+  /** Source IP → its pending registrations (id → created at), for the per-address bound; pruned by the sweep. */
+  readonly #pendingByIp = new Map<string, Map<string, number>>();
+  readonly #maxPending: number;
+  readonly #maxPendingPerIp: number;
+  readonly #pendingTtlMs: number;
+  readonly #pendingSweepMs: number;
+  #lastPendingSweep = 0;
   #tick: TimerHandle | null = null;
   #refreshQueued = false;
   #lastCounter = -1;
@@ -124,6 +150,10 @@ export class ControlPlane {
     this.#followupWaitMs = init.followupWaitMs ?? C.FOLLOWUP_WAIT_MS;
     this.#derpMap = init.derpMap ?? { Regions: {} };
     this.#baseDomain = init.baseDomain ?? null;
+    this.#maxPending = init.maxPending ?? C.MAX_PENDING;
+    this.#maxPendingPerIp = init.maxPendingPerIp ?? C.MAX_PENDING_PER_IP;
+    this.#pendingTtlMs = init.pendingTtlMs ?? C.PENDING_TTL_MS;
+    this.#pendingSweepMs = init.pendingSweepMs ?? C.PENDING_SWEEP_MS;
     this.publicKey = publicKeyOf(init.noisePrivateKey);
     this.#streams = new MapStreams({
       store: this.#store,
@@ -143,9 +173,15 @@ export class ControlPlane {
       serverUrl: this.#serverUrl,
       now: this.#now,
       minCapver: this.#minCapver,
-      pendingTtlMs: init.pendingTtlMs ?? C.PENDING_TTL_MS,
+      pendingTtlMs: this.#pendingTtlMs,
       waitApproval: (id, signal) => this.#waitApproval(id, signal),
       changed: () => this.changed(),
+      pendingRefused: (ip) => this.#pendingRefused(ip),
+      pendingAdded: (ip, id) => {
+        let m = this.#pendingByIp.get(ip);
+        if (!m) this.#pendingByIp.set(ip, (m = new Map()));
+        m.set(id, this.#now());
+      },
     };
     this.#noise = new NoiseServer({
       serverPriv: init.noisePrivateKey,
@@ -154,6 +190,11 @@ export class ControlPlane {
       rateBurst: init.rateBurst ?? C.RATE_BURST,
       ratePerSecond: init.ratePerSecond ?? C.RATE_PER_SECOND,
       handshakeIdleMs: init.handshakeIdleMs ?? C.HANDSHAKE_IDLE_MS,
+      maxConnections: init.maxConnections ?? C.MAX_CONNECTIONS,
+      maxConnectionsPerIp: init.maxConnectionsPerIp ?? C.MAX_CONNECTIONS_PER_IP,
+      handshakeBurstPerIp: init.handshakeBurstPerIp ?? C.HANDSHAKE_BURST_PER_IP,
+      handshakeRatePerIp: init.handshakeRatePerIp ?? C.HANDSHAKE_RATE_PER_IP,
+      maxTrackedIps: init.maxTrackedIps ?? C.MAX_TRACKED_IPS,
       clock: this.#clock,
       logf: withPrefix(this.#logf, 'control: '),
       routes: {
@@ -175,10 +216,12 @@ export class ControlPlane {
 
   /**
    * Calls `listener` with the node keys ("nodekey:…") that stopped being admitted since the last refresh: the node
-   * was deleted or expired (here or with the admin CLI), or rotated its key. Returns an unsubscribe function.
+   * was deleted or expired (here or with the admin CLI), or rotated its key. With `inUse` (the keys the listener
+   * holds something for, e.g. the DERP relay's connections), any of those not admitted at a refresh are reported
+   * too, so a key that was admitted and revoked between two refreshes is not missed. Returns an unsubscribe function.
    */
-  onNodeKeysRevoked(listener: (nodeKeys: string[]) => void): () => void {
-    this.#revokedListeners.add(listener);
+  onNodeKeysRevoked(listener: (nodeKeys: string[]) => void, inUse?: () => Iterable<string>): () => void {
+    this.#revokedListeners.set(listener, inUse ?? null);
     return () => void this.#revokedListeners.delete(listener);
   }
 
@@ -196,11 +239,12 @@ export class ControlPlane {
     const now = this.#admittedKeys(this.#now());
     const gone = [...this.#admitted].filter((k) => !now.has(k));
     this.#admitted = now;
-    if (gone.length === 0) return;
-    this.#logf(`control: ${gone.length} node key(s) no longer admitted (deleted, expired or rotated)`);
-    for (const l of [...this.#revokedListeners]) {
+    if (gone.length > 0) this.#logf(`control: ${gone.length} node key(s) no longer admitted (deleted, expired or rotated)`);
+    for (const [l, inUse] of [...this.#revokedListeners]) {
       try {
-        l(gone);
+        const keys = new Set(gone);
+        if (inUse) for (const k of inUse()) if (!now.has(k)) keys.add(k);
+        if (keys.size > 0) l([...keys]);
       } catch (e) {
         this.#logf(`control: a node-key revocation listener failed: ${(e as Error).message}`);
       }
@@ -213,6 +257,7 @@ export class ControlPlane {
     this.#admitted = this.#admittedKeys(this.#now());
     this.#lastCounter = this.#store.changeCounter();
     this.#lastTickAt = this.#now();
+    this.#sweepPending(this.#now());
     this.#streams.sweepEphemeral();
     this.#scheduleTick();
   }
@@ -226,9 +271,38 @@ export class ControlPlane {
     }, this.#pollMs);
   }
 
+  /** Why another pending registration from `ip` is refused now, or null. */
+  #pendingRefused(ip: string): string | null {
+    const now = this.#now();
+    const mine = this.#pendingByIp.get(ip);
+    if (mine) {
+      for (const [id, at] of mine) if (at + this.#pendingTtlMs <= now || !this.#store.pendingById(id)) mine.delete(id);
+      if (mine.size === 0) this.#pendingByIp.delete(ip);
+      else if (mine.size >= this.#maxPendingPerIp) return `${mine.size} registrations from ${ip} are already waiting for approval`;
+    }
+    if (this.#store.countPending() >= this.#maxPending) {
+      this.#sweepPending(now);
+      const n = this.#store.countPending();
+      if (n >= this.#maxPending) return `${n} registrations are already waiting for approval`;
+    }
+    return null;
+  }
+
+  /** Deletes expired pending registrations and forgets them in the per-address counts. */
+  #sweepPending(now: number): void {
+    this.#lastPendingSweep = now;
+    const n = this.#store.sweepPending(now - this.#pendingTtlMs);
+    for (const [ip, m] of this.#pendingByIp) {
+      for (const [id, at] of m) if (at + this.#pendingTtlMs <= now || !this.#store.pendingById(id)) m.delete(id);
+      if (m.size === 0) this.#pendingByIp.delete(ip);
+    }
+    if (n > 0) this.#logf(`control: swept ${n} expired pending registration(s)`);
+  }
+
   /** The periodic check: another process's writes, expiries that just passed, and approvals. */
   #onTick(): void {
     const now = this.#now();
+    if (now - this.#lastPendingSweep >= this.#pendingSweepMs) this.#sweepPending(now);
     let dirty = false;
     const counter = this.#store.changeCounter();
     if (counter !== this.#lastCounter) {
@@ -295,7 +369,7 @@ export class ControlPlane {
   async #registerRoute(r: NoiseRequest): Promise<void> {
     const parsed = parseJsonBody(r.body, RegisterRequest);
     if (!parsed.ok) return sendText(r.stream, 400, parsed.error);
-    const out = await handleRegister(this.#registerDeps, parsed.value, r.machineKey, r.signal);
+    const out = await handleRegister(this.#registerDeps, parsed.value, r.machineKey, r.remoteIp, r.signal);
     if (out.kind === 'text') return sendText(r.stream, out.status, out.text);
     if (out.body.Error) this.#logf(`control: register of ${parsed.value.NodeKey.slice(0, 16)}… refused: ${out.body.Error}`);
     sendJson(r.stream, 200, out.body);
@@ -312,14 +386,43 @@ export class ControlPlane {
       return sendText(r.stream, 404, 'node key in request does not match the one associated with this machine key');
     }
     if (req.Version < this.#minCapver) return sendText(r.stream, 400, `unsupported client version: ${req.Version}`);
-    // Store what the node reports (every request, streams included, as headscale does).
+    // An expired or logged-out node stores nothing and gets no peers: a stream request gets one message with its
+    // own node marked expired (how a Tailscale client learns it must log in again), then the stream ends; a
+    // non-streaming update is refused.
+    if (isExpired(node, this.#now())) {
+      if (!req.Stream) return sendText(r.stream, 403, 'node key expired; register again');
+      const frame = this.#streams.expiredFrame(node.id, req.Version, req.Compress === 'zstd');
+      if (!frame) return sendText(r.stream, 404, 'node not found');
+      r.stream.respond({ ':status': 200, 'content-type': 'application/json; charset=utf-8' });
+      r.stream.end(frame);
+      return;
+    }
+    // A disco key belongs to one node: a node announcing another's would take over its disco traffic.
+    const disco = req.DiscoKey && req.DiscoKey !== ZERO_DISCO_KEY ? req.DiscoKey : null;
+    if (disco && disco !== node.discoKey) {
+      const holder = this.#store.otherNodeWithDiscoKey(disco, node.id);
+      if (holder !== null) {
+        this.#logf(`control: refused node ${node.id}'s map request: its disco key is node ${holder}'s`);
+        return sendText(r.stream, 409, 'disco key is in use by another node');
+      }
+    }
+    // Store what the node reports (every request, streams included, as headscale does), within node-input.ts's caps.
     const ni = req.Hostinfo?.NetInfo;
-    const previousHostinfo = parseHostinfo(node.hostinfo);
-    const hostinfo = req.Hostinfo ? { ...req.Hostinfo, ...(ni === undefined && previousHostinfo?.['NetInfo'] ? { NetInfo: previousHostinfo['NetInfo'] } : {}) } : undefined;
+    let hostinfo: string | undefined;
+    if (req.Hostinfo) {
+      const previousHostinfo = parseHostinfo(node.hostinfo);
+      const merged = { ...req.Hostinfo, ...(ni === undefined && previousHostinfo?.['NetInfo'] ? { NetInfo: previousHostinfo['NetInfo'] } : {}) };
+      const c = cleanHostinfo(merged);
+      if (c.kind === 'ok') hostinfo = c.json;
+      else this.#logf(`control: node ${node.id}'s Hostinfo not stored: ${c.reason}`);
+      if (c.kind === 'ok' && c.trimmed) this.#logf(`control: node ${node.id}'s Hostinfo stored without its Services list (over ${C.MAX_HOSTINFO_BYTES} bytes)`);
+    }
+    const eps = req.Endpoints ? cleanEndpoints(req.Endpoints) : null;
+    if (eps && eps.dropped > 0) this.#logf(`control: node ${node.id}: ${eps.dropped} of ${req.Endpoints?.length ?? 0} endpoint(s) not stored (invalid, repeated or over ${C.MAX_ENDPOINTS})`);
     this.#store.updateNode(node.id, {
-      ...(req.DiscoKey ? { discoKey: req.DiscoKey } : {}),
-      ...(req.Endpoints ? { endpoints: req.Endpoints.slice(0, 64) } : {}),
-      ...(hostinfo ? { hostinfo: JSON.stringify(hostinfo) } : {}),
+      ...(disco ? { discoKey: disco } : {}),
+      ...(eps ? { endpoints: eps.endpoints } : {}),
+      ...(hostinfo !== undefined ? { hostinfo } : {}),
       ...(ni && typeof ni.PreferredDERP === 'number' ? { homeDerp: ni.PreferredDERP } : {}),
     });
     if (!req.Stream) {

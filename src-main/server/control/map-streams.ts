@@ -6,7 +6,10 @@
  *
  * Each session remembers what its client was last told (mapper.ts SessionView), so `refresh()` — called after
  * any change, local or noticed through the store's change counter — sends each client exactly the difference.
- * A session whose node was deleted, or whose node key was rotated or taken over, is ended.
+ * The difference is found once per refresh (which nodes' fingerprints moved) and each changed node is built once
+ * per capability version, so a change costs O(sessions × changed nodes), not O(sessions × all nodes).
+ * A session whose node was deleted, or whose node key was rotated or taken over, is ended; so is one whose node
+ * expired or logged out, right after it was sent that news.
  *
  * Presence: a node is online while it has a stream, and for a short grace after its last one ends (a quick
  * reconnect is not an offline/online flap). The node record's `online` follows it (for `weft server nodes list`,
@@ -20,7 +23,7 @@ import type { Clock, TimerHandle } from '../../engine/sys/clock.ts';
 import type { Logf } from '../../engine/sys/log.ts';
 import { encodeMapFrame, encodeZstdStored } from '../../protocol/control/stream-framing.ts';
 import type { ServerStore } from '../store/types.ts';
-import { diffSession, fullMap, type MapperConfig, type SessionView, type Snapshot, type WireMapResponse } from './mapper.ts';
+import { diffChanged, expiredMap, fullMap, isExpired, nodeFingerprint, wireNode, type MapperConfig, type NodeView, type SessionView, type Snapshot, type WireMapResponse, type WireNode } from './mapper.ts';
 
 /** Where a session's frames go (an HTTP/2 response stream). */
 export interface MapSink {
@@ -63,6 +66,10 @@ export class MapStreams {
   readonly #count = new Map<number, number>();
   readonly #grace = new Map<number, TimerHandle>();
   readonly #ephemeral = new Map<number, TimerHandle>();
+  /** Every node's fingerprint (mapper.ts nodeFingerprint) as of the last snapshot the sessions were brought to. */
+  #prints = new Map<number, string>();
+  /** Nodes built for the wire by the last refresh (for the cost tests: changed nodes × capability versions). */
+  #lastBuilt = 0;
   readonly #i: MapStreamsInit;
 
   constructor(init: MapStreamsInit) {
@@ -71,6 +78,11 @@ export class MapStreams {
 
   get sessionCount(): number {
     return this.#sessions.size;
+  }
+
+  /** How many nodes the last refresh built for the wire: changed nodes × distinct capability versions, at most. */
+  get lastRefreshBuilt(): number {
+    return this.#lastBuilt;
   }
 
   /** Reports whether a node has an open stream or is within its offline grace. */
@@ -90,7 +102,10 @@ export class MapStreams {
    */
   open(o: { nodeId: number; nodeKey: string; capver: number; compress: boolean; sink: MapSink }): (() => void) | null {
     this.#markOnline(o.nodeId);
-    const first = fullMap(this.snapshot(), o.nodeId, this.#i.cfg(), o.capver, this.#i.now());
+    // Everyone else is brought up to date first, from the same snapshot this session starts from, so that every
+    // session's view and the fingerprints the next refresh compares against describe one and the same state.
+    const snap = this.#advance();
+    const first = fullMap(snap, o.nodeId, this.#i.cfg(), o.capver, this.#i.now());
     if (!first) {
       this.#markMaybeOffline(o.nodeId);
       return null;
@@ -101,24 +116,75 @@ export class MapStreams {
     return () => this.#close(s);
   }
 
+  /**
+   * For an expired node's stream request: the single frame that tells it so (mapper.ts expiredMap), or null when
+   * the node does not exist. No session is opened and the node is not marked online.
+   */
+  expiredFrame(nodeId: number, capver: number, compress: boolean): Uint8Array | null {
+    const msg = expiredMap(this.snapshot(), nodeId, this.#i.cfg(), capver, this.#i.now());
+    if (!msg) return null;
+    let body: Uint8Array = enc.encode(JSON.stringify(msg));
+    if (compress) body = encodeZstdStored(body);
+    return encodeMapFrame(body);
+  }
+
   /** Sends every session the difference between what it was told and the store's current state. */
   refresh(): void {
-    if (this.#sessions.size === 0) return;
+    this.#advance();
+  }
+
+  /**
+   * Reads the store once, works out which nodes changed since the last call (by fingerprint), and sends each
+   * session the delta over those nodes alone; each changed node is built once per capability version, not once
+   * per session. A session whose node was deleted or re-keyed is ended; one whose node expired gets that news
+   * (its Node, Expired) and is then ended. Returns the snapshot.
+   */
+  #advance(): Snapshot {
     const snap = this.snapshot();
-    const cfg = this.#i.cfg();
     const now = this.#i.now();
+    const byId = new Map<number, NodeView>();
+    const prints = new Map<number, string>();
+    const changed = new Set<number>();
+    for (const v of snap.nodes) {
+      const id = v.record.id;
+      byId.set(id, v);
+      const f = nodeFingerprint(v, now);
+      prints.set(id, f);
+      if (this.#prints.get(id) !== f) changed.add(id);
+    }
+    const removed = new Set<number>();
+    for (const id of this.#prints.keys()) if (!prints.has(id)) removed.add(id);
+    this.#prints = prints;
+    this.#lastBuilt = 0;
+    if (this.#sessions.size === 0 || (changed.size === 0 && removed.size === 0)) return snap;
+    const cfg = this.#i.cfg();
+    const caches = new Map<number, Map<number, WireNode>>();
     for (const s of [...this.#sessions]) {
-      const self = snap.nodes.find((n) => n.record.id === s.nodeId);
+      const self = byId.get(s.nodeId);
       if (!self || self.record.nodeKey !== s.nodeKey) {
         this.#i.logf(`map: ending the stream of node ${s.nodeId}: ${self ? 'its node key changed' : 'it was deleted'}`);
         this.#close(s);
         continue;
       }
-      const d = diffSession(s.view, snap, s.nodeId, cfg, s.capver, now);
-      if (!d) continue;
-      s.view = d.view;
-      this.#send(s, d.msg);
+      let cache = caches.get(s.capver);
+      if (!cache) caches.set(s.capver, (cache = new Map()));
+      const c = cache;
+      const wire = (v: NodeView): WireNode => {
+        let w = c.get(v.record.id);
+        if (!w) {
+          c.set(v.record.id, (w = wireNode(v, cfg, s.capver, now)));
+          this.#lastBuilt++;
+        }
+        return w;
+      };
+      const d = diffChanged(s.view, byId, snap.users, s.nodeId, { changed, removed }, wire, now);
+      if (d) this.#send(s, d.msg);
+      if (isExpired(self.record, now)) {
+        this.#i.logf(`map: ending the stream of node ${s.nodeId}: its key expired`);
+        this.#close(s);
+      }
     }
+    return snap;
   }
 
   /** Sends one message to every session as is (e.g. a new DERPMap, which the per-node diff does not cover). */

@@ -161,6 +161,76 @@ export interface Snapshot {
   users: Map<number, UserRecord>;
 }
 
+/** What changed between two snapshots: node ids that are new or differ, and ids that are gone. */
+export interface SnapshotChanges {
+  changed: ReadonlySet<number>;
+  removed: ReadonlySet<number>;
+}
+
+/** A node's state as it shows on the wire, as one string: equal strings, equal WireNodes (for any receiver). */
+export function nodeFingerprint(v: NodeView, now: number): string {
+  return `${JSON.stringify(v.record)}|${v.online ? 1 : 0}|${isExpired(v.record, now) ? 1 : 0}`;
+}
+
+/**
+ * The delta for one session when only `changes` happened since its view was built, computed over those nodes
+ * alone (O(changes) per session, where diffSession is O(all nodes)). `view` is updated in place (the session owns
+ * it) and returned with the message; null when nothing reached this client; undefined when its own node is gone.
+ * `wire` builds a node for this session's capability version (the caller shares one cache per version).
+ */
+export function diffChanged(
+  view: SessionView,
+  byId: ReadonlyMap<number, NodeView>,
+  users: ReadonlyMap<number, UserRecord>,
+  selfId: number,
+  changes: SnapshotChanges,
+  wire: (v: NodeView) => WireNode,
+  now: number,
+): { msg: WireMapResponse; view: SessionView } | null | undefined {
+  const selfView = byId.get(selfId);
+  if (!selfView) return undefined;
+  const msg: WireMapResponse = {};
+  const newUsers = new Set<number>();
+  if (changes.changed.has(selfId)) {
+    const self = wire(selfView);
+    if (!same(view.self, self)) {
+      msg.Node = self;
+      view.self = self;
+      if (!view.users.has(self.User)) newUsers.add(self.User);
+    }
+  }
+  const removed: number[] = [];
+  for (const id of changes.removed) if (view.peers.delete(id)) removed.push(id);
+  const changed: WireNode[] = [];
+  const patches: WirePeerChange[] = [];
+  for (const id of [...changes.changed].sort((a, b) => a - b)) {
+    if (id === selfId) continue;
+    const v = byId.get(id);
+    if (!v) continue;
+    const p = wire(v);
+    const old = view.peers.get(id);
+    if (!old) changed.push(p);
+    else if (!same(old, p)) {
+      const patch = peerPatch(old, p);
+      if (patch) patches.push(patch);
+      else changed.push(p);
+    } else continue;
+    if (!view.users.has(p.User)) newUsers.add(p.User);
+    view.peers.set(id, p);
+  }
+  const profiles = [...newUsers].flatMap((id) => {
+    const u = users.get(id);
+    return u ? [userProfile(u)] : [];
+  });
+  for (const u of profiles) view.users.add(u.ID);
+  if (removed.length) msg.PeersRemoved = removed.sort((a, b) => a - b);
+  if (changed.length) msg.PeersChanged = changed;
+  if (patches.length) msg.PeersChangedPatch = patches;
+  if (profiles.length) msg.UserProfiles = profiles;
+  if (Object.keys(msg).length === 0) return null;
+  return { msg: { ControlTime: formatGoTime(now), ...msg }, view };
+}
+
 /** The full map for node `selfId` (undefined when that node no longer exists), and the session state it sets. */
 export function fullMap(snap: Snapshot, selfId: number, cfg: MapperConfig, capver: number, now: number): { msg: WireMapResponse; view: SessionView } | undefined {
   const selfView = snap.nodes.find((n) => n.record.id === selfId);
@@ -187,6 +257,30 @@ export function fullMap(snap: Snapshot, selfId: number, cfg: MapperConfig, capve
     ...(sorted.length > 0 ? { Peers: sorted } : {}),
   };
   return { msg, view: { self, peers, users: new Set(profiles.map((p) => p.ID)) } };
+}
+
+/**
+ * The one message an expired or logged-out node gets instead of a map: itself (KeyExpiry in the past, Expired,
+ * not MachineAuthorized), no peers and a filter that admits nothing. Tailscale clients learn of their key's
+ * expiry only from the self node's KeyExpiry in a map (they then need a login); a refused request would leave
+ * them retrying instead. Undefined when the node does not exist.
+ */
+export function expiredMap(snap: Snapshot, selfId: number, cfg: MapperConfig, capver: number, now: number): WireMapResponse | undefined {
+  const selfView = snap.nodes.find((n) => n.record.id === selfId);
+  if (!selfView) return undefined;
+  const self = wireNode(selfView, cfg, capver, now);
+  const u = snap.users.get(self.User);
+  return {
+    ControlTime: formatGoTime(now),
+    Node: self,
+    DERPMap: cfg.derpMap,
+    Domain: cfg.domain,
+    CollectServices: false,
+    Debug: { DisableLogTail: true },
+    DNSConfig: {},
+    PacketFilters: { base: [] },
+    UserProfiles: u ? [userProfile(u)] : [],
+  };
 }
 
 /** Fields a PeerChange can set; any other difference resends the whole node. */

@@ -19,6 +19,10 @@
  * authenticated (`NoiseRequest.machineKey`); routes never trust a key from the request body alone. Each
  * connection has a token-bucket request rate limit and a body size limit; a bad frame or a decryption failure
  * destroys that one connection only.
+ *
+ * Before any Noise work, an upgrade is counted against limits by source IP: connections open in all and per
+ * address, and a per-address handshake budget (token bucket). Over a limit it gets a plain 503. Behind a reverse
+ * proxy every client shares the proxy's address, so the per-address limits then apply to all of them together.
  */
 import http2 from 'node:http2';
 import type { IncomingMessage } from 'node:http';
@@ -38,6 +42,8 @@ export interface NoiseRequest {
   machineKey: string;
   /** The capability version in the Noise initiation. */
   noiseVersion: number;
+  /** The TCP peer's IP address (IPv4-mapped IPv6 shown as IPv4): what per-source limits count by. */
+  remoteIp: string;
   body: Uint8Array;
   stream: http2.ServerHttp2Stream;
   /** Aborted when the client resets the stream or the connection goes away. */
@@ -53,6 +59,13 @@ export interface NoiseServerInit {
   rateBurst: number;
   ratePerSecond: number;
   handshakeIdleMs: number;
+  /** Connections in all and per source IP, and new handshakes per source IP (burst, per second). */
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  handshakeBurstPerIp: number;
+  handshakeRatePerIp: number;
+  /** Source IPs tracked for the limits at once (least recently seen idle ones are forgotten). */
+  maxTrackedIps: number;
   clock: Clock;
   logf: Logf;
   /** Routes by "METHOD /path"; anything else under /machine/ is 501, the rest 404. */
@@ -91,6 +104,7 @@ const STD_BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const STRUCTURAL = new Set(['wrong handshake initiation size', 'unexpected handshake message type', 'wrong handshake initiation length']);
 
 interface Connection {
+  ip: string;
   conn: NoiseConn;
   h2: http2.Http2Server;
   /** Token bucket: tokens left and when they were last refilled (clock ms). */
@@ -98,10 +112,27 @@ interface Connection {
   refilledAt: number;
 }
 
+/** Per source IP: its live connections and its handshake token bucket. */
+interface IpState {
+  conns: number;
+  tokens: number;
+  refilledAt: number;
+}
+
+/** The address a socket's peer is counted under: IPv4-mapped IPv6 as plain IPv4. */
+export function sourceIp(addr: string | undefined): string {
+  if (!addr) return '?';
+  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
+}
+
 export class NoiseServer {
-  // Owned by this instance: the live connections.
+  // Owned by this instance: the live connections, and per source IP their count and handshake budget (a Map in
+  // least-recently-seen order, bounded by maxTrackedIps).
   readonly #conns = new Set<Connection>();
+  readonly #ips = new Map<string, IpState>();
   readonly #init: NoiseServerInit;
+  #refusedSinceLog = 0;
+  #lastRefusalLog = -Infinity;
 
   constructor(init: NoiseServerInit) {
     this.#init = init;
@@ -109,6 +140,51 @@ export class NoiseServer {
 
   get connectionCount(): number {
     return this.#conns.size;
+  }
+
+  /** Source IPs tracked for the limits now (bounded by maxTrackedIps). */
+  get trackedIpCount(): number {
+    return this.#ips.size;
+  }
+
+  /** The state of `ip`, created or moved to the most recently seen end; idle ones beyond the bound are forgotten. */
+  #ipState(ip: string): IpState {
+    const now = this.#init.clock.now();
+    let st = this.#ips.get(ip);
+    if (st) this.#ips.delete(ip);
+    else st = { conns: 0, tokens: this.#init.handshakeBurstPerIp, refilledAt: now };
+    this.#ips.set(ip, st);
+    if (this.#ips.size > this.#init.maxTrackedIps) {
+      for (const [k, v] of this.#ips) {
+        if (this.#ips.size <= this.#init.maxTrackedIps) break;
+        if (v.conns === 0 && k !== ip) this.#ips.delete(k);
+      }
+    }
+    return st;
+  }
+
+  /** Why a new connection from `ip` is refused now, or null (and one handshake token is taken). */
+  #admit(ip: string): string | null {
+    const i = this.#init;
+    if (this.#conns.size >= i.maxConnections) return `${this.#conns.size} connections open (the limit)`;
+    const st = this.#ipState(ip);
+    if (st.conns >= i.maxConnectionsPerIp) return `${st.conns} connections open from ${ip} (the per-address limit)`;
+    const now = i.clock.now();
+    st.tokens = Math.min(i.handshakeBurstPerIp, st.tokens + ((now - st.refilledAt) / 1000) * i.handshakeRatePerIp);
+    st.refilledAt = now;
+    if (st.tokens < 1) return `too many handshakes from ${ip}`;
+    st.tokens -= 1;
+    return null;
+  }
+
+  /** Logs refusals at most once per 10 s (a flood must not flood the log too). */
+  #logRefusal(why: string): void {
+    this.#refusedSinceLog++;
+    const now = this.#init.clock.now();
+    if (now - this.#lastRefusalLog < 10_000) return;
+    this.#init.logf(`noise: refused ${this.#refusedSinceLog} connection(s); last: ${why}`);
+    this.#refusedSinceLog = 0;
+    this.#lastRefusalLog = now;
   }
 
   /** Handles `POST /ts2021` with an Upgrade header (the http server's 'upgrade' event for this path). */
@@ -121,6 +197,13 @@ export class NoiseServer {
     const hdr = req.headers['x-tailscale-handshake'];
     if (typeof hdr !== 'string' || hdr === '') return rawReply(socket, 400, 'Bad Request', 'missing Tailscale handshake header');
     if (!STD_BASE64.test(hdr) || hdr.length % 4 !== 0) return rawReply(socket, 400, 'Bad Request', 'invalid tailscale handshake header');
+    // Limits before any Noise work: the handshake is the expensive part for the server.
+    const ip = sourceIp(req.socket.remoteAddress);
+    const refused = this.#admit(ip);
+    if (refused) {
+      this.#logRefusal(refused);
+      return rawReply(socket, 503, 'Service Unavailable', 'too many connections, try again later');
+    }
     const initiation = new Uint8Array(Buffer.from(hdr, 'base64'));
     const res = respond({ serverPriv: this.#init.serverPriv, initiation });
     const switching = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${UPGRADE_PROTOCOL}\r\nConnection: upgrade\r\n\r\n`;
@@ -140,14 +223,15 @@ export class NoiseServer {
     socket.write(Buffer.concat([Buffer.from(switching), res.message]));
     const conn = new NoiseConn(socket, res.tx, res.rx, new Uint8Array(head), { expectEarly: false });
     conn.write(encodeEarlyPayload({ nodeKeyChallenge: keyText('chalpub', generateKeyPair().pub) }));
-    this.#serve(conn, machineKey, res.version);
+    this.#serve(conn, machineKey, res.version, ip);
   }
 
-  #serve(conn: NoiseConn, machineKey: string, noiseVersion: number): void {
+  #serve(conn: NoiseConn, machineKey: string, noiseVersion: number, ip: string): void {
     const { clock, logf } = this.#init;
     const h2 = http2.createServer({ settings: { maxConcurrentStreams: 64 }, maxSessionMemory: 16 });
-    const c: Connection = { conn, h2, tokens: this.#init.rateBurst, refilledAt: clock.now() };
+    const c: Connection = { ip, conn, h2, tokens: this.#init.rateBurst, refilledAt: clock.now() };
     this.#conns.add(c);
+    this.#ipState(ip).conns++;
     let idle: TimerHandle | null = clock.setTimeout(() => {
       logf(`noise: ${machineKey.slice(0, 16)}… opened no HTTP/2 stream; closing`);
       conn.destroy();
@@ -157,6 +241,8 @@ export class NoiseServer {
       if (idle) clock.clearTimeout(idle);
       idle = null;
       if (!this.#conns.delete(c)) return;
+      const st = this.#ips.get(ip);
+      if (st) st.conns = Math.max(0, st.conns - 1);
       ac.abort();
     };
     conn.on('close', done);
@@ -228,7 +314,7 @@ export class NoiseServer {
     stream.on('end', () => {
       if (over || ac.signal.aborted) return;
       const body = new Uint8Array(Buffer.concat(chunks));
-      route({ method, path, machineKey, noiseVersion, body, stream, signal: ac.signal }).catch((e: unknown) => {
+      route({ method, path, machineKey, noiseVersion, remoteIp: c.ip, body, stream, signal: ac.signal }).catch((e: unknown) => {
         this.#init.logf(`control: ${method} ${path} failed: ${(e as Error).stack ?? String(e)}`);
         sendText(stream, 500, 'internal error');
       });

@@ -8,6 +8,9 @@
  *   4. Auth.AuthKey                          → pre-auth registration (store.registerWithAuthKey, atomic)
  *   5. otherwise                             → new pending registration; answer its AuthURL
  *
+ * Interactive registrations are bounded (RegisterDeps.pendingRefused: in all and per source IP; the control plane
+ * sweeps expired ones), and the Hostinfo stored with a registration is capped (node-input.ts).
+ *
  * Errors travel as HTTP 200 with `Error` set, as headscale does; only a capability version below the minimum is a
  * 400 (checked after the registration attempt, also as headscale does). The machine key always comes from the
  * Noise handshake, never from the request.
@@ -17,6 +20,7 @@ import type { RegisterRequest } from '../../protocol/control/tailcfg.ts';
 import { formatGoTime, isZeroTime, parseGoTime } from '../../protocol/control/tailcfg.ts';
 import type { NodeRecord, RedeemError, ServerStore, UserRecord } from '../store/types.ts';
 import { isExpired } from './mapper.ts';
+import { cleanHostinfo } from './node-input.ts';
 
 export interface RegisterReplyBody {
   User?: { ID: number; DisplayName: string; ProfilePicURL: string; Created: string };
@@ -41,6 +45,10 @@ export interface RegisterDeps {
   waitApproval: ApprovalWaiter;
   /** Called after every store change made here, so map streams are updated. */
   changed: () => void;
+  /** Why a new pending registration from this source IP is refused now (the total or per-address bound), or null. */
+  pendingRefused: (ip: string) => string | null;
+  /** A pending registration was stored for this source IP. */
+  pendingAdded: (ip: string, id: string) => void;
 }
 
 const REDEEM_TEXT: Record<RedeemError, string> = {
@@ -87,18 +95,25 @@ function hostnameOf(req: RegisterRequest): string {
   return typeof h === 'string' && h.trim() ? h.trim().slice(0, 255) : 'node';
 }
 
-export async function handleRegister(d: RegisterDeps, req: RegisterRequest, machineKey: string, signal: AbortSignal): Promise<RegisterOutcome> {
-  const outcome = await register(d, req, machineKey, signal);
+/** The Hostinfo to store (capped by node-input.ts; an oversized one is not stored), as JSON text or null. */
+function storedHostinfo(req: RegisterRequest): string | null {
+  if (!req.Hostinfo) return null;
+  const c = cleanHostinfo(req.Hostinfo);
+  return c.kind === 'ok' ? c.json : null;
+}
+
+export async function handleRegister(d: RegisterDeps, req: RegisterRequest, machineKey: string, remoteIp: string, signal: AbortSignal): Promise<RegisterOutcome> {
+  const outcome = await register(d, req, machineKey, remoteIp, signal);
   if (req.Version < d.minCapver) return { kind: 'text', status: 400, text: `unsupported client version: ${req.Version}` };
   return outcome;
 }
 
-async function register(d: RegisterDeps, req: RegisterRequest, machineKey: string, signal: AbortSignal): Promise<RegisterOutcome> {
+async function register(d: RegisterDeps, req: RegisterRequest, machineKey: string, remoteIp: string, signal: AbortSignal): Promise<RegisterOutcome> {
   const { store } = d;
   const now = d.now();
   const expiry = req.Expiry && !isZeroTime(req.Expiry) ? parseGoTime(req.Expiry) : null;
   const existing = store.nodeByNodeKey(req.NodeKey);
-  const hostinfo = req.Hostinfo ? JSON.stringify(req.Hostinfo) : null;
+  const hostinfo = storedHostinfo(req);
 
   if (existing && existing.machineKey !== machineKey) return failure('node exists with a different machine key');
 
@@ -131,12 +146,12 @@ async function register(d: RegisterDeps, req: RegisterRequest, machineKey: strin
     if (p.machineKey !== machineKey || p.nodeKey !== req.NodeKey) return failure('invalid followup URL');
     if (p.createdAt + d.pendingTtlMs <= now) {
       store.deletePending(id);
-      return startInteractive(d, req, machineKey, hostinfo);
+      return startInteractive(d, req, machineKey, remoteIp, hostinfo);
     }
     const r = p.approvedUserId !== null ? 'approved' : await d.waitApproval(id, signal);
     if (r === 'timeout') return failure('registration timed out');
     const approved = store.pendingById(id);
-    if (r === 'gone' || !approved || approved.approvedUserId === null) return startInteractive(d, req, machineKey, hostinfo);
+    if (r === 'gone' || !approved || approved.approvedUserId === null) return startInteractive(d, req, machineKey, remoteIp, hostinfo);
     const n = store.registerForUser(
       { userId: approved.approvedUserId, machineKey, nodeKey: req.NodeKey, hostname: approved.hostname, hostinfo: hostinfo ?? approved.hostinfo, ephemeral: false, expiresAt: expiry, authKeyId: null },
       d.now(),
@@ -155,11 +170,14 @@ async function register(d: RegisterDeps, req: RegisterRequest, machineKey: strin
   }
 
   // 5. Interactive.
-  return startInteractive(d, req, machineKey, hostinfo);
+  return startInteractive(d, req, machineKey, remoteIp, hostinfo);
 }
 
-function startInteractive(d: RegisterDeps, req: RegisterRequest, machineKey: string, hostinfo: string | null): RegisterOutcome {
+function startInteractive(d: RegisterDeps, req: RegisterRequest, machineKey: string, remoteIp: string, hostinfo: string | null): RegisterOutcome {
+  const refused = d.pendingRefused(remoteIp);
+  if (refused) return failure(`registration refused: ${refused}; try again later`);
   const id = randomBytes(12).toString('hex');
   d.store.addPending({ id, machineKey, nodeKey: req.NodeKey, hostname: hostnameOf(req), hostinfo, createdAt: d.now() });
+  d.pendingAdded(remoteIp, id);
   return { kind: 'json', body: { ...empty(), AuthURL: authUrl(d.serverUrl, id) } };
 }

@@ -121,6 +121,8 @@ export interface DerpServer {
   disconnect(nodePub: Uint8Array): number;
   /** Reports whether a node key has an admitted connection. */
   isConnected(nodePub: Uint8Array): boolean;
+  /** The node keys with an admitted connection now (lowercase hex). */
+  connectedKeysHex(): string[];
   stats(): DerpServerStats;
   /** Closes every connection and refuses new ones; resolves when all sockets have closed. */
   close(): Promise<void>;
@@ -325,6 +327,10 @@ class DerpHubImpl implements DerpHub {
     return this.byKey.has(toHex(nodePub));
   }
 
+  connectedKeysHex(): string[] {
+    return [...this.byKey.keys()];
+  }
+
   stats(): DerpServerStats {
     const c = this.counters;
     return {
@@ -367,6 +373,7 @@ export function createDerpServer(init: DerpServerInit): DerpServer {
     handleRequest: (req, res) => handleDerpHttpRequest(req, res),
     disconnect: (k) => hub.disconnect(k),
     isConnected: (k) => hub.isConnected(k),
+    connectedKeysHex: () => hub.connectedKeysHex(),
     stats: () => hub.stats(),
     close: () => hub.close(),
   };

@@ -216,6 +216,21 @@ export class MemoryStore implements ServerStore {
     this.#pending.delete(id);
   }
 
+  countPending(): number {
+    return this.#pending.size;
+  }
+
+  sweepPending(createdBefore: number): number {
+    let n = 0;
+    for (const [id, p] of this.#pending) {
+      if (p.createdAt >= createdBefore) continue;
+      if (n === 0) this.#write();
+      this.#pending.delete(id);
+      n++;
+    }
+    return n;
+  }
+
   // nodes ---------------------------------------------------------------------------------------------------
 
   #copy(n: NodeRecord | undefined | null): NodeRecord | null {
@@ -232,6 +247,11 @@ export class MemoryStore implements ServerStore {
 
   nodeByNodeKey(nodeKey: string): NodeRecord | null {
     for (const n of this.#nodes.values()) if (n.nodeKey === nodeKey) return this.#copy(n);
+    return null;
+  }
+
+  otherNodeWithDiscoKey(discoKey: string, exceptId: number): number | null {
+    for (const n of this.#nodes.values()) if (n.discoKey === discoKey && n.id !== exceptId) return n.id;
     return null;
   }
 

@@ -86,6 +86,14 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE nodes ADD COLUMN online INTEGER NOT NULL DEFAULT 0 CHECK (online IN (0, 1));
     `,
   },
+  {
+    version: 4,
+    name: 'index for the disco-key uniqueness check',
+    // Not UNIQUE: a database written before the check may hold duplicates; the control plane refuses new ones.
+    sql: `
+      CREATE INDEX nodes_disco_key ON nodes(disco_key);
+    `,
+  },
 ];
 
 /** The schema version this code writes. */

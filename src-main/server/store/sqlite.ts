@@ -252,6 +252,9 @@ class SqliteStore implements ServerStore {
         'UPDATE pending_registrations SET approved_user_id = ? WHERE id = ? AND EXISTS (SELECT 1 FROM users WHERE id = ?)',
       ),
       deletePending: db.prepare<[string], PendingRow>('DELETE FROM pending_registrations WHERE id = ?'),
+      countPending: db.prepare<[], number>('SELECT COUNT(*) FROM pending_registrations').pluck(),
+      sweepPending: db.prepare<[number], PendingRow>('DELETE FROM pending_registrations WHERE created_at < ?'),
+      otherDisco: db.prepare<[string, number], number>('SELECT id FROM nodes WHERE disco_key = ? AND id != ? LIMIT 1').pluck(),
       dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
     };
 
@@ -325,6 +328,18 @@ class SqliteStore implements ServerStore {
 
   deletePending(id: string): void {
     this.s.deletePending.run(id);
+  }
+
+  countPending(): number {
+    return this.s.countPending.get() ?? 0;
+  }
+
+  sweepPending(createdBefore: number): number {
+    return this.s.sweepPending.run(createdBefore).changes;
+  }
+
+  otherNodeWithDiscoKey(discoKey: string, exceptId: number): number | null {
+    return this.s.otherDisco.get(discoKey, exceptId) ?? null;
   }
 
   nodeById(id: number): NodeRecord | null {

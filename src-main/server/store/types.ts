@@ -127,11 +127,17 @@ export interface ServerStore {
   pendingById(id: string): PendingRegistration | null;
   approvePending(id: string, userId: number): boolean;
   deletePending(id: string): void;
+  /** How many registrations are pending (approved or not). */
+  countPending(): number;
+  /** Deletes the pending registrations created before `createdBefore` (Unix ms); returns how many. */
+  sweepPending(createdBefore: number): number;
 
   // nodes
   nodeById(id: number): NodeRecord | null;
   nodeByMachineKey(machineKey: string): NodeRecord | null;
   nodeByNodeKey(nodeKey: string): NodeRecord | null;
+  /** The id of a node other than `exceptId` that holds this disco key, or null (disco keys are one node's each). */
+  otherNodeWithDiscoKey(discoKey: string, exceptId: number): number | null;
   listNodes(userId?: number): NodeRecord[];
   updateNode(id: number, patch: NodePatch): NodeRecord | null;
   deleteNode(id: number): boolean;

@@ -85,10 +85,10 @@ export class Harness {
     return c;
   }
 
-  /** A raw Noise + HTTP/2 connection with a fresh machine key. */
-  async dial(machinePriv = generateKeyPair().priv): Promise<ControlConn> {
+  /** A raw Noise + HTTP/2 connection with a fresh machine key (from `localAddress`, e.g. 127.0.0.2, when given). */
+  async dial(machinePriv = generateKeyPair().priv, localAddress?: string): Promise<ControlConn> {
     const serverPub = await fetchServerKey(this.url, CAPVER);
-    const c = await dialControl({ server: this.url, capver: CAPVER, machinePriv, serverPub });
+    const c = await dialControl({ server: this.url, capver: CAPVER, machinePriv, serverPub, ...(localAddress ? { localAddress } : {}) });
     this.conns.push(c);
     return c;
   }
@@ -116,9 +116,10 @@ export function rawPost(session: http2.ClientHttp2Session, path: string, body: U
 }
 
 /** A raw `POST /ts2021` with a given handshake header; resolves with the status line and what followed it. */
-export function rawUpgrade(url: URL, handshake: string | null, headers: Record<string, string> = {}): Promise<{ status: number; socket: Socket | null; head: Buffer; body: string }> {
+export function rawUpgrade(url: URL, handshake: string | null, headers: Record<string, string> = {}, localAddress?: string): Promise<{ status: number; socket: Socket | null; head: Buffer; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request({
+      ...(localAddress ? { localAddress } : {}),
       host: url.hostname,
       port: url.port,
       method: 'POST',

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeMapBody, encodeZstdStored } from '../../../../src-main/protocol/control/stream-framing.ts';
 import { embeddedDerpMap } from '../../../../src-main/server/control/derp-map.ts';
-import { diffSession, fullMap, peerPatch, type MapperConfig, type Snapshot, type WireNode, type WirePeerChange } from '../../../../src-main/server/control/mapper.ts';
+import { diffChanged, diffSession, fullMap, nodeFingerprint, peerPatch, wireNode, type MapperConfig, type NodeView, type SessionView, type Snapshot, type WireNode, type WirePeerChange } from '../../../../src-main/server/control/mapper.ts';
 import { loadOrCreateNoiseKey, NOISE_KEY_FILE } from '../../../../src-main/server/control/noise-key.ts';
 import { followupId } from '../../../../src-main/server/control/register.ts';
 import type { NodeRecord } from '../../../../src-main/server/store/types.ts';
@@ -100,6 +100,74 @@ describe('fullMap and diffSession', () => {
     expect(d.msg).not.toHaveProperty('Node');
     const self = diffSession(d.view, snap([rec(1, { endpoints: ['192.0.2.1:1'] }), rec(2, { endpoints: ['192.0.2.2:2'] }), rec(4)]), 1, cfg, 130, 6)!;
     expect(Object.keys(self.msg).sort()).toEqual(['ControlTime', 'Node']);
+  });
+
+  it('diffChanged (over the changed nodes only) sends what diffSession (over all nodes) sends, step by step', () => {
+    // A deterministic random walk: nodes join, leave, go on- and offline, move endpoints, expire, change user.
+    let seed = 42;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const users2 = new Map([...users, [2, { id: 2, name: 'bob', createdAt: 0 }]]);
+    let nodes = new Map<number, NodeView>([1, 2, 3, 4].map((id) => [id, { record: rec(id), online: true }]));
+    let nextId = 5;
+    const snapOf = (): Snapshot => ({ nodes: [...nodes.values()], users: users2 });
+    const first = fullMap(snapOf(), 1, cfg, 130, 0)!;
+    let full: SessionView = first.view;
+    const cloneView = (v: SessionView): SessionView => ({ self: v.self, peers: new Map(v.peers), users: new Set(v.users) });
+    const inc: SessionView = cloneView(first.view);
+    let prints = new Map([...nodes.values()].map((v) => [v.record.id, nodeFingerprint(v, 0)]));
+    let messages = 0;
+    for (let step = 1; step <= 300; step++) {
+      const now = step * 10;
+      const next = new Map(nodes);
+      for (let k = 0; k < 1 + rnd(3); k++) {
+        const ids = [...next.keys()];
+        const id = ids[rnd(ids.length)]!;
+        const v = next.get(id)!;
+        switch (rnd(7)) {
+          case 0:
+            next.set(nextId, { record: rec(nextId, { userId: 1 + rnd(2) }), online: true });
+            nextId++;
+            break;
+          case 1:
+            if (id !== 1) next.delete(id);
+            break;
+          case 2:
+            next.set(id, { record: { ...v.record, lastSeen: now }, online: !v.online });
+            break;
+          case 3:
+            next.set(id, { ...v, record: { ...v.record, endpoints: [`192.0.2.${rnd(250)}:${1 + rnd(9)}`] } });
+            break;
+          case 4:
+            next.set(id, { ...v, record: { ...v.record, expiresAt: now + rnd(40) } });
+            break;
+          case 5:
+            next.set(id, { ...v, record: { ...v.record, userId: 1 + rnd(2) } });
+            break;
+          default:
+            next.set(id, { ...v, record: { ...v.record, homeDerp: 1 + rnd(3) } });
+        }
+      }
+      nodes = next;
+      const snap = snapOf();
+      const now2 = now + 5;
+      const fp = new Map(snap.nodes.map((v) => [v.record.id, nodeFingerprint(v, now2)]));
+      const changed = new Set([...fp].filter(([id, f]) => prints.get(id) !== f).map(([id]) => id));
+      const removed = new Set([...prints.keys()].filter((id) => !fp.has(id)));
+      prints = fp;
+      const a = diffSession(full, snap, 1, cfg, 130, now2);
+      const b = diffChanged(inc, new Map(snap.nodes.map((v) => [v.record.id, v])), users2, 1, { changed, removed }, (v) => wireNode(v, cfg, 130, now2), now2);
+      expect(b === null ? null : b?.msg).toEqual(a === null ? null : a?.msg);
+      if (a) {
+        full = a.view;
+        messages++;
+      }
+      expect([...inc.peers.entries()].sort((x, y) => x[0] - y[0])).toEqual([...full.peers.entries()].sort((x, y) => x[0] - y[0]));
+      expect(inc.self).toEqual(full.self);
+    }
+    expect(messages).toBeGreaterThan(200);
   });
 });
 

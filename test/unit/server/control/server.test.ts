@@ -73,12 +73,21 @@ describe('weft server: registration and maps', () => {
     h.store.deleteNode(gamma.id);
     await eventually('gamma removed from alpha and beta', () => (!peerNames(a).includes('gamma') && !peerNames(b).includes('gamma') ? true : undefined));
 
-    // …and expires beta.
+    // …and expires beta. Beta is told (its own node, Expired) and its stream then ends: an expired node is not
+    // served. Its client holds a reusable auth key, so it then registers again with it (and is no longer expired).
+    const states: string[] = [];
+    b.on('status', (st) => states.push(st.state));
     const beta = h.store.nodeByNodeKey(keyText('nodekey', b.nodePublic))!;
     h.store.updateNode(beta.id, { expiresAt: Date.now() - 1000 });
     await eventually('alpha sees beta expired', () => (peerNamed(a, 'beta')?.Expired ? true : undefined));
-    await eventually('beta sees itself expired', () => (b.status.state === 'expired' ? true : undefined));
-  });
+    await eventually('beta sees itself expired', () => (states.includes('expired') ? true : undefined));
+    await eventually('beta registered again', () => {
+      const rec = h.store.nodeById(beta.id);
+      return rec && rec.expiresAt === null && b.status.state === 'connected' ? true : undefined;
+    }, 8000);
+    expect(states.slice(states.indexOf('expired'))).toContain('connecting'); // the stream of the expired node ended
+    await eventually('alpha sees beta back, not expired', () => (peerNamed(a, 'beta') && !peerNamed(a, 'beta')!.Expired ? true : undefined));
+  }, 20_000);
 
   it('a peer going offline is pushed as a patch, and its coming back too', async () => {
     h = new Harness();

@@ -209,6 +209,20 @@ export function describeServerStore(name: string, open: () => ServerStore): void
         expect(s.pendingById(p.id)).toBeNull();
         s.deletePending(p.id);
       });
+
+      it('counts them, and sweeps those created before a time', () => {
+        const p = (id: string, createdAt: number) => ({ id, machineKey: `mkey:${id}`, nodeKey: `nodekey:${id}`, hostname: id, hostinfo: null, createdAt });
+        expect(s.countPending()).toBe(0);
+        s.addPending(p('old1', T0));
+        s.addPending(p('old2', T0 + 1));
+        s.addPending(p('new', T0 + 10));
+        expect(s.countPending()).toBe(3);
+        expect(s.sweepPending(T0 + 10)).toBe(2);
+        expect(s.countPending()).toBe(1);
+        expect(s.pendingById('new')).not.toBeNull();
+        expect(s.pendingById('old1')).toBeNull();
+        expect(s.sweepPending(T0 + 10)).toBe(0);
+      });
     });
 
     describe('nodes', () => {
@@ -226,6 +240,17 @@ export function describeServerStore(name: string, open: () => ServerStore): void
         expect(s.listNodes()).toEqual([n1, n2]);
         expect(s.listNodes(a.id)).toEqual([n1]);
         expect(s.listNodes(b.id)).toEqual([n2]);
+      });
+
+      it('finds another node holding a disco key', () => {
+        const u = s.createUser('alice', T0);
+        const n1 = s.registerForUser(newNode(u.id, 1), T0);
+        const n2 = s.registerForUser(newNode(u.id, 2), T0);
+        expect(s.otherNodeWithDiscoKey('discokey:1', n2.id)).toBeNull();
+        s.updateNode(n1.id, { discoKey: 'discokey:1' });
+        expect(s.otherNodeWithDiscoKey('discokey:1', n2.id)).toBe(n1.id);
+        expect(s.otherNodeWithDiscoKey('discokey:1', n1.id)).toBeNull();
+        expect(s.otherNodeWithDiscoKey('discokey:2', n2.id)).toBeNull();
       });
 
       it('patches only the given fields', () => {

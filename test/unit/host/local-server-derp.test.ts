@@ -1,0 +1,83 @@
+/**
+ * The app's own server ("Create a network on this computer") runs the same composition as `weft server`
+ * (server/stack.ts): its DERP relay drops the connection of a node key the control plane stops admitting
+ * (node deleted or expired), and keeps relaying for the other nodes. Real DERP clients (Weft's DerpConn)
+ * against the real embedded relay.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startLocalServer, type LocalServer } from '../../../src-main/host/local-network.ts';
+import { DerpConn } from '../../../src-main/engine/relay/client.ts';
+import { realClock } from '../../../src-main/engine/sys/clock.ts';
+import { generateKeyPair, keyText } from '../../../src-main/protocol/crypto/keys.ts';
+import { MemoryStore } from '../../../src-main/server/store/memory.ts';
+
+let dir: string;
+let server: LocalServer | null = null;
+const conns: DerpConn[] = [];
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'weft-local-derp-'));
+});
+afterEach(async () => {
+  for (const c of conns.splice(0)) c.close();
+  await server?.close();
+  server = null;
+  await rm(dir, { recursive: true, force: true });
+});
+
+function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const tick = (): void => {
+      if (cond()) resolve();
+      else if (Date.now() > end) reject(new Error(`timed out waiting for ${what}`));
+      else setTimeout(tick, 20);
+    };
+    tick();
+  });
+}
+
+describe("the app's local server drops a revoked node key's DERP link", () => {
+  it('a deleted node loses its relay connection; the others keep relaying', async () => {
+    const store = new MemoryStore();
+    server = await startLocalServer({ dataDir: dir, listen: { host: '127.0.0.1', port: 0 }, openStore: async () => store, lanAddress: () => '127.0.0.1', stun: false });
+    const user = store.userByName('local')!;
+    const keys = [generateKeyPair(), generateKeyPair(), generateKeyPair()];
+    const nodes = keys.map((k, i) =>
+      store.registerForUser({ userId: user.id, machineKey: keyText('mkey', generateKeyPair().pub), nodeKey: keyText('nodekey', k.pub), hostname: `n${i}`, hostinfo: null, ephemeral: false, expiresAt: null, authKeyId: null }, Date.now()),
+    );
+    const events: string[][] = [[], [], []];
+    const received: Uint8Array[] = [];
+    keys.forEach((k, i) => {
+      const c = new DerpConn({
+        target: { regionId: 999, host: '127.0.0.1', port: Number(server!.url.port), secure: false, serverName: null, insecure: false },
+        nodePriv: k.priv,
+        clock: realClock,
+        logf: () => {},
+        preferred: true,
+      });
+      c.on('connected', () => events[i]!.push('connected'));
+      c.on('disconnected', (why) => events[i]!.push(`disconnected: ${why}`));
+      if (i === 2) c.on('packet', (_src, p) => received.push(p.slice()));
+      conns.push(c);
+      c.start();
+    });
+    await until('all connected', () => conns.every((c) => c.connected));
+
+    // The admin (or the app) deletes node 0: the control plane notices, and the relay drops that key.
+    store.deleteNode(nodes[0]!.id);
+    await until('node 0 dropped', () => events[0]!.some((e) => e.startsWith('disconnected')));
+    expect(events[0]!.find((e) => e.startsWith('disconnected'))).toMatch(/closed|error/);
+    // It is not admitted again when it redials.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(conns[0]!.connected).toBe(false);
+
+    // Nodes 1 and 2 were never disturbed, and 1 still relays to 2.
+    expect(events[1]).toEqual(['connected']);
+    expect(events[2]).toEqual(['connected']);
+    expect(conns[1]!.send(keys[2]!.pub, new Uint8Array([1, 2, 3]))).toBe(true);
+    await until('node 1 relays', () => received.some((p) => p.length === 3));
+  }, 15_000);
+});
