@@ -22,6 +22,7 @@ import { generateKeyPair } from '../protocol/crypto/keys.ts';
 import { ControlPlane, type ControlPlaneInit, type HttpReply } from './control/control-plane.ts';
 import { loadOrCreateNoiseKey } from './control/noise-key.ts';
 import type { ServerStore } from './store/types.ts';
+import { PolicyFile, worldOf } from './policy/file.ts';
 
 export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -39,7 +40,12 @@ export interface WeftServerInit {
   derpMap?: DerpMap;
   logf?: Logf;
   /** Control plane tuning (timers, limits, clock), mostly for tests. */
-  control?: Omit<ControlPlaneInit, 'store' | 'serverUrl' | 'noisePrivateKey' | 'derpMap' | 'logf'>;
+  control?: Omit<ControlPlaneInit, 'store' | 'serverUrl' | 'noisePrivateKey' | 'derpMap' | 'logf' | 'policy'>;
+  /**
+   * An ACL policy file (headscale's format): loaded before serving (a bad one fails the start), then watched;
+   * a bad change is refused and the last good policy stays. Without it every node may reach every other.
+   */
+  policyFile?: string;
 }
 
 export interface WeftServer {
@@ -118,8 +124,21 @@ export async function createServer(init: WeftServerInit): Promise<WeftServer> {
   const addr = srv.address();
   const port = typeof addr === 'object' && addr ? addr.port : init.listen.port;
   const url = init.serverUrl ?? new URL(`http://${hostForUrl(init.listen.host)}:${port}`);
+  let policy: PolicyFile | null = null;
+  if (init.policyFile) {
+    const store = init.store;
+    policy = new PolicyFile({ path: init.policyFile, world: () => worldOf(store.listUsers(), store.listNodes()), onChange: () => control?.changed(), logf });
+    try {
+      await policy.load();
+    } catch (e) {
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+      throw e;
+    }
+    policy.watch();
+  }
   const cp = new ControlPlane({
     ...init.control,
+    ...(policy ? { policy } : {}),
     store: init.store,
     serverUrl: url,
     noisePrivateKey,
@@ -138,6 +157,7 @@ export async function createServer(init: WeftServerInit): Promise<WeftServer> {
     attachRoute: (method, path, handler) => void routes.set(`${method.toUpperCase()} ${path}`, handler),
     attachHandler: (handler) => void handlers.push(handler),
     close: async () => {
+      policy?.stop();
       cp.stop();
       await new Promise<void>((resolve) => {
         srv.close(() => resolve());

@@ -43,6 +43,8 @@ export interface ServerStackInit {
   logf?: Logf;
   /** Control plane tuning, mostly for tests. */
   control?: WeftServerInit['control'];
+  /** The ACL policy file (server.ts WeftServerInit.policyFile). */
+  policyFile?: string;
 }
 
 export interface ServerStack {
@@ -71,6 +73,7 @@ export async function startServerStack(init: ServerStackInit): Promise<ServerSta
       dataDir: init.dataDir,
       logf,
       ...(init.control ? { control: init.control } : {}),
+      ...(init.policyFile ? { policyFile: init.policyFile } : {}),
     });
     closers.push(() => server.close());
 

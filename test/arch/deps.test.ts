@@ -31,6 +31,8 @@ const PACKAGES: Record<string, 'isomorphic' | 'node' | 'electron' | 'dom'> = {
   '@vitejs/plugin-react': 'node',
   // MagicDNS's DNS wire format (engine/dns); it uses node's Buffer.
   'dns-packet': 'node',
+  // weft server's policy files: JSON with comments and trailing commas (HuJSON), with offsets for errors.
+  'jsonc-parser': 'isomorphic',
 };
 
 /** Files of the Electron shell that tests import, so they must not import electron (not even indirectly). */

@@ -75,6 +75,7 @@ export function nodeView(n: NodeRecord, user: string | null, now: number) {
     expiresAt: iso(n.expiresAt),
     lastSeen: iso(n.lastSeen),
     authKeyId: n.authKeyId,
+    tags: n.tags,
   };
 }
 
@@ -109,7 +110,7 @@ export function keysTable(keys: PreAuthKeyRecord[], userName: (id: number) => st
 
 export function nodesTable(nodes: NodeRecord[], userName: (id: number) => string, now: number): string {
   return renderTable(
-    ['ID', 'HOSTNAME', 'NAME', 'USER', 'IPV4', 'IPV6', 'EPHEMERAL', 'LAST SEEN', 'EXPIRATION', 'EXPIRED'],
+    ['ID', 'HOSTNAME', 'NAME', 'USER', 'IPV4', 'IPV6', 'TAGS', 'EPHEMERAL', 'LAST SEEN', 'EXPIRATION', 'EXPIRED'],
     nodes.map((n) => [
       String(n.id),
       n.hostname,
@@ -117,6 +118,7 @@ export function nodesTable(nodes: NodeRecord[], userName: (id: number) => string
       userName(n.userId),
       n.ipv4,
       n.ipv6,
+      n.tags.join(',') || '-',
       yesNo(n.ephemeral),
       cell(n.lastSeen, 'never'),
       cell(n.expiresAt, 'never'),

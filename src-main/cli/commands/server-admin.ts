@@ -8,10 +8,14 @@
  * (server-admin-view.ts); otherwise it prints a table or one line. Exit codes: 0 done, 1 failed (not found,
  * already exists, database error), 2 bad usage.
  */
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import Database from 'better-sqlite3';
 import { defaultServerDataDir, serverDbPath } from '../../server/store/paths.ts';
 import { openSqliteStore } from '../../server/store/sqlite.ts';
+import { compilePolicy, worldOf } from '../../server/policy/compile.ts';
+import { readPolicyFile } from '../../server/policy/file.ts';
+import { formatPolicyErrors, parsePolicy } from '../../server/policy/parse.ts';
 import type { ServerStore, UserRecord } from '../../server/store/types.ts';
 import { CliError, parseFlags } from '../command.ts';
 import {
@@ -53,7 +57,7 @@ const processIo: AdminIo = {
 };
 
 /** The first arguments `weft server` hands to serverAdmin (headscale accepts the singular too). */
-export const SERVER_ADMIN_GROUPS: readonly string[] = ['users', 'user', 'preauthkeys', 'preauthkey', 'nodes', 'node'];
+export const SERVER_ADMIN_GROUPS: readonly string[] = ['users', 'user', 'preauthkeys', 'preauthkey', 'nodes', 'node', 'policy', 'policies'];
 
 export const serverAdminUsage = `usage: weft server <group> <verb> [flags]   (flags: --data DIR, -o json|json-line, --json)
 
@@ -66,6 +70,8 @@ export const serverAdminUsage = `usage: weft server <group> <verb> [flags]   (fl
   nodes register --key REGISTRATION_ID --user NAME|ID
   nodes expire --identifier ID
   nodes delete --identifier ID [--force]
+  nodes tag --identifier ID --tags tag:a,tag:b   (--tags '' removes them)
+  policy check FILE        parse FILE and check it against the users and nodes in --data (if it exists)
 
   --data DIR     the server's data directory (default ${defaultServerDataDir()})
   --expiration   how long a new pre-auth key is valid (default 1h; 0 = never)`;
@@ -97,7 +103,7 @@ export async function serverAdmin(argv: string[], io: AdminIo = processIo): Prom
 
 async function dispatch(argv: string[], io: AdminIo): Promise<number> {
   const [group = '', verb = '', ...rest] = argv;
-  const g = group.replace(/s?$/, 's');
+  const g = group === 'policy' ? 'policies' : group.replace(/s?$/, 's');
   const v = verb === 'ls' ? 'list' : verb;
   if (!SERVER_ADMIN_GROUPS.includes(group) || verb === '' || verb === '--help' || verb === '-h') {
     const help = verb === '--help' || verb === '-h' || group === '--help' || group === '-h';
@@ -123,6 +129,10 @@ async function dispatch(argv: string[], io: AdminIo): Promise<number> {
       return nodesExpire(rest, io);
     case 'nodes delete':
       return nodesDelete(rest, io);
+    case 'nodes tag':
+      return nodesTag(rest, io);
+    case 'policies check':
+      return policyCheck(rest, io);
     default:
       throw new CliError(`unknown command "${group} ${verb}"\n\n${serverAdminUsage}`);
   }
@@ -357,4 +367,57 @@ async function nodesDelete(argv: string[], io: AdminIo): Promise<number> {
     if (!store.deleteNode(id)) throw new CliError(`no node with id ${id} (deleted meanwhile?)`, 1);
     return emit(io, f.format, nodeView(n, userNamer(store)(n.userId), io.now()), `deleted node ${id} (${n.givenName})\n`);
   });
+}
+
+const TAG_RE = /^tag:[A-Za-z][A-Za-z0-9-]*$/;
+
+/**
+ * `nodes tag`: replaces a node's tags (headscale's `nodes tag`). A tagged node no longer counts as its user's in
+ * the policy. Whether the running server's policy defines the tags is not checked here (this process does not
+ * read the policy file); an undefined tag simply matches no ACL.
+ */
+function nodesTag(argv: string[], io: AdminIo): number {
+  const f = flags(argv, { identifier: { type: 'string', short: 'i' }, tags: { type: 'string', short: 't' } }, io);
+  if (!f) return 0;
+  noPositionals(f.positionals);
+  const id = positiveId(f.str('identifier'), '--identifier');
+  const raw = f.str('tags');
+  if (raw === undefined) throw new CliError(`nodes tag needs --tags tag:a,tag:b (or --tags '' to remove them)\n\n${serverAdminUsage}`);
+  const tags = [...new Set(raw.split(',').map((t) => t.trim()).filter((t) => t !== ''))];
+  for (const t of tags) if (!TAG_RE.test(t)) throw new CliError(`invalid tag "${t}": tags are tag:<letter><letters, digits or ->`);
+  return withStore(f.str('data'), (store) => {
+    const n = store.nodeById(id);
+    if (!n) throw new CliError(`no node with id ${id} (see weft server nodes list)`, 1);
+    const after = store.updateNode(id, { tags }) ?? n;
+    const text = tags.length ? `node ${id} (${n.givenName}) tagged ${tags.join(', ')}\n` : `node ${id} (${n.givenName}) has no tags now\n`;
+    return emit(io, f.format, nodeView(after, userNamer(store)(after.userId), io.now()), text);
+  });
+}
+
+/** `policy check FILE`: exit 0 and "policy is valid", or 1 with each error and its line. */
+async function policyCheck(argv: string[], io: AdminIo): Promise<number> {
+  const f = flags(argv, {}, io);
+  if (!f) return 0;
+  const [file, ...more] = f.positionals;
+  if (!file || more.length > 0) throw new CliError(`policy check needs one FILE\n\n${serverAdminUsage}`);
+  let text: string;
+  try {
+    text = await readPolicyFile(file);
+  } catch (e) {
+    throw new CliError(`cannot read ${file}: ${(e as Error).message}`, 1);
+  }
+  const dbPath = serverDbPath(f.str('data') ?? defaultServerDataDir());
+  const haveDb = existsSync(dbPath);
+  const world = haveDb ? withStore(f.str('data'), (store) => worldOf(store.listUsers(), store.listNodes())) : null;
+  const parsed = parsePolicy(text);
+  const compiled = parsed.kind === 'ok' ? compilePolicy(parsed, world ?? { users: [], nodes: [] }, { unknownUsers: world ? 'error' : 'empty' }) : parsed;
+  const errors = compiled.kind === 'error' ? compiled.errors : [];
+  const view = { file, valid: errors.length === 0, usersChecked: haveDb, errors };
+  if (errors.length > 0) {
+    if (f.format === 'table') io.err(`${file}: the policy is not valid:\n${formatPolicyErrors(errors)}\n`);
+    else io.out(renderJson(view, f.format));
+    return 1;
+  }
+  const note = haveDb ? '' : ` (users not checked: no database at ${dbPath}; pass --data DIR)`;
+  return emit(io, f.format, view, `${file}: policy is valid${note}\n`);
 }

@@ -2,7 +2,8 @@
  * `weft server`: the embedded headscale-compatible control server, and the entry to its admin verbs.
  *
  *   weft server --listen ADDR [--server-url URL] [--data DIR] [--derp] [--stun ADDR]   serve until SIGINT/SIGTERM
- *   weft server users|preauthkeys|nodes …                                           admin (server-admin.ts)
+ *   weft server … [--policy FILE]                                                    with an ACL policy
+ *   weft server users|preauthkeys|nodes|policy …                                     admin (server-admin.ts)
  *
  * The admin verbs and the SQLite store are loaded lazily, so the rest of the CLI never loads the native
  * SQLite module, and a build without them still serves a clear message instead of a crash.
@@ -14,16 +15,19 @@ import { defaultServerDataDir, serverDbPath } from '../../server/store/paths.ts'
 import type { ServerStore } from '../../server/store/types.ts';
 import { CliError, parseFlags, untilSignal, type Command } from '../command.ts';
 
-const ADMIN_GROUPS = new Set(['users', 'user', 'preauthkeys', 'preauthkey', 'nodes', 'node']);
+const ADMIN_GROUPS = new Set(['users', 'user', 'preauthkeys', 'preauthkey', 'nodes', 'node', 'policy', 'policies']);
 
-const usage = `usage: weft server --listen ADDR [--server-url URL] [--data DIR] [--derp] [--stun ADDR]
-       weft server users|preauthkeys|nodes <verb> [flags]   (run 'weft server users --help')
+const usage = `usage: weft server --listen ADDR [--server-url URL] [--data DIR] [--derp] [--stun ADDR] [--policy FILE]
+       weft server users|preauthkeys|nodes|policy <verb> [flags]   (run 'weft server users --help')
 
   --listen ADDR       HTTP listen address, e.g. 0.0.0.0:8080 (TLS is a reverse proxy's job)
   --server-url URL    the URL clients use (default http://ADDR); AuthURLs and the tailnet name come from it
   --data DIR          database and keys (default ${defaultServerDataDir()})
   --derp              serve an embedded DERP relay on /derp and hand it out as region 999
-  --stun ADDR         serve STUN on this UDP address (e.g. 0.0.0.0:3478) and put it in the DERP map`;
+  --stun ADDR         serve STUN on this UDP address (e.g. 0.0.0.0:3478) and put it in the DERP map
+  --policy FILE       ACL policy in headscale's format (JSON or HuJSON), reloaded when it changes; a bad
+                      change is refused (see the log) and the last good policy stays. Check one with
+                      'weft server policy check FILE'. Without it every node may reach every other.`;
 
 const stamp = (): string => new Date().toISOString();
 
@@ -71,6 +75,7 @@ export const serverCommand: Command = {
         data: { type: 'string' },
         derp: { type: 'boolean' },
         stun: { type: 'string' },
+        policy: { type: 'string' },
         help: { type: 'boolean' },
       },
       usage,
@@ -106,6 +111,7 @@ export const serverCommand: Command = {
         dataDir,
         derp: values.derp === true,
         stun: stunAddr,
+        ...(values.policy ? { policyFile: values.policy } : {}),
         logf: log,
       }).catch((e: unknown) => {
         throw new CliError(`cannot start: ${(e as Error).message}`, 1);

@@ -36,6 +36,7 @@ import { handleRegister, type RegisterDeps } from './register.ts';
 import { isExpired } from './mapper.ts';
 import { cleanEndpoints, cleanHostinfo } from './node-input.ts';
 import { ZERO_DISCO_KEY } from '../../../src-shared/model/ids.ts';
+import type { PolicySource } from '../policy/file.ts';
 import { registerPageHtml } from './pages.ts';
 
 export interface ControlPlaneInit {
@@ -94,6 +95,8 @@ export interface ControlPlaneInit {
   maxPendingPerIp?: number;
   /** @default PENDING_SWEEP_MS */
   pendingSweepMs?: number;
+  /** The ACL policy in force (policy/file.ts); none: allow all, everyone sees everyone. Call changed() when it moves. */
+  policy?: PolicySource;
 }
 
 export interface HttpReply {
@@ -167,6 +170,7 @@ export class ControlPlane {
       offlineGraceMs: init.offlineGraceMs ?? C.OFFLINE_GRACE_MS,
       ephemeralTimeoutMs: init.ephemeralTimeoutMs ?? C.EPHEMERAL_TIMEOUT_MS,
       onStoreChanged: () => this.changed(),
+      ...(init.policy ? { policy: () => init.policy!.current() } : {}),
     });
     this.#registerDeps = {
       store: this.#store,

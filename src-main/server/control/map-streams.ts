@@ -23,6 +23,8 @@ import type { Clock, TimerHandle } from '../../engine/sys/clock.ts';
 import type { Logf } from '../../engine/sys/log.ts';
 import { encodeMapFrame, encodeZstdStored } from '../../protocol/control/stream-framing.ts';
 import type { ServerStore } from '../store/types.ts';
+import { compilePolicy, worldOf, type CompiledPolicy } from '../policy/compile.ts';
+import type { ParsedPolicy } from '../policy/parse.ts';
 import { diffChanged, expiredMap, fullMap, isExpired, nodeFingerprint, wireNode, type MapperConfig, type NodeView, type SessionView, type Snapshot, type WireMapResponse, type WireNode } from './mapper.ts';
 
 /** Where a session's frames go (an HTTP/2 response stream). */
@@ -45,6 +47,8 @@ export interface MapStreamsInit {
   ephemeralTimeoutMs: number;
   /** Called when this module changed the store itself (LastSeen, an ephemeral node removed). */
   onStoreChanged: () => void;
+  /** The policy in force (a checked document and a number that changes with it), or null for none (allow all). */
+  policy?: () => { doc: Extract<ParsedPolicy, { kind: 'ok' }>; version: number } | null;
 }
 
 interface Session {
@@ -70,6 +74,11 @@ export class MapStreams {
   #prints = new Map<number, string>();
   /** Nodes built for the wire by the last refresh (for the cost tests: changed nodes × capability versions). */
   #lastBuilt = 0;
+  /** The policy compiled for the current tailnet, the document version it came from and each node's identity then. */
+  #policy: CompiledPolicy | null = null;
+  #policyVersion = -1;
+  #identities = new Map<number, string>();
+  #usersKey = '';
   readonly #i: MapStreamsInit;
 
   constructor(init: MapStreamsInit) {
@@ -105,7 +114,7 @@ export class MapStreams {
     // Everyone else is brought up to date first, from the same snapshot this session starts from, so that every
     // session's view and the fingerprints the next refresh compares against describe one and the same state.
     const snap = this.#advance();
-    const first = fullMap(snap, o.nodeId, this.#i.cfg(), o.capver, this.#i.now());
+    const first = fullMap(snap, o.nodeId, this.#i.cfg(), o.capver, this.#i.now(), this.#policy);
     if (!first) {
       this.#markMaybeOffline(o.nodeId);
       return null;
@@ -156,7 +165,8 @@ export class MapStreams {
     for (const id of this.#prints.keys()) if (!prints.has(id)) removed.add(id);
     this.#prints = prints;
     this.#lastBuilt = 0;
-    if (this.#sessions.size === 0 || (changed.size === 0 && removed.size === 0)) return snap;
+    const { moved: policyMoved, recheckAll } = this.#updatePolicy(snap);
+    if (this.#sessions.size === 0 || (changed.size === 0 && removed.size === 0 && !policyMoved)) return snap;
     const cfg = this.#i.cfg();
     const caches = new Map<number, Map<number, WireNode>>();
     for (const s of [...this.#sessions]) {
@@ -177,7 +187,7 @@ export class MapStreams {
         }
         return w;
       };
-      const d = diffChanged(s.view, byId, snap.users, s.nodeId, { changed, removed }, wire, now);
+      const d = diffChanged(s.view, byId, snap.users, s.nodeId, { changed, removed }, wire, now, this.#policy, policyMoved, recheckAll);
       if (d) this.#send(s, d.msg);
       if (isExpired(self.record, now)) {
         this.#i.logf(`map: ending the stream of node ${s.nodeId}: its key expired`);
@@ -185,6 +195,46 @@ export class MapStreams {
       }
     }
     return snap;
+  }
+
+  /**
+   * Compiles the policy again when its document or the tailnet's identities (nodes' addresses, users and tags, the
+   * user list) changed. `moved`: the compiled policy is a new one (filters may differ); `recheckAll`: visibility
+   * between nodes that did not change may differ too (a new document, or a node's identity changed).
+   */
+  #updatePolicy(snap: Snapshot): { moved: boolean; recheckAll: boolean } {
+    const src = this.#i.policy?.() ?? null;
+    const version = src ? src.version : -1;
+    const identities = new Map(snap.nodes.map((v) => [v.record.id, `${v.record.ipv4} ${v.record.ipv6} ${v.record.userId} ${v.record.tags.join(',')}`]));
+    const usersKey = [...snap.users.values()].map((u) => `${u.id}:${u.name}`).join(',');
+    let identityChanged = usersKey !== this.#usersKey;
+    let membership = identities.size !== this.#identities.size;
+    for (const [id, key] of identities) {
+      const old = this.#identities.get(id);
+      if (old === undefined) membership = true;
+      else if (old !== key) identityChanged = true;
+    }
+    const docChanged = version !== this.#policyVersion;
+    this.#identities = identities;
+    this.#usersKey = usersKey;
+    if (!docChanged && !identityChanged && !membership) return { moved: false, recheckAll: false };
+    this.#policyVersion = version;
+    if (!src) {
+      this.#policy = null;
+      return { moved: docChanged, recheckAll: docChanged };
+    }
+    const world = worldOf([...snap.users.values()], snap.nodes.map((v) => v.record));
+    const warned = new Set<string>();
+    const r = compilePolicy(src.doc, world, { unknownUsers: 'empty', warn: (e) => void warned.add(`line ${e.line}: ${e.message}`) });
+    for (const w of warned) this.#i.logf(`policy: ${w}; it matches no node`);
+    if (r.kind === 'error') {
+      // Cannot happen for a document that was checked when loaded (only users can go missing since); keep the
+      // last good compiled policy rather than opening everything up.
+      this.#i.logf(`policy: cannot be applied to the tailnet now (${r.errors.map((e) => `line ${e.line}: ${e.message}`).join('; ')}); keeping the last good one`);
+      return { moved: false, recheckAll: false };
+    }
+    this.#policy = r.compiled;
+    return { moved: true, recheckAll: docChanged || identityChanged };
   }
 
   /** Sends one message to every session as is (e.g. a new DERPMap, which the per-node diff does not cover). */

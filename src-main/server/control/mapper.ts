@@ -7,8 +7,9 @@
  *   delta:      ControlTime + whichever of Node, PeersRemoved, PeersChanged, PeersChangedPatch, UserProfiles
  *               changed since the last message to this session
  *
- * Policy is flat: every node sees every other node, AllowedIPs = the peer's /32 and /128, and the packet
- * filter allows everything (headscale's answer with no ACL policy, §9.6).
+ * Policy (server/policy/compile.ts): without one every node sees every other node and the packet filter allows
+ * everything (headscale's answer with no ACL policy, §9.6); with one, a node's map holds only the peers the
+ * policy lets it talk to (either way) and its own reduced filter. AllowedIPs = the peer's /32 and /128.
  *
  * A peer whose only changes are fields a PeerChange can carry (§9.4) goes out as a PeersChangedPatch entry;
  * anything else (a new hostinfo, an expiry that flips Expired, a rename) resends the whole Node.
@@ -18,6 +19,7 @@
 import type { DerpMap } from '../../../src-shared/model/derp-map.ts';
 import { ZERO_TIME, formatGoTime } from '../../protocol/control/tailcfg.ts';
 import type { NodeRecord, UserRecord } from '../store/types.ts';
+import { FILTER_ALLOW_ALL, type CompiledPolicy, type WireFilterRule } from '../policy/compile.ts';
 
 /** A tailcfg.Node as this server emits it (JSON-ready; absent keys are omitted, as Go's omitempty does). */
 export interface WireNode {
@@ -81,7 +83,14 @@ export interface WireMapResponse {
 }
 
 /** Allow-all, headscale's filter when no ACL policy is set (tailcfg.FilterAllowAll). */
-export const FILTER_ALLOW_ALL = [{ SrcIPs: ['*'], DstPorts: [{ IP: '*', Ports: { First: 0, Last: 65535 } }] }];
+export { FILTER_ALLOW_ALL };
+
+/** What the maps need of the policy: each node's filter and who sees whom. null: no policy (allow all). */
+export type MapPolicy = Pick<CompiledPolicy, 'filterFor' | 'canSee'> | null;
+
+function filterOf(policy: MapPolicy, selfId: number): WireFilterRule[] {
+  return policy ? policy.filterFor(selfId) : FILTER_ALLOW_ALL;
+}
 
 export interface MapperConfig {
   /** The tailnet name sent as `Domain`: headscale sends the server URL's hostname (§9.2). */
@@ -154,6 +163,8 @@ export interface SessionView {
   peers: Map<number, WireNode>;
   /** User IDs whose profile was sent. */
   users: Set<number>;
+  /** The packet filter last sent, as JSON. */
+  filter: string;
 }
 
 export interface Snapshot {
@@ -177,6 +188,11 @@ export function nodeFingerprint(v: NodeView, now: number): string {
  * alone (O(changes) per session, where diffSession is O(all nodes)). `view` is updated in place (the session owns
  * it) and returned with the message; null when nothing reached this client; undefined when its own node is gone.
  * `wire` builds a node for this session's capability version (the caller shares one cache per version).
+ *
+ * With a policy, `policyMoved` says whether the compiled policy is a new one: then this node's filter is compared
+ * with the one it was sent, and, when `recheckAll` (the policy text changed, or this node's own identity did:
+ * visibility depends only on the policy and the two nodes), every node's visibility is checked again, not only
+ * the changed ones'. A peer that is no longer visible is removed, one that became visible is added whole.
  */
 export function diffChanged(
   view: SessionView,
@@ -186,6 +202,9 @@ export function diffChanged(
   changes: SnapshotChanges,
   wire: (v: NodeView) => WireNode,
   now: number,
+  policy: MapPolicy = null,
+  policyMoved = false,
+  recheckAll = false,
 ): { msg: WireMapResponse; view: SessionView } | null | undefined {
   const selfView = byId.get(selfId);
   if (!selfView) return undefined;
@@ -199,16 +218,33 @@ export function diffChanged(
       if (!view.users.has(self.User)) newUsers.add(self.User);
     }
   }
+  if (policyMoved) {
+    const filter = filterOf(policy, selfId);
+    const text = JSON.stringify(filter);
+    if (text !== view.filter) {
+      msg.PacketFilters = { base: filter };
+      view.filter = text;
+    }
+  }
   const removed: number[] = [];
   for (const id of changes.removed) if (view.peers.delete(id)) removed.push(id);
+  const candidates = recheckAll && policy ? [...byId.keys()] : [...changes.changed];
   const changed: WireNode[] = [];
   const patches: WirePeerChange[] = [];
-  for (const id of [...changes.changed].sort((a, b) => a - b)) {
+  for (const id of candidates.sort((a, b) => a - b)) {
     if (id === selfId) continue;
     const v = byId.get(id);
     if (!v) continue;
-    const p = wire(v);
     const old = view.peers.get(id);
+    if (policy && !policy.canSee(selfId, id)) {
+      if (old) {
+        view.peers.delete(id);
+        removed.push(id);
+      }
+      continue;
+    }
+    if (old && !changes.changed.has(id)) continue; // visible before and after, and unchanged
+    const p = wire(v);
     if (!old) changed.push(p);
     else if (!same(old, p)) {
       const patch = peerPatch(old, p);
@@ -232,18 +268,22 @@ export function diffChanged(
 }
 
 /** The full map for node `selfId` (undefined when that node no longer exists), and the session state it sets. */
-export function fullMap(snap: Snapshot, selfId: number, cfg: MapperConfig, capver: number, now: number): { msg: WireMapResponse; view: SessionView } | undefined {
+export function fullMap(snap: Snapshot, selfId: number, cfg: MapperConfig, capver: number, now: number, policy: MapPolicy = null): { msg: WireMapResponse; view: SessionView } | undefined {
   const selfView = snap.nodes.find((n) => n.record.id === selfId);
   if (!selfView) return undefined;
   const self = wireNode(selfView, cfg, capver, now);
   const peers = new Map<number, WireNode>();
-  for (const v of snap.nodes) if (v.record.id !== selfId) peers.set(v.record.id, wireNode(v, cfg, capver, now));
+  for (const v of snap.nodes) {
+    if (v.record.id === selfId || (policy && !policy.canSee(selfId, v.record.id))) continue;
+    peers.set(v.record.id, wireNode(v, cfg, capver, now));
+  }
   const userIds = new Set<number>([self.User, ...[...peers.values()].map((p) => p.User)]);
   const profiles = [...userIds].flatMap((id) => {
     const u = snap.users.get(id);
     return u ? [userProfile(u)] : [];
   });
   const sorted = [...peers.values()].sort((a, b) => a.ID - b.ID);
+  const filter = filterOf(policy, selfId);
   const msg: WireMapResponse = {
     ControlTime: formatGoTime(now),
     Node: self,
@@ -252,11 +292,11 @@ export function fullMap(snap: Snapshot, selfId: number, cfg: MapperConfig, capve
     CollectServices: false,
     Debug: { DisableLogTail: true },
     DNSConfig: {},
-    PacketFilters: { base: FILTER_ALLOW_ALL },
+    PacketFilters: { base: filter },
     UserProfiles: profiles,
     ...(sorted.length > 0 ? { Peers: sorted } : {}),
   };
-  return { msg, view: { self, peers, users: new Set(profiles.map((p) => p.ID)) } };
+  return { msg, view: { self, peers, users: new Set(profiles.map((p) => p.ID)), filter: JSON.stringify(filter) } };
 }
 
 /**
@@ -336,11 +376,12 @@ export function peerPatch(prev: WireNode, next: WireNode): WirePeerChange | null
  * The delta taking a session from `view` to the current snapshot: null when nothing changed, `undefined` when
  * the session's own node is gone (the caller ends the stream).
  */
-export function diffSession(view: SessionView, snap: Snapshot, selfId: number, cfg: MapperConfig, capver: number, now: number): { msg: WireMapResponse; view: SessionView } | null | undefined {
-  const next = fullMap(snap, selfId, cfg, capver, now);
+export function diffSession(view: SessionView, snap: Snapshot, selfId: number, cfg: MapperConfig, capver: number, now: number, policy: MapPolicy = null): { msg: WireMapResponse; view: SessionView } | null | undefined {
+  const next = fullMap(snap, selfId, cfg, capver, now, policy);
   if (!next) return undefined;
   const msg: WireMapResponse = {};
   if (!same(view.self, next.view.self)) msg.Node = next.view.self;
+  if (view.filter !== next.view.filter) msg.PacketFilters = next.msg.PacketFilters!;
   const removed = [...view.peers.keys()].filter((id) => !next.view.peers.has(id)).sort((a, b) => a - b);
   const changed: WireNode[] = [];
   const patches: WirePeerChange[] = [];

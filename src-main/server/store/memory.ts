@@ -155,7 +155,7 @@ export class MemoryStore implements ServerStore {
         authKeyId: n.authKeyId,
       };
       this.#nodes.set(existing.id, updated);
-      return { ...updated, endpoints: [...updated.endpoints] };
+      return this.#copy(updated)!;
     }
     const hosts: number[] = [];
     const names = new Set<string>();
@@ -185,9 +185,10 @@ export class MemoryStore implements ServerStore {
       lastSeen: null,
       online: false,
       authKeyId: n.authKeyId,
+      tags: [],
     };
     this.#nodes.set(rec.id, rec);
-    return { ...rec, endpoints: [] };
+    return this.#copy(rec)!;
   }
 
   // pending interactive registrations ------------------------------------------------------------------------
@@ -234,7 +235,7 @@ export class MemoryStore implements ServerStore {
   // nodes ---------------------------------------------------------------------------------------------------
 
   #copy(n: NodeRecord | undefined | null): NodeRecord | null {
-    return n ? { ...n, endpoints: [...n.endpoints] } : null;
+    return n ? { ...n, endpoints: [...n.endpoints], tags: [...n.tags] } : null;
   }
 
   nodeById(id: number): NodeRecord | null {
@@ -267,7 +268,7 @@ export class MemoryStore implements ServerStore {
     if (!n) return null;
     this.#write();
     const defined = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as NodePatch;
-    const updated: NodeRecord = { ...n, ...defined, endpoints: [...(patch.endpoints ?? n.endpoints)] };
+    const updated: NodeRecord = { ...n, ...defined, endpoints: [...(patch.endpoints ?? n.endpoints)], tags: [...(patch.tags ?? n.tags)] };
     this.#nodes.set(id, updated);
     return this.#copy(updated);
   }

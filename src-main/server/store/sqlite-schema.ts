@@ -94,6 +94,13 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX nodes_disco_key ON nodes(disco_key);
     `,
   },
+  {
+    version: 5,
+    name: 'node tags, for the policy',
+    sql: `
+      ALTER TABLE nodes ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+    `,
+  },
 ];
 
 /** The schema version this code writes. */

@@ -80,6 +80,7 @@ interface NodeRow {
   last_seen: number | null;
   online: number;
   auth_key_id: number | null;
+  tags: string;
 }
 
 interface PendingRow {
@@ -105,6 +106,7 @@ function patchColumns(p: NodePatch): [column: string, value: string | number | n
   if (p.expiresAt !== undefined) out.push(['expires_at', p.expiresAt]);
   if (p.lastSeen !== undefined) out.push(['last_seen', p.lastSeen]);
   if (p.online !== undefined) out.push(['online', p.online ? 1 : 0]);
+  if (p.tags !== undefined) out.push(['tags', JSON.stringify(p.tags)]);
   return out;
 }
 
@@ -153,6 +155,7 @@ function hashKey(plaintext: string): Buffer {
   return createHash('sha256').update(plaintext, 'utf8').digest();
 }
 
+/** A JSON list of strings (endpoints, tags); anything else reads as empty. */
 function parseEndpoints(text: string): string[] {
   try {
     const v: unknown = JSON.parse(text);
@@ -195,6 +198,7 @@ const nodeRecord = (r: NodeRow): NodeRecord => ({
   lastSeen: r.last_seen,
   online: r.online === 1,
   authKeyId: r.auth_key_id,
+  tags: parseEndpoints(r.tags),
 });
 
 const pendingRecord = (r: PendingRow): PendingRegistration => ({

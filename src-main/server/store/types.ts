@@ -61,6 +61,11 @@ export interface NodeRecord {
   online: boolean;
   /** The pre-auth key it registered with, null for interactive registration. */
   authKeyId: number | null;
+  /**
+   * Its tags ("tag:…", set with `weft server nodes tag`). A tagged node is no longer its user's for the policy
+   * (headscale 0.29): `user@` and autogroup:member leave it out, `tag:` aliases and autogroup:tagged take it in.
+   */
+  tags: string[];
 }
 
 /** A registration waiting for an admin (`weft server nodes register --key ID`) or the app to approve it. */
@@ -98,6 +103,7 @@ export interface NodePatch {
   expiresAt?: number | null;
   lastSeen?: number | null;
   online?: boolean;
+  tags?: string[];
 }
 
 export interface ServerStore {

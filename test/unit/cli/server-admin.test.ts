@@ -217,9 +217,9 @@ describe('weft server nodes', () => {
     s.registerForUser(newNode(2, 2, { hostname: 'db', ephemeral: true, expiresAt: T0 + HOUR }), T0);
     s.updateNode(1, { lastSeen: T0, endpoints: ['192.0.2.1:41641'], discoKey: 'discokey:1', homeDerp: 1 });
     const table = (await admin('nodes', 'list')).out.split('\n');
-    expect(table[0]).toBe('ID  HOSTNAME  NAME   USER   IPV4        IPV6               EPHEMERAL  LAST SEEN             EXPIRATION            EXPIRED');
-    expect(table[1]).toBe('1   Web 1     web-1  alice  100.64.0.1  fd7a:115c:a1e0::1  no         2025-01-02T03:04:05Z  never                 no');
-    expect(table[2]).toBe('2   db        db     bob    100.64.0.2  fd7a:115c:a1e0::2  yes        never                 2025-01-02T04:04:05Z  no');
+    expect(table[0]).toBe('ID  HOSTNAME  NAME   USER   IPV4        IPV6               TAGS  EPHEMERAL  LAST SEEN             EXPIRATION            EXPIRED');
+    expect(table[1]).toBe('1   Web 1     web-1  alice  100.64.0.1  fd7a:115c:a1e0::1  -     no         2025-01-02T03:04:05Z  never                 no');
+    expect(table[2]).toBe('2   db        db     bob    100.64.0.2  fd7a:115c:a1e0::2  -     yes        never                 2025-01-02T04:04:05Z  no');
     const nodes = await json<Record<string, unknown>[]>('nodes', 'list');
     expect(Object.keys(nodes[0]!)).toEqual([
       'id',
@@ -240,6 +240,7 @@ describe('weft server nodes', () => {
       'expiresAt',
       'lastSeen',
       'authKeyId',
+      'tags',
     ]);
     expect(nodes[0]).toMatchObject({ id: 1, user: 'alice', ipAddresses: ['100.64.0.1', 'fd7a:115c:a1e0::1'], endpoints: ['192.0.2.1:41641'], homeDerp: 1 });
     expect(await json<{ id: number }[]>('nodes', 'list', '--user', 'bob')).toEqual([expect.objectContaining({ id: 2, ephemeral: true })]);
@@ -295,6 +296,64 @@ describe('weft server admin CLI', () => {
     const r = await serverAdmin(['users', 'list', '--data', file], { out: () => {}, err: (t) => void (transcript = t), now: () => now, confirm: async () => null });
     expect(r).toBe(1);
     expect(transcript).toContain('cannot open the server database');
+  });
+});
+
+describe('weft server nodes tag', () => {
+  it('replaces and clears a node\'s tags, refusing malformed ones', async () => {
+    await admin('users', 'create', 'alice');
+    const s = server();
+    s.registerForUser(newNode(1, 1, { hostname: 'web' }), T0);
+    expect(await admin('nodes', 'tag', '-i', '1', '-t', 'tag:server,tag:web')).toMatchObject({ code: 0, out: 'node 1 (web) tagged tag:server, tag:web\n' });
+    expect(s.nodeById(1)!.tags).toEqual(['tag:server', 'tag:web']);
+    expect((await json('nodes', 'tag', '-i', '1', '-t', 'tag:db')).tags).toEqual(['tag:db']);
+    expect(await admin('nodes', 'tag', '-i', '1', '-t', 'server')).toMatchObject({ code: 2, err: expect.stringContaining('invalid tag "server"') });
+    expect(await admin('nodes', 'tag', '-i', '9', '-t', 'tag:x')).toMatchObject({ code: 1, err: expect.stringContaining('no node with id 9') });
+    expect(await admin('nodes', 'tag', '-i', '1', '--tags', '')).toMatchObject({ code: 0, out: 'node 1 (web) has no tags now\n' });
+    expect(s.nodeById(1)!.tags).toEqual([]);
+  });
+});
+
+describe('weft server policy check', () => {
+  const file = (text: string): string => {
+    const p = join(dir, 'policy.hujson');
+    writeFileSync(p, text);
+    return p;
+  };
+
+  it('accepts a good HuJSON policy, and checks its users against the database', async () => {
+    await admin('users', 'create', 'alice');
+    const good = file('{\n  // web servers\n  "tagOwners": {"tag:web": ["alice@"]},\n  "acls": [{"action": "accept", "src": ["alice@"], "dst": ["tag:web:443"]},],\n}\n');
+    expect(await admin('policy', 'check', good)).toEqual({ code: 0, out: `${good}: policy is valid\n`, err: '' });
+    const unknown = file('{\n  "acls": [\n    {"action": "accept", "src": ["bob@"], "dst": ["*:*"]}\n  ]\n}\n');
+    const r = await admin('policy', 'check', unknown);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('line 3, column 34: unknown user "bob@" (users: alice)');
+  });
+
+  it('refuses a group cycle and a bad port range with their lines', async () => {
+    await admin('users', 'create', 'alice');
+    const bad = file('{\n  "groups": {\n    "group:a": ["group:b"],\n    "group:b": ["alice@"]\n  },\n  "acls": [{"action": "accept", "src": ["group:a"], "dst": ["*:22-20"]}]\n}\n');
+    const r = await admin('policy', 'check', bad);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/line 3, column \d+: groups\["group:a"\]: "group:b": group members cannot be recursive/);
+    expect(r.err).toMatch(/line 6, column \d+: dst="\*:22-20": port range "22-20": invalid port range: first port is greater than last port/);
+    const j = await admin('policy', 'check', bad, '-o', 'json');
+    expect(JSON.parse(j.out)).toMatchObject({ valid: false, usersChecked: true, errors: [{ line: 3 }, { line: 6 }] });
+  });
+
+  it('says when users could not be checked (no database yet)', async () => {
+    const other = mkdtempSync(join(tmpdir(), 'weft-admin-nodb-'));
+    try {
+      const p = join(other, 'p.json');
+      writeFileSync(p, '{"acls": [{"action": "accept", "src": ["bob@"], "dst": ["*:*"]}]}');
+      let out = '';
+      const code = await serverAdmin(['policy', 'check', p, '--data', join(other, 'none')], { out: (t) => void (out += t), err: () => {}, now: () => now, confirm: async () => null });
+      expect(code).toBe(0);
+      expect(out).toContain('policy is valid (users not checked: no database at');
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
   });
 });
 

@@ -71,6 +71,7 @@ function rec(id: number, extra: Partial<NodeRecord> = {}): NodeRecord {
     lastSeen: null,
     online: false,
     authKeyId: null,
+    tags: [],
     ...extra,
   };
 }
@@ -115,7 +116,7 @@ describe('fullMap and diffSession', () => {
     const snapOf = (): Snapshot => ({ nodes: [...nodes.values()], users: users2 });
     const first = fullMap(snapOf(), 1, cfg, 130, 0)!;
     let full: SessionView = first.view;
-    const cloneView = (v: SessionView): SessionView => ({ self: v.self, peers: new Map(v.peers), users: new Set(v.users) });
+    const cloneView = (v: SessionView): SessionView => ({ self: v.self, peers: new Map(v.peers), users: new Set(v.users), filter: v.filter });
     const inc: SessionView = cloneView(first.view);
     let prints = new Map([...nodes.values()].map((v) => [v.record.id, nodeFingerprint(v, 0)]));
     let messages = 0;

@@ -242,6 +242,17 @@ export function describeServerStore(name: string, open: () => ServerStore): void
         expect(s.listNodes(b.id)).toEqual([n2]);
       });
 
+      it('stores tags, and keeps them when the node registers again', () => {
+        const u = s.createUser('alice', T0);
+        const n = s.registerForUser(newNode(u.id, 1), T0);
+        expect(n.tags).toEqual([]);
+        expect(s.updateNode(n.id, { tags: ['tag:server', 'tag:web'] })?.tags).toEqual(['tag:server', 'tag:web']);
+        const again = s.registerForUser(newNode(u.id, 1, { nodeKey: 'nodekey:new' }), T0 + 1);
+        expect(again.id).toBe(n.id);
+        expect(again.tags).toEqual(['tag:server', 'tag:web']);
+        expect(s.updateNode(n.id, { tags: [] })?.tags).toEqual([]);
+      });
+
       it('finds another node holding a disco key', () => {
         const u = s.createUser('alice', T0);
         const n1 = s.registerForUser(newNode(u.id, 1), T0);

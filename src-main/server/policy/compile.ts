@@ -1,0 +1,297 @@
+/**
+ * A parsed policy (parse.ts) resolved against the tailnet: the packet filter each node gets and which nodes see
+ * each other, as headscale 0.29.2 computes them (hscontrol/policy/v2 filter.go, types.go; policyutil/reduce.go;
+ * BuildPeerMap). Pure.
+ *
+ *   aliases    "*", user@ (the user's untagged nodes), group:x (its users), tag:x (nodes carrying it), a hosts
+ *              name or an IP/CIDR (masked), autogroup:member (untagged nodes), autogroup:tagged,
+ *              autogroup:internet (dst only), autogroup:danger-all (src only: "*")
+ *   rules      one per ACL destination, then rules with equal SrcIPs and IPProto merged into the first one's place
+ *              (their DstPorts concatenated); a rule whose sources or destinations resolve to nothing is dropped
+ *   SrcIPs     "*" as the CGNAT range without ChromeOS's 100.115.92.0/23, and fd7a:115c:a1e0::/48; other sets
+ *              as ipset.ts `toStrings` (bare IP, exact CIDR, or "a-b" range)
+ *   DstPorts   per destination, its prefixes in address order (single addresses bare), each with every port range
+ *              as written; "*" stays "*"
+ *   per node   only the DstPorts entries that contain one of its addresses; rules left empty are dropped, so a
+ *              node no rule reaches gets [] (deny all inbound)
+ *   peers      a and b see each other when a rule lets a reach b or b reach a (ports and protocols ignored)
+ *   no "acls"  allow-all for everyone, everyone sees everyone (headscale without a policy)
+ *
+ * Errors that need the tailnet (an unknown user, an undefined group, tag or host) come back with the line and
+ * column of the entry that names them. headscale logs an unknown user and resolves it to nothing; Weft refuses
+ * it, since a typo there silently cuts people off.
+ *
+ * Not yet: approved subnet routes and exit nodes in sources, reduction and peer visibility (headscale adds them);
+ * autogroup:self; grants.
+ */
+import { IpSet, ipSetOf, parseRange, type IpRange } from './ipset.ts';
+import type { JsonPath, ParsedPolicy, PolicyError, PortRange } from './parse.ts';
+
+export interface PolicyNode {
+  id: number;
+  ipv4: string;
+  ipv6: string;
+  /** The owning user's name (for user@ aliases); tagged nodes belong to no user in headscale 0.29. */
+  user: string;
+  tags: readonly string[];
+}
+
+export interface PolicyWorld {
+  users: readonly string[];
+  nodes: readonly PolicyNode[];
+}
+
+export interface WireFilterRule {
+  SrcIPs: string[];
+  DstPorts: { IP: string; Ports: { First: number; Last: number } }[];
+  IPProto?: number[];
+}
+
+export const FILTER_ALLOW_ALL: WireFilterRule[] = [{ SrcIPs: ['*'], DstPorts: [{ IP: '*', Ports: { First: 0, Last: 65535 } }] }];
+
+export interface CompiledPolicy {
+  /** The tailnet-wide rules before per-node reduction; null: allow all (no "acls"). */
+  readonly rules: readonly WireFilterRule[] | null;
+  /** The filter node `id` gets. */
+  filterFor(id: number): WireFilterRule[];
+  /** Whether a and b are in each other's maps. */
+  canSee(a: number, b: number): boolean;
+}
+
+/** The CGNAT range Tailscale addresses come from, without the part ChromeOS uses (headscale's "*" source). */
+const CGNAT_NO_CHROMEOS = IpSet.of([parseRange('100.64.0.0/10')!]).minus(IpSet.of([parseRange('100.115.92.0/23')!]));
+const TAILSCALE_ULA = IpSet.of([parseRange('fd7a:115c:a1e0::/48')!]);
+const STAR_SRC = [...CGNAT_NO_CHROMEOS.toStrings(), ...TAILSCALE_ULA.toStrings()];
+
+/** headscale's "TheInternet": all public unicast space (util/net.go), what autogroup:internet stands for. */
+export const THE_INTERNET: IpSet = IpSet.of([parseRange('0.0.0.0/0')!, parseRange('2000::/3')!]).minus(
+  IpSet.of(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '169.254.0.0/16', 'fc00::/7', 'fe80::/10', 'fd7a:115c:a1e0::/48'].map((p) => parseRange(p)!)),
+);
+
+/** The minimal CIDR blocks covering a range, in order. */
+function rangePrefixes(r: IpRange): IpRange[] {
+  const bits = r.family === 4 ? 32 : 128;
+  const out: IpRange[] = [];
+  let first = r.first;
+  while (first <= r.last) {
+    // The largest aligned block starting at `first` that stays within the range.
+    let size = 1n;
+    while (size < 1n << BigInt(bits) && (first & (size * 2n - 1n)) === 0n && first + size * 2n - 1n <= r.last) size *= 2n;
+    out.push({ family: r.family, first, last: first + size - 1n });
+    first += size;
+  }
+  return out;
+}
+
+/** A set as destination prefixes: its minimal CIDR split, single addresses bare (headscale's Prefixes()). */
+function dstPrefixes(s: IpSet): { text: string; set: IpSet }[] {
+  return s.ranges.flatMap(rangePrefixes).map((r) => {
+    const set = IpSet.of([r]);
+    return { text: set.toStrings()[0]!, set };
+  });
+}
+
+type Resolved = { kind: 'set'; set: IpSet } | { kind: 'star' } | { kind: 'all' };
+
+function nodeSet(nodes: readonly PolicyNode[]): IpSet {
+  return IpSet.of(nodes.flatMap((n) => [n.ipv4, n.ipv6].map((ip) => parseRange(ip)).filter((r): r is IpRange => r !== null)));
+}
+
+export type CompileResult = { kind: 'ok'; compiled: CompiledPolicy } | { kind: 'error'; errors: PolicyError[] };
+
+export interface CompileOptions {
+  /**
+   * 'error' (loading or checking a policy): an unknown user is an error. 'empty' (a policy already in force, after
+   * a user was deleted): it stands for no nodes, as headscale resolves it, and is reported through `warn`.
+   */
+  unknownUsers?: 'error' | 'empty';
+  warn?: (e: PolicyError) => void;
+}
+
+export function compilePolicy(parsed: Extract<ParsedPolicy, { kind: 'ok' }>, world: PolicyWorld, opts: CompileOptions = {}): CompileResult {
+  const { doc, locate } = parsed;
+  const errors: PolicyError[] = [];
+  const fail = (at: JsonPath, message: string): void => void errors.push({ ...locate(at), message });
+  const users = new Set(world.users);
+  const untagged = world.nodes.filter((n) => n.tags.length === 0);
+
+  const userName = (alias: string): string => (alias.endsWith('@') ? alias.slice(0, -1) : alias);
+  const checkUser = (alias: string, at: JsonPath): boolean => {
+    if (users.has(userName(alias)) || users.has(alias)) return true;
+    const e = { ...locate(at), message: `unknown user "${alias}" (users: ${[...users].sort().join(', ') || 'none'})` };
+    if (opts.unknownUsers === 'empty') {
+      opts.warn?.(e);
+      return true; // resolves to no nodes
+    }
+    errors.push(e);
+    return false;
+  };
+  const usersNodes = (alias: string): PolicyNode[] => untagged.filter((n) => n.user === userName(alias) || n.user === alias);
+
+  // Definitions first: groups' users, tag owners, hosts.
+  for (const g of doc.groups.values()) g.members.forEach((m, i) => m.includes('@') && checkUser(m, [...g.at, i]));
+  const hostSets = new Map<string, IpSet>();
+  for (const [name, h] of doc.hosts) {
+    const r = ipSetOf([h.value], { allowHostBits: true });
+    if ('bad' in r) fail(h.at, `host "${name}": "${h.value}" is not an IP address or prefix`);
+    else hostSets.set(name, r.set);
+  }
+  const checkOwner = (o: string, at: JsonPath): void => {
+    if (o.startsWith('group:')) {
+      if (!doc.groups.has(o)) fail(at, `group not defined in policy: "${o}"`);
+    } else if (o.startsWith('tag:')) {
+      if (!doc.tagOwners.has(o)) fail(at, `tag not found: "${o}"`);
+    } else if (o.includes('@')) checkUser(o, at);
+    else fail(at, `invalid owner "${o}" (expected user@, group:… or tag:…)`);
+  };
+  for (const [, t] of doc.tagOwners) t.owners.forEach((o, i) => checkOwner(o, [...t.at, i]));
+  for (const [prefix, r] of doc.autoApprovers.routes) {
+    if (!parseRange(prefix)) fail(r.at, `autoApprovers.routes: "${prefix}" is not a prefix`);
+    r.approvers.forEach((o, i) => checkOwner(o, [...r.at, i]));
+  }
+  doc.autoApprovers.exitNode.forEach((o, i) => checkOwner(o, [...(doc.autoApprovers.exitAt ?? []), i]));
+
+  /** An alias as a set of addresses; null (and an error) when it names nothing defined. */
+  const resolve = (alias: string, side: 'src' | 'dst', at: JsonPath): Resolved | null => {
+    if (alias === '*') return { kind: side === 'src' ? 'star' : 'all' };
+    if (alias.startsWith('autogroup:')) {
+      switch (alias) {
+        case 'autogroup:member':
+          return { kind: 'set', set: nodeSet(untagged) };
+        case 'autogroup:tagged':
+          return { kind: 'set', set: nodeSet(world.nodes.filter((n) => n.tags.length > 0)) };
+        case 'autogroup:internet':
+          if (side === 'src') break;
+          return { kind: 'set', set: THE_INTERNET };
+        case 'autogroup:danger-all':
+          if (side === 'dst') break;
+          return { kind: 'all' };
+        case 'autogroup:self':
+          fail(at, '"autogroup:self" is not supported by weft server yet');
+          return null;
+        default:
+      }
+      fail(at, `autogroup not supported for ACL ${side === 'src' ? 'sources' : 'destinations'}: "${alias}"`);
+      return null;
+    }
+    if (alias.startsWith('group:')) {
+      const g = doc.groups.get(alias);
+      if (!g) {
+        fail(at, `group not defined in policy: "${alias}"`);
+        return null;
+      }
+      return { kind: 'set', set: nodeSet(g.members.flatMap(usersNodes)) };
+    }
+    if (alias.startsWith('tag:')) {
+      if (!doc.tagOwners.has(alias)) {
+        fail(at, `${side}="${alias}": tag not found: "${alias}"`);
+        return null;
+      }
+      return { kind: 'set', set: nodeSet(world.nodes.filter((n) => n.tags.includes(alias))) };
+    }
+    if (alias.includes('@')) return checkUser(alias, at) ? { kind: 'set', set: nodeSet(usersNodes(alias)) } : null;
+    const host = hostSets.get(alias);
+    if (host) return { kind: 'set', set: host };
+    if (doc.hosts.has(alias)) return null; // its own error was reported above
+    const lit = ipSetOf([alias], { allowHostBits: true });
+    if ('set' in lit) return { kind: 'set', set: lit.set };
+    fail(at, `host not defined in policy: "${alias}"`);
+    return null;
+  };
+
+  if (doc.acls === null) {
+    if (errors.length > 0) return { kind: 'error', errors };
+    return { kind: 'ok', compiled: { rules: null, filterFor: () => FILTER_ALLOW_ALL.map((r) => ({ ...r })), canSee: () => true } };
+  }
+
+  interface Rule {
+    wire: WireFilterRule;
+    /** Every address the sources cover (for peer visibility). */
+    src: IpSet | 'all';
+    /** Per DstPorts entry, its addresses (null: "*"). */
+    dsts: (IpSet | null)[];
+  }
+  const rules: Rule[] = [];
+  const byKey = new Map<string, Rule>();
+  for (const acl of doc.acls) {
+    const srcs = acl.src.map((s) => resolve(s.alias, 'src', s.at));
+    const dsts = acl.dst.map((d) => ({ d, r: resolve(d.alias, 'dst', d.at) }));
+    if (srcs.some((s) => s === null) || dsts.some((x) => x.r === null)) continue;
+    let srcSet = IpSet.EMPTY;
+    let star = false;
+    let all = false;
+    for (const s of srcs) {
+      if (s!.kind === 'star') star = true;
+      else if (s!.kind === 'all') all = true;
+      else srcSet = srcSet.union(s!.set);
+    }
+    const srcStrings = all ? ['*'] : star ? [...new Set([...STAR_SRC, ...srcSet.toStrings()])] : srcSet.toStrings();
+    if (srcStrings.length === 0) continue;
+    const srcCover: IpSet | 'all' = all ? 'all' : star ? CGNAT_NO_CHROMEOS.union(TAILSCALE_ULA).union(srcSet) : srcSet;
+    for (const { d, r } of dsts) {
+      const entries: WireFilterRule['DstPorts'] = [];
+      const entrySets: (IpSet | null)[] = [];
+      const push = (ip: string, set: IpSet | null, ports: PortRange[]): void => {
+        for (const p of ports) {
+          entries.push({ IP: ip, Ports: { First: p.first, Last: p.last } });
+          entrySets.push(set);
+        }
+      };
+      if (r!.kind === 'set') {
+        for (const prefix of dstPrefixes(r!.set)) push(prefix.text, prefix.set, d.ports);
+      } else push('*', null, d.ports);
+      if (entries.length === 0) continue;
+      const wire: WireFilterRule = { SrcIPs: srcStrings, DstPorts: entries, ...(acl.proto !== null ? { IPProto: [acl.proto] } : {}) };
+      const key = `${wire.SrcIPs.join(',')}|${(wire.IPProto ?? []).join(',')}`;
+      const prev = byKey.get(key);
+      if (prev) {
+        prev.wire.DstPorts.push(...entries);
+        prev.dsts.push(...entrySets);
+        continue;
+      }
+      const rule: Rule = { wire, src: srcCover, dsts: entrySets };
+      byKey.set(key, rule);
+      rules.push(rule);
+    }
+  }
+  if (errors.length > 0) return { kind: 'error', errors };
+
+  const nodes = new Map(world.nodes.map((n) => [n.id, n]));
+  const ipsOf = (n: PolicyNode): string[] => [n.ipv4, n.ipv6];
+  const inSet = (set: IpSet | 'all' | null, n: PolicyNode): boolean => set === null || set === 'all' || ipsOf(n).some((ip) => set.has(ip));
+  // Per node: the rules it is a source of, and per rule whether it is among its destinations.
+  const srcOf = new Map<number, Rule[]>();
+  const dstOfRule = new Map<Rule, Set<number>>();
+  for (const r of rules) {
+    const dst = new Set<number>();
+    for (const n of world.nodes) {
+      if (inSet(r.src, n)) (srcOf.get(n.id) ?? srcOf.set(n.id, []).get(n.id)!).push(r);
+      if (r.dsts.some((s) => inSet(s, n))) dst.add(n.id);
+    }
+    dstOfRule.set(r, dst);
+  }
+  const reaches = (a: number, b: number): boolean => (srcOf.get(a) ?? []).some((r) => dstOfRule.get(r)!.has(b));
+  return {
+    kind: 'ok',
+    compiled: {
+      rules: rules.map((r) => r.wire),
+      filterFor: (id) => {
+        const n = nodes.get(id);
+        if (!n) return [];
+        const out: WireFilterRule[] = [];
+        for (const r of rules) {
+          const kept = r.wire.DstPorts.filter((_, i) => inSet(r.dsts[i] ?? null, n));
+          if (kept.length > 0) out.push({ ...r.wire, DstPorts: kept });
+        }
+        return out;
+      },
+      canSee: (a, b) => reaches(a, b) || reaches(b, a),
+    },
+  };
+}
+
+/** The policy world of a store: its users and nodes. */
+export function worldOf(users: readonly { id: number; name: string }[], nodes: readonly { id: number; ipv4: string; ipv6: string; userId: number; tags: readonly string[] }[]): PolicyWorld {
+  const names = new Map(users.map((u) => [u.id, u.name]));
+  return { users: users.map((u) => u.name), nodes: nodes.map((n) => ({ id: n.id, ipv4: n.ipv4, ipv6: n.ipv6, user: names.get(n.userId) ?? '', tags: n.tags })) };
+}
