@@ -32,6 +32,8 @@ export interface StartWeftServerOptions {
   stunPort?: number | null;
   /** Extra environment for the server process. */
   env?: Record<string, string>;
+  /** `--policy FILE`: an ACL policy file (headscale's format), watched by the server. */
+  policyFile?: string;
 }
 
 type Obj = Record<string, unknown>;
@@ -80,6 +82,7 @@ export async function startWeftServer(lab: Lab, opts: StartWeftServerOptions = {
   const argv = [...WEFT, 'server', '--listen', `${listenIp}:${port}`, '--server-url', url, '--data', dataDir];
   if (opts.derp ?? true) argv.push('--derp');
   if (stunPort !== null) argv.push('--stun', `${listenIp}:${stunPort}`);
+  if (opts.policyFile) argv.push('--policy', opts.policyFile);
 
   let proc: LabProcess | undefined;
   let running = false;

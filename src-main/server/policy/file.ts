@@ -1,8 +1,8 @@
 /**
  * The policy file in force for `weft server --policy FILE`: loaded at start (a bad file stops the start, as
- * headscale's does), then watched and reloaded when it changes. A changed file that does not parse, or does not
- * apply to the tailnet (an unknown user, an undefined group…), is refused with its line and reason in the log, and
- * the last good policy stays in force.
+ * headscale's does; users that do not exist yet are only logged), then watched and reloaded when it changes. A
+ * changed file that does not parse, or does not apply to the tailnet (an unknown user, an undefined group…), is
+ * refused with its line and reason in the log, and the last good policy stays in force.
  *
  * Reading is bounded (MAX_POLICY_BYTES) and polled (fs.watchFile) rather than evented, so editors that replace
  * the file by renaming a new one over it are seen too.
@@ -25,11 +25,18 @@ export interface PolicySource {
   current(): { doc: CheckedPolicy; version: number } | null;
 }
 
-/** Parses and checks a policy text against a tailnet: the document, or every error with its line. */
-export function checkPolicyText(text: string, world: PolicyWorld): { kind: 'ok'; doc: CheckedPolicy } | { kind: 'error'; errors: PolicyError[] } {
+/**
+ * Parses and checks a policy text against a tailnet: the document, or every error with its line. With
+ * `warnUnknownUsers` an unknown user is passed to it instead of failing (it then matches no node until created).
+ */
+export function checkPolicyText(
+  text: string,
+  world: PolicyWorld,
+  warnUnknownUsers?: (e: PolicyError) => void,
+): { kind: 'ok'; doc: CheckedPolicy } | { kind: 'error'; errors: PolicyError[] } {
   const parsed = parsePolicy(text);
   if (parsed.kind === 'error') return parsed;
-  const compiled = compilePolicy(parsed, world, { unknownUsers: 'error' });
+  const compiled = compilePolicy(parsed, world, warnUnknownUsers ? { unknownUsers: 'empty', warn: warnUnknownUsers } : { unknownUsers: 'error' });
   return compiled.kind === 'error' ? compiled : { kind: 'ok', doc: parsed };
 }
 
@@ -67,10 +74,14 @@ export class PolicyFile implements PolicySource {
     return this.#doc ? { doc: this.#doc, version: this.#version } : null;
   }
 
-  /** The first load: throws (with every error and its line) when the file is unreadable or bad. */
+  /**
+   * The first load: throws (with every error and its line) when the file is unreadable or bad. Users it names that
+   * do not exist yet are only logged: a new server has no users until they are created with the admin CLI, so its
+   * policy could not name any otherwise (they match no node until then, as in headscale).
+   */
   async load(): Promise<void> {
     const text = await readPolicyFile(this.#i.path);
-    const r = checkPolicyText(text, this.#i.world());
+    const r = checkPolicyText(text, this.#i.world(), (e) => this.#i.logf(`policy: line ${e.line}, column ${e.column}: ${e.message}; it matches no node until that user exists`));
     if (r.kind === 'error') throw new Error(`policy ${this.#i.path} refused:\n${formatPolicyErrors(r.errors)}`);
     this.#set(r.doc, text);
     this.#i.logf(`policy: loaded ${this.#i.path}`);

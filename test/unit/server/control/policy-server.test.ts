@@ -90,6 +90,21 @@ describe('weft server --policy', () => {
     expect(filterOf(c)).toEqual([]);
   }, 40_000);
 
+  it('starts before the users it names exist, and applies their rules once they do', async () => {
+    const path = join(dir, 'early.json');
+    writeFileSync(path, '{"acls": [{"action": "accept", "src": ["alice@"], "dst": ["carol@:22"]}]}');
+    h = new Harness();
+    await h.start({ policyFile: path, logf: (l) => void logs.push(l) }); // no users yet (the harness makes alice after start)
+    expect(logs.join('\n')).toMatch(/line 1, column \d+: unknown user "alice@" \(users: none\); it matches no node until that user exists/);
+    const carolId = h.store.createUser('carol', Date.now()).id;
+    const a = await h.client('alpha');
+    await a.start();
+    const c = await h.client('gamma', { authKey: h.store.createPreAuthKey({ userId: carolId, reusable: true, ephemeral: false, expiresAt: null }, Date.now()).key });
+    await c.start();
+    await eventually('alpha and gamma see each other', () => (peerNames(a).join() === 'gamma' && peerNames(c).join() === 'alpha' ? true : undefined));
+    expect((filterOf(c) as { DstPorts: { Ports: { First: number } }[] }[])[0]!.DstPorts[0]!.Ports.First).toBe(22);
+  });
+
   it('refuses to start with a bad policy file, saying where', async () => {
     const path = join(dir, 'bad.json');
     writeFileSync(path, '{\n  "groups": {"group:a": ["group:b"]}\n}');
