@@ -17,6 +17,7 @@ import QRCode from 'qrcode';
 import type { Logf } from '../engine/sys/log.ts';
 import { ensureDataDir } from '../server/control/noise-key.ts';
 import { startServerStack, type ServerStack } from '../server/stack.ts';
+import { DEFAULT_DNS } from '../server/control/dns-config.ts';
 import { serverDbPath } from '../server/store/paths.ts';
 import type { ServerStore } from '../server/store/types.ts';
 
@@ -111,6 +112,8 @@ export async function startLocalServer(o: LocalServerOptions): Promise<LocalServ
         derp: true,
         stun: (o.stun ?? true) ? 'same-port' : null,
         stunBestEffort: true,
+        // MagicDNS on, as headscale's default: devices reach each other as <name>.weft.internal.
+        dns: DEFAULT_DNS,
         now,
         logf,
       });

@@ -23,6 +23,7 @@ import { ControlPlane, type ControlPlaneInit, type HttpReply } from './control/c
 import { loadOrCreateNoiseKey } from './control/noise-key.ts';
 import type { ServerStore } from './store/types.ts';
 import { PolicyFile, worldOf } from './policy/file.ts';
+import type { DnsSettings } from './control/dns-config.ts';
 
 export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -46,6 +47,8 @@ export interface WeftServerInit {
    * a bad change is refused and the last good policy stays. Without it every node may reach every other.
    */
   policyFile?: string;
+  /** DNS settings (control/dns-config.ts, already checked); @default NO_DNS */
+  dns?: DnsSettings;
 }
 
 export interface WeftServer {
@@ -139,6 +142,7 @@ export async function createServer(init: WeftServerInit): Promise<WeftServer> {
   const cp = new ControlPlane({
     ...init.control,
     ...(policy ? { policy } : {}),
+    ...(init.dns ? { dns: init.dns } : {}),
     store: init.store,
     serverUrl: url,
     noisePrivateKey,

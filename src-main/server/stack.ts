@@ -21,6 +21,7 @@ import { embeddedDerpMap } from './control/derp-map.ts';
 import { createDerpServer, DERP_PATH, loadOrCreateDerpServerKey, type DerpServer } from './derp/index.ts';
 import { createServer, type WeftServer, type WeftServerInit } from './server.ts';
 import type { ServerStore } from './store/types.ts';
+import type { DnsSettings } from './control/dns-config.ts';
 import { startStunServer, type StunServer } from './stun/server.ts';
 
 export interface ServerStackInit {
@@ -45,6 +46,8 @@ export interface ServerStackInit {
   control?: WeftServerInit['control'];
   /** The ACL policy file (server.ts WeftServerInit.policyFile). */
   policyFile?: string;
+  /** DNS settings, checked (control/dns-config.ts). */
+  dns?: DnsSettings;
 }
 
 export interface ServerStack {
@@ -74,6 +77,7 @@ export async function startServerStack(init: ServerStackInit): Promise<ServerSta
       logf,
       ...(init.control ? { control: init.control } : {}),
       ...(init.policyFile ? { policyFile: init.policyFile } : {}),
+      ...(init.dns ? { dns: init.dns } : {}),
     });
     closers.push(() => server.close());
 

@@ -1,7 +1,8 @@
 /**
  * `weft server --policy` against real clients and a real headscale (issue 14):
  *  - the official tailscaled enforces the filter weft server compiles, and so does Weft: behind a policy that
- *    allows TCP 22 (and pings), each side accepts 22 and refuses 8080 from the other;
+ *    allows TCP 22 (and pings), each side accepts 22 and refuses 8080 from the other; and tailscaled resolves the
+ *    Weft node by its MagicDNS name through weft server's DNSConfig (`tailscale dns query`);
  *  - the same policy file gives the same PacketFilter in weft server and headscale 0.29.2 for the same users and
  *    node names (three tailscaled nodes per server, one tagged), as each tailscaled received it
  *    (`tailscale debug netmap`), normalised: node addresses become node names (the servers number nodes
@@ -50,7 +51,7 @@ describe('weft server --policy: enforced by tailscaled and by Weft', () => {
     await lab?.destroy();
   });
 
-  it('behind a policy that allows TCP 22, tailscaled and Weft each accept 22 and refuse 8080 from the other', async () => {
+  it('behind a policy that allows TCP 22, tailscaled and Weft each accept 22 and refuse 8080 from the other; MagicDNS names resolve', async () => {
     await lab.setRouter('na', { mapping: 'eim', filtering: 'apdf' });
     await lab.setRouter('nb', { mapping: 'eim', filtering: 'apdf' });
     const policyPath = join(lab.tmpDir, 'policy-22.hujson');
@@ -93,6 +94,18 @@ describe('weft server --policy: enforced by tailscaled and by Weft', () => {
       // Without the tunnel both listeners answer on their LAN addresses: the refusals are the filter's.
       const netmap = JSON.parse((await b.ts.cli(['debug', 'netmap'])).stdout) as { PacketFilterRules?: { DstPorts: { Ports: { First: number } }[] }[] };
       expect(netmap.PacketFilterRules?.flatMap((r) => r.DstPorts.map((d) => d.Ports.First)).sort()).toEqual([0, 22]);
+
+      // MagicDNS (on by default in weft server, base domain weft.internal): tailscaled's 100.100.100.100 answers the
+      // Weft node's name from weft server's DNSConfig.
+      const weftName = `${a.name.toLowerCase()}.weft.internal`;
+      const q = await eventually(`tailscale dns query ${weftName}`, 20_000, async () => {
+        const r = await b.ts.cli(['dns', 'query', weftName, 'A'], { timeoutMs: 10_000 });
+        return r.stdout.includes(a.ip) ? r : undefined;
+      });
+      expect(q.stdout).toMatch(/NoError|RCodeSuccess|Success/i);
+      const st = JSON.parse((await b.ts.cli(['status', '--json'])).stdout) as { MagicDNSSuffix?: string; Self?: { DNSName?: string } };
+      expect(st.MagicDNSSuffix).toBe('weft.internal');
+      expect(st.Self?.DNSName).toBe(`${b.name.toLowerCase()}.weft.internal.`);
     } finally {
       await b.stop();
       await a.stop();

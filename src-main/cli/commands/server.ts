@@ -11,13 +11,14 @@
 import { parseHostPort } from '../../protocol/wire/addr.ts';
 import { ensureDataDir } from '../../server/control/noise-key.ts';
 import { startServerStack } from '../../server/stack.ts';
+import { checkDnsSettings, DEFAULT_BASE_DOMAIN, parseExtraRecord, parseSplitDns } from '../../server/control/dns-config.ts';
 import { defaultServerDataDir, serverDbPath } from '../../server/store/paths.ts';
 import type { ServerStore } from '../../server/store/types.ts';
 import { CliError, parseFlags, untilSignal, type Command } from '../command.ts';
 
 const ADMIN_GROUPS = new Set(['users', 'user', 'preauthkeys', 'preauthkey', 'nodes', 'node', 'policy', 'policies']);
 
-const usage = `usage: weft server --listen ADDR [--server-url URL] [--data DIR] [--derp] [--stun ADDR] [--policy FILE]
+const usage = `usage: weft server --listen ADDR [--server-url URL] [--data DIR] [--derp] [--stun ADDR] [--policy FILE] [DNS flags]
        weft server users|preauthkeys|nodes|policy <verb> [flags]   (run 'weft server users --help')
 
   --listen ADDR       HTTP listen address, e.g. 0.0.0.0:8080 (TLS is a reverse proxy's job)
@@ -27,7 +28,15 @@ const usage = `usage: weft server --listen ADDR [--server-url URL] [--data DIR] 
   --stun ADDR         serve STUN on this UDP address (e.g. 0.0.0.0:3478) and put it in the DERP map
   --policy FILE       ACL policy in headscale's format (JSON or HuJSON), reloaded when it changes; a bad
                       change is refused (see the log) and the last good policy stays. Check one with
-                      'weft server policy check FILE'. Without it every node may reach every other.`;
+                      'weft server policy check FILE'. Without it every node may reach every other.
+
+  DNS (sent to every node; MagicDNS is on by default, as in headscale):
+  --base-domain NAME  node names are NAME-of-node.NAME (default ${DEFAULT_BASE_DOMAIN})
+  --no-magic-dns      nodes do not answer names at 100.100.100.100 (names stay under the base domain)
+  --nameserver IP     the nodes' DNS server for other names (repeatable); without one they keep their own
+  --search-domain D   an extra search domain (repeatable)
+  --split-dns D=IP[,IP]  names under D go to these servers (repeatable; "D=" answers them on the node)
+  --extra-record NAME=IP an extra A/AAAA record (repeatable)`;
 
 const stamp = (): string => new Date().toISOString();
 
@@ -76,6 +85,12 @@ export const serverCommand: Command = {
         derp: { type: 'boolean' },
         stun: { type: 'string' },
         policy: { type: 'string' },
+        'base-domain': { type: 'string' },
+        'no-magic-dns': { type: 'boolean' },
+        nameserver: { type: 'string', multiple: true },
+        'search-domain': { type: 'string', multiple: true },
+        'split-dns': { type: 'string', multiple: true },
+        'extra-record': { type: 'string', multiple: true },
         help: { type: 'boolean' },
       },
       usage,
@@ -98,6 +113,26 @@ export const serverCommand: Command = {
     }
     const stunAddr = values.stun === undefined ? null : listenAddr(values.stun);
     if (stunAddr === null && values.stun !== undefined) throw new CliError(`--stun must be IP:PORT, got "${values.stun}"`);
+    const split: Record<string, string[]> = {};
+    for (const t of values['split-dns'] ?? []) {
+      const r = parseSplitDns(t);
+      if (!r) throw new CliError(`--split-dns must be DOMAIN=IP[,IP…], got "${t}"`);
+      split[r[0]] = r[1];
+    }
+    const records = (values['extra-record'] ?? []).map((t) => {
+      const r = parseExtraRecord(t);
+      if (!r) throw new CliError(`--extra-record must be NAME=IP, got "${t}"`);
+      return r;
+    });
+    const dnsCheck = checkDnsSettings({
+      magicDns: values['no-magic-dns'] !== true,
+      baseDomain: values['base-domain'] ?? DEFAULT_BASE_DOMAIN,
+      nameservers: values.nameserver ?? [],
+      searchDomains: values['search-domain'] ?? [],
+      split,
+      extraRecords: records,
+    });
+    if (dnsCheck.kind === 'error') throw new CliError(dnsCheck.error);
     const dataDir = values.data ?? defaultServerDataDir();
     const log = (l: string): void => void process.stderr.write(`${stamp()} ${l}\n`);
 
@@ -112,6 +147,7 @@ export const serverCommand: Command = {
         derp: values.derp === true,
         stun: stunAddr,
         ...(values.policy ? { policyFile: values.policy } : {}),
+        dns: dnsCheck.settings,
         logf: log,
       }).catch((e: unknown) => {
         throw new CliError(`cannot start: ${(e as Error).message}`, 1);

@@ -37,6 +37,7 @@ import { isExpired } from './mapper.ts';
 import { cleanEndpoints, cleanHostinfo } from './node-input.ts';
 import { ZERO_DISCO_KEY } from '../../../src-shared/model/ids.ts';
 import type { PolicySource } from '../policy/file.ts';
+import { dnsConfigOf, NO_DNS, type DnsSettings } from './dns-config.ts';
 import { registerPageHtml } from './pages.ts';
 
 export interface ControlPlaneInit {
@@ -46,8 +47,11 @@ export interface ControlPlaneInit {
   noisePrivateKey: Uint8Array;
   /** @default an empty map (no relays) */
   derpMap?: DerpMap;
-  /** Names become `<given>.<baseDomain>.`; @default null (bare names) */
-  baseDomain?: string | null;
+  /**
+   * MagicDNS, nameservers, split DNS and extra records (dns-config.ts; checked by the caller); node names become
+   * `<given>.<baseDomain>.` with a base domain. @default NO_DNS (bare names, an empty DNSConfig)
+   */
+  dns?: DnsSettings;
   logf?: Logf;
   /** Wall-clock milliseconds (store times, ControlTime, expiry); @default Date.now */
   now?: () => number;
@@ -124,7 +128,8 @@ export class ControlPlane {
   readonly #registerDeps: RegisterDeps;
   // Owned by this instance.
   #derpMap: DerpMap;
-  readonly #baseDomain: string | null;
+  readonly #dns: DnsSettings;
+  readonly #dnsConfig: Record<string, unknown>;
   readonly #waiters = new Map<string, Set<Waiter>>();
   readonly #revokedListeners = new Map<(nodeKeys: string[]) => void, (() => Iterable<string>) | null>();
   /** Node keys of the nodes that exist and have not expired, as of the last refresh. */
@@ -152,7 +157,8 @@ export class ControlPlane {
     this.#pollMs = init.pollMs ?? C.POLL_MS;
     this.#followupWaitMs = init.followupWaitMs ?? C.FOLLOWUP_WAIT_MS;
     this.#derpMap = init.derpMap ?? { Regions: {} };
-    this.#baseDomain = init.baseDomain ?? null;
+    this.#dns = init.dns ?? NO_DNS;
+    this.#dnsConfig = dnsConfigOf(this.#dns);
     this.#maxPending = init.maxPending ?? C.MAX_PENDING;
     this.#maxPendingPerIp = init.maxPendingPerIp ?? C.MAX_PENDING_PER_IP;
     this.#pendingTtlMs = init.pendingTtlMs ?? C.PENDING_TTL_MS;
@@ -209,7 +215,7 @@ export class ControlPlane {
   }
 
   #mapperConfig(): MapperConfig {
-    return { domain: this.#serverUrl.hostname, baseDomain: this.#baseDomain, derpMap: this.#derpMap };
+    return { domain: this.#serverUrl.hostname, baseDomain: this.#dns.baseDomain, derpMap: this.#derpMap, dnsConfig: this.#dnsConfig };
   }
 
   /** Replaces the DERP map sent to clients (e.g. once the embedded DERP/STUN ports are known) and pushes it. */

@@ -97,6 +97,8 @@ export interface MapperConfig {
   domain: string;
   /** When set, node names are `<given>.<baseDomain>.`; else just the given name. */
   baseDomain: string | null;
+  /** The DNSConfig every map carries (dns-config.ts dnsConfigOf); @default {} */
+  dnsConfig?: Record<string, unknown>;
   derpMap: DerpMap;
 }
 
@@ -291,7 +293,7 @@ export function fullMap(snap: Snapshot, selfId: number, cfg: MapperConfig, capve
     Domain: cfg.domain,
     CollectServices: false,
     Debug: { DisableLogTail: true },
-    DNSConfig: {},
+    DNSConfig: cfg.dnsConfig ?? {},
     PacketFilters: { base: filter },
     UserProfiles: profiles,
     ...(sorted.length > 0 ? { Peers: sorted } : {}),
