@@ -139,17 +139,24 @@ export async function createServer(init: WeftServerInit): Promise<WeftServer> {
     }
     policy.watch();
   }
-  const cp = new ControlPlane({
-    ...init.control,
-    ...(policy ? { policy } : {}),
-    ...(init.dns ? { dns: init.dns } : {}),
-    store: init.store,
-    serverUrl: url,
-    noisePrivateKey,
-    ...(init.derpMap ? { derpMap: init.derpMap } : {}),
-    logf,
-  });
-  cp.start();
+  let cp: ControlPlane;
+  try {
+    cp = new ControlPlane({
+      ...init.control,
+      ...(policy ? { policy } : {}),
+      ...(init.dns ? { dns: init.dns } : {}),
+      store: init.store,
+      serverUrl: url,
+      noisePrivateKey,
+      ...(init.derpMap ? { derpMap: init.derpMap } : {}),
+      logf,
+    });
+    cp.start();
+  } catch (e) {
+    policy?.stop();
+    await new Promise<void>((resolve) => srv.close(() => resolve()));
+    throw e;
+  }
   control = cp;
   logf(`server: listening on ${init.listen.host}:${port}, clients use ${url.origin}`);
 

@@ -40,7 +40,7 @@ export const RATE_BURST = 40;
 export const RATE_PER_SECOND = 10;
 /** A map stream whose client stopped reading is closed once this much is queued for it. */
 export const MAX_STREAM_BACKLOG_BYTES = 16 << 20;
-/** Noise connections that have not finished their HTTP/2 preface within this time are dropped. */
+/** Noise connections with no request in flight for this long (before the first one, or between two) are closed. */
 export const HANDSHAKE_IDLE_MS = 30_000;
 
 // --- Bounds on what clients can make the server hold -----------------------------------------------------

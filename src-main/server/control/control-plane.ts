@@ -187,6 +187,15 @@ export class ControlPlane {
       waitApproval: (id, signal) => this.#waitApproval(id, signal),
       changed: () => this.changed(),
       pendingRefused: (ip) => this.#pendingRefused(ip),
+      pendingExisting: (ip, machineKey, nodeKey) => {
+        const now = this.#now();
+        for (const [id, at] of this.#pendingByIp.get(ip) ?? []) {
+          if (at + this.#pendingTtlMs <= now) continue;
+          const p = this.#store.pendingById(id);
+          if (p && p.machineKey === machineKey && p.nodeKey === nodeKey && p.approvedUserId === null) return id;
+        }
+        return null;
+      },
       pendingAdded: (ip, id) => {
         let m = this.#pendingByIp.get(ip);
         if (!m) this.#pendingByIp.set(ip, (m = new Map()));

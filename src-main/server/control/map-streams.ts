@@ -27,6 +27,9 @@ import { compilePolicy, worldOf, type CompiledPolicy } from '../policy/compile.t
 import type { ParsedPolicy } from '../policy/parse.ts';
 import { diffChanged, expiredMap, fullMap, isExpired, nodeFingerprint, wireNode, type MapperConfig, type NodeView, type SessionView, type Snapshot, type WireMapResponse, type WireNode } from './mapper.ts';
 
+/** What a node gets when the policy cannot be compiled and there is no earlier one: nothing in, no peers. */
+const DENY_ALL: CompiledPolicy = { rules: [], filterFor: () => [], canSee: () => false };
+
 /** Where a session's frames go (an HTTP/2 response stream). */
 export interface MapSink {
   /** Queues a frame; false when the client stopped reading and too much is queued (the session ends). */
@@ -79,6 +82,7 @@ export class MapStreams {
   #policyVersion = -1;
   #identities = new Map<number, string>();
   #usersKey = '';
+  #warnedKey = '';
   readonly #i: MapStreamsInit;
 
   constructor(init: MapStreamsInit) {
@@ -226,12 +230,18 @@ export class MapStreams {
     const world = worldOf([...snap.users.values()], snap.nodes.map((v) => v.record));
     const warned = new Set<string>();
     const r = compilePolicy(src.doc, world, { unknownUsers: 'empty', warn: (e) => void warned.add(`line ${e.line}: ${e.message}`) });
-    for (const w of warned) this.#i.logf(`policy: ${w}; it matches no node`);
+    // Said once per document and set of unknown users, not at every recompile.
+    const warnKey = `${version}|${[...warned].join('|')}`;
+    if (warnKey !== this.#warnedKey) for (const w of warned) this.#i.logf(`policy: ${w}; it matches no node`);
+    this.#warnedKey = warnKey;
     if (r.kind === 'error') {
-      // Cannot happen for a document that was checked when loaded (only users can go missing since); keep the
-      // last good compiled policy rather than opening everything up.
+      // Cannot happen for a document that was checked when loaded (only users can go missing since, and they
+      // resolve to nothing); keep the last good compiled policy, or deny everything if there is none yet, rather
+      // than opening everything up.
       this.#i.logf(`policy: cannot be applied to the tailnet now (${r.errors.map((e) => `line ${e.line}: ${e.message}`).join('; ')}); keeping the last good one`);
-      return { moved: false, recheckAll: false };
+      if (this.#policy) return { moved: false, recheckAll: false };
+      this.#policy = DENY_ALL;
+      return { moved: true, recheckAll: true };
     }
     this.#policy = r.compiled;
     return { moved: true, recheckAll: docChanged || identityChanged };

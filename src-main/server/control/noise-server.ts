@@ -32,6 +32,7 @@ import type { Clock, TimerHandle } from '../../engine/sys/clock.ts';
 import type { Logf } from '../../engine/sys/log.ts';
 import { generateKeyPair, keyText } from '../../protocol/crypto/keys.ts';
 import { encodeErrorFrame, respond } from '../../protocol/crypto/noise.ts';
+import { bytesToIp, ipv6ToBytes } from '../../protocol/wire/addr.ts';
 import { UPGRADE_PROTOCOL } from './constants.ts';
 
 /** One HTTP/2 request over an authenticated Noise connection, its body already read (≤ the limit). */
@@ -105,6 +106,8 @@ const STRUCTURAL = new Set(['wrong handshake initiation size', 'unexpected hands
 
 interface Connection {
   ip: string;
+  /** Requests (HTTP/2 streams) it has made so far. */
+  requests: number;
   conn: NoiseConn;
   h2: http2.Http2Server;
   /** Token bucket: tokens left and when they were last refilled (clock ms). */
@@ -119,10 +122,19 @@ interface IpState {
   refilledAt: number;
 }
 
-/** The address a socket's peer is counted under: IPv4-mapped IPv6 as plain IPv4. */
+/**
+ * The source a socket's peer is counted under for the per-address limits: an IPv4 address (IPv4-mapped IPv6 as
+ * plain IPv4), or an IPv6 address's /64, since one subscriber usually holds a whole /64 and could otherwise
+ * take a new address for every connection.
+ */
 export function sourceIp(addr: string | undefined): string {
   if (!addr) return '?';
-  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : addr;
+  if (addr.startsWith('::ffff:') && addr.includes('.')) return addr.slice(7);
+  const b = addr.includes(':') ? ipv6ToBytes(addr.split('%')[0]!) : null;
+  if (!b) return addr;
+  const net = new Uint8Array(16);
+  net.set(b.subarray(0, 8));
+  return `${bytesToIp(net)}/64`;
 }
 
 export class NoiseServer {
@@ -229,13 +241,22 @@ export class NoiseServer {
   #serve(conn: NoiseConn, machineKey: string, noiseVersion: number, ip: string): void {
     const { clock, logf } = this.#init;
     const h2 = http2.createServer({ settings: { maxConcurrentStreams: 64 }, maxSessionMemory: 16 });
-    const c: Connection = { ip, conn, h2, tokens: this.#init.rateBurst, refilledAt: clock.now() };
+    const c: Connection = { ip, conn, h2, tokens: this.#init.rateBurst, refilledAt: clock.now(), requests: 0 };
     this.#conns.add(c);
     this.#ipState(ip).conns++;
-    let idle: TimerHandle | null = clock.setTimeout(() => {
-      logf(`noise: ${machineKey.slice(0, 16)}… opened no HTTP/2 stream; closing`);
-      conn.destroy();
-    }, this.#init.handshakeIdleMs);
+    // A connection with no request in flight for handshakeIdleMs is closed: before its first request, and between
+    // requests too (a node keeps its map stream open, so only idle or abandoned connections are affected; holding
+    // idle connections open must not be a way to fill the connection limits).
+    let idle: TimerHandle | null = null;
+    let active = 0;
+    const armIdle = (): void => {
+      idle = clock.setTimeout(() => {
+        idle = null;
+        logf(`noise: ${machineKey.slice(0, 16)}… ${c.requests === 0 ? 'opened no HTTP/2 stream' : 'was idle'} for ${this.#init.handshakeIdleMs / 1000} s; closing`);
+        conn.destroy();
+      }, this.#init.handshakeIdleMs);
+    };
+    armIdle();
     const ac = new AbortController();
     const done = (): void => {
       if (idle) clock.clearTimeout(idle);
@@ -255,7 +276,13 @@ export class NoiseServer {
     h2.on('stream', (stream, headers) => {
       if (idle) clock.clearTimeout(idle);
       idle = null;
+      active++;
+      c.requests++;
       stream.on('error', () => {});
+      stream.on('close', () => {
+        active--;
+        if (active === 0 && !idle && this.#conns.has(c)) armIdle();
+      });
       this.#onStream(c, stream, headers, machineKey, noiseVersion, ac.signal);
     });
     h2.emit('connection', conn);

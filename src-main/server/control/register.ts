@@ -49,6 +49,8 @@ export interface RegisterDeps {
   pendingRefused: (ip: string) => string | null;
   /** A pending registration was stored for this source IP. */
   pendingAdded: (ip: string, id: string) => void;
+  /** The id of a live pending registration from this source IP for the same machine and node keys, or null. */
+  pendingExisting: (ip: string, machineKey: string, nodeKey: string) => string | null;
 }
 
 const REDEEM_TEXT: Record<RedeemError, string> = {
@@ -174,6 +176,10 @@ async function register(d: RegisterDeps, req: RegisterRequest, machineKey: strin
 }
 
 function startInteractive(d: RegisterDeps, req: RegisterRequest, machineKey: string, remoteIp: string, hostinfo: string | null): RegisterOutcome {
+  // The same device asking again (a repeated `tailscale up`, a restart) gets the registration it already has,
+  // instead of taking another of its address's slots.
+  const again = d.pendingExisting(remoteIp, machineKey, req.NodeKey);
+  if (again) return { kind: 'json', body: { ...empty(), AuthURL: authUrl(d.serverUrl, again) } };
   const refused = d.pendingRefused(remoteIp);
   if (refused) return failure(`registration refused: ${refused}; try again later`);
   const id = randomBytes(12).toString('hex');

@@ -93,8 +93,16 @@ function dstPrefixes(s: IpSet): { text: string; set: IpSet }[] {
 
 type Resolved = { kind: 'set'; set: IpSet } | { kind: 'star' } | { kind: 'all' };
 
+/** A node's addresses, parsed once per compile. */
+const parsedIps = new WeakMap<PolicyNode, IpRange[]>();
+function rangesOf(n: PolicyNode): IpRange[] {
+  let r = parsedIps.get(n);
+  if (!r) parsedIps.set(n, (r = [n.ipv4, n.ipv6].map((ip) => parseRange(ip)).filter((x): x is IpRange => x !== null)));
+  return r;
+}
+
 function nodeSet(nodes: readonly PolicyNode[]): IpSet {
-  return IpSet.of(nodes.flatMap((n) => [n.ipv4, n.ipv6].map((ip) => parseRange(ip)).filter((r): r is IpRange => r !== null)));
+  return IpSet.of(nodes.flatMap(rangesOf));
 }
 
 export type CompileResult = { kind: 'ok'; compiled: CompiledPolicy } | { kind: 'error'; errors: PolicyError[] };
@@ -105,7 +113,8 @@ export interface CompileOptions {
    * a user was deleted): it stands for no nodes, as headscale resolves it, and is reported through `warn`.
    */
   unknownUsers?: 'error' | 'empty';
-  warn?: (e: PolicyError) => void;
+  /** Each unknown user under 'empty', with the alias as written. */
+  warn?: (e: PolicyError, alias: string) => void;
 }
 
 export function compilePolicy(parsed: Extract<ParsedPolicy, { kind: 'ok' }>, world: PolicyWorld, opts: CompileOptions = {}): CompileResult {
@@ -120,7 +129,7 @@ export function compilePolicy(parsed: Extract<ParsedPolicy, { kind: 'ok' }>, wor
     if (users.has(userName(alias)) || users.has(alias)) return true;
     const e = { ...locate(at), message: `unknown user "${alias}" (users: ${[...users].sort().join(', ') || 'none'})` };
     if (opts.unknownUsers === 'empty') {
-      opts.warn?.(e);
+      opts.warn?.(e, alias);
       return true; // resolves to no nodes
     }
     errors.push(e);
@@ -256,32 +265,69 @@ export function compilePolicy(parsed: Extract<ParsedPolicy, { kind: 'ok' }>, wor
   }
   if (errors.length > 0) return { kind: 'error', errors };
 
-  const nodes = new Map(world.nodes.map((n) => [n.id, n]));
-  const ipsOf = (n: PolicyNode): string[] => [n.ipv4, n.ipv6];
-  const inSet = (set: IpSet | 'all' | null, n: PolicyNode): boolean => set === null || set === 'all' || ipsOf(n).some((ip) => set.has(ip));
-  // Per node: the rules it is a source of, and per rule whether it is among its destinations.
+  // Index once which nodes each DstPorts entry covers (a single address is looked up, a wider prefix scans), so
+  // that a node's filter and who reaches whom cost the node's own entries, not all of them.
+  const byAddr = new Map<string, PolicyNode>();
+  for (const n of world.nodes) for (const r of rangesOf(n)) byAddr.set(`${r.family}:${r.first}`, n);
+  const inSet = (set: IpSet | 'all', n: PolicyNode): boolean => set === 'all' || rangesOf(n).some((r) => set.hasAddr(r.family, r.first));
+  /** Per rule: the entries that cover every node ("*"), and per node the entries that cover it. */
+  const everyone = new Map<Rule, number[]>();
+  const entriesOf = new Map<number, Map<Rule, number[]>>();
   const srcOf = new Map<number, Rule[]>();
-  const dstOfRule = new Map<Rule, Set<number>>();
+  const dstOfRule = new Map<Rule, Set<number> | 'all'>();
+  const addEntry = (id: number, r: Rule, i: number): void => {
+    let m = entriesOf.get(id);
+    if (!m) entriesOf.set(id, (m = new Map()));
+    const l = m.get(r);
+    if (!l) m.set(r, [i]);
+    else if (l[l.length - 1] !== i) l.push(i);
+  };
   for (const r of rules) {
     const dst = new Set<number>();
-    for (const n of world.nodes) {
-      if (inSet(r.src, n)) (srcOf.get(n.id) ?? srcOf.set(n.id, []).get(n.id)!).push(r);
-      if (r.dsts.some((s) => inSet(s, n))) dst.add(n.id);
-    }
-    dstOfRule.set(r, dst);
+    let all = false;
+    r.dsts.forEach((set, i) => {
+      if (set === null) {
+        all = true;
+        (everyone.get(r) ?? everyone.set(r, []).get(r)!).push(i);
+        return;
+      }
+      for (const range of set.ranges) {
+        if (range.first === range.last) {
+          const n = byAddr.get(`${range.family}:${range.first}`);
+          if (n) {
+            dst.add(n.id);
+            addEntry(n.id, r, i);
+          }
+          continue;
+        }
+        for (const n of world.nodes) {
+          if (rangesOf(n).some((x) => x.family === range.family && range.first <= x.first && x.first <= range.last)) {
+            dst.add(n.id);
+            addEntry(n.id, r, i);
+          }
+        }
+      }
+    });
+    dstOfRule.set(r, all ? 'all' : dst);
+    for (const n of world.nodes) if (inSet(r.src, n)) (srcOf.get(n.id) ?? srcOf.set(n.id, []).get(n.id)!).push(r);
   }
-  const reaches = (a: number, b: number): boolean => (srcOf.get(a) ?? []).some((r) => dstOfRule.get(r)!.has(b));
+  const reaches = (a: number, b: number): boolean =>
+    (srcOf.get(a) ?? []).some((r) => {
+      const d = dstOfRule.get(r)!;
+      return d === 'all' || d.has(b);
+    });
   return {
     kind: 'ok',
     compiled: {
       rules: rules.map((r) => r.wire),
       filterFor: (id) => {
-        const n = nodes.get(id);
-        if (!n) return [];
+        const mine = entriesOf.get(id);
         const out: WireFilterRule[] = [];
         for (const r of rules) {
-          const kept = r.wire.DstPorts.filter((_, i) => inSet(r.dsts[i] ?? null, n));
-          if (kept.length > 0) out.push({ ...r.wire, DstPorts: kept });
+          const idx = [...(everyone.get(r) ?? []), ...(mine?.get(r) ?? [])];
+          if (idx.length === 0) continue;
+          const keep = new Set(idx);
+          out.push({ ...r.wire, DstPorts: r.wire.DstPorts.filter((_, i) => keep.has(i)) });
         }
         return out;
       },

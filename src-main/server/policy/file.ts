@@ -1,8 +1,9 @@
 /**
  * The policy file in force for `weft server --policy FILE`: loaded at start (a bad file stops the start, as
  * headscale's does; users that do not exist yet are only logged), then watched and reloaded when it changes. A
- * changed file that does not parse, or does not apply to the tailnet (an unknown user, an undefined group…), is
- * refused with its line and reason in the log, and the last good policy stays in force.
+ * changed file that does not parse, or does not apply to the tailnet (a user it newly names that does not exist,
+ * an undefined group…), is refused with its line and reason in the log, and the last good policy stays in force.
+ * A refused text is not checked again until the file changes (touch it after creating a missing user).
  *
  * Reading is bounded (MAX_POLICY_BYTES) and polled (fs.watchFile) rather than evented, so editors that replace
  * the file by renaming a new one over it are seen too.
@@ -26,18 +27,31 @@ export interface PolicySource {
 }
 
 /**
- * Parses and checks a policy text against a tailnet: the document, or every error with its line. With
- * `warnUnknownUsers` an unknown user is passed to it instead of failing (it then matches no node until created).
+ * Parses and checks a policy text against a tailnet: the document, or every error with its line. Users the
+ * tailnet does not have are errors, except those in `tolerate` (and any at all when `tolerate` is 'all'): those
+ * are passed to `warn` and match no node until they exist. Returns the unknown users it tolerated.
  */
 export function checkPolicyText(
   text: string,
   world: PolicyWorld,
-  warnUnknownUsers?: (e: PolicyError) => void,
-): { kind: 'ok'; doc: CheckedPolicy } | { kind: 'error'; errors: PolicyError[] } {
+  tolerate: ReadonlySet<string> | 'all' = new Set(),
+  warn?: (e: PolicyError) => void,
+): { kind: 'ok'; doc: CheckedPolicy; unknownUsers: Set<string> } | { kind: 'error'; errors: PolicyError[] } {
   const parsed = parsePolicy(text);
   if (parsed.kind === 'error') return parsed;
-  const compiled = compilePolicy(parsed, world, warnUnknownUsers ? { unknownUsers: 'empty', warn: warnUnknownUsers } : { unknownUsers: 'error' });
-  return compiled.kind === 'error' ? compiled : { kind: 'ok', doc: parsed };
+  const unknown = new Set<string>();
+  const refused: PolicyError[] = [];
+  const compiled = compilePolicy(parsed, world, {
+    unknownUsers: 'empty',
+    warn: (e, alias) => {
+      if (tolerate === 'all' || tolerate.has(alias)) {
+        unknown.add(alias);
+        warn?.(e);
+      } else refused.push(e);
+    },
+  });
+  const errors = [...refused, ...(compiled.kind === 'error' ? compiled.errors : [])].sort((a, b) => a.line - b.line || a.column - b.column);
+  return errors.length > 0 ? { kind: 'error', errors } : { kind: 'ok', doc: parsed, unknownUsers: unknown };
 }
 
 /** Reads a policy file, refusing one over MAX_POLICY_BYTES. */
@@ -63,6 +77,8 @@ export class PolicyFile implements PolicySource {
   #doc: CheckedPolicy | null = null;
   #version = 0;
   #lastText: string | null = null;
+  /** Users the policy in force names that do not exist (yet): an edit may keep naming them, not add new ones. */
+  #unknownUsers = new Set<string>();
   #watching = false;
   #reloading: Promise<void> | null = null;
 
@@ -81,8 +97,9 @@ export class PolicyFile implements PolicySource {
    */
   async load(): Promise<void> {
     const text = await readPolicyFile(this.#i.path);
-    const r = checkPolicyText(text, this.#i.world(), (e) => this.#i.logf(`policy: line ${e.line}, column ${e.column}: ${e.message}; it matches no node until that user exists`));
+    const r = checkPolicyText(text, this.#i.world(), 'all', (e) => this.#i.logf(`policy: line ${e.line}, column ${e.column}: ${e.message}; it matches no node until that user exists`));
     if (r.kind === 'error') throw new Error(`policy ${this.#i.path} refused:\n${formatPolicyErrors(r.errors)}`);
+    this.#unknownUsers = r.unknownUsers;
     this.#set(r.doc, text);
     this.#i.logf(`policy: loaded ${this.#i.path}`);
   }
@@ -114,12 +131,13 @@ export class PolicyFile implements PolicySource {
       return;
     }
     if (text === this.#lastText) return;
-    const r = checkPolicyText(text, this.#i.world());
+    const r = checkPolicyText(text, this.#i.world(), this.#unknownUsers);
     if (r.kind === 'error') {
       this.#lastText = text; // reported once, until the file changes again
       this.#i.logf(`policy: ${this.#i.path} refused; keeping the last good policy:\n${formatPolicyErrors(r.errors)}`);
       return;
     }
+    this.#unknownUsers = r.unknownUsers;
     this.#set(r.doc, text);
     this.#i.logf(`policy: reloaded ${this.#i.path}`);
     this.#i.onChange();

@@ -159,8 +159,21 @@ export class IpSet {
   /** Whether the address (text) is in the set. */
   has(ip: string): boolean {
     const a = parseAddr(ip);
-    if (!a) return false;
-    return this.ranges.some((r) => r.family === a.family && r.first <= a.value && a.value <= r.last);
+    return a !== null && this.hasAddr(a.family, a.value);
+  }
+
+  /** Whether a parsed address is in the set (binary search over the sorted ranges). */
+  hasAddr(family: Family, value: bigint): boolean {
+    let lo = 0;
+    let hi = this.ranges.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const r = this.ranges[mid]!;
+      if (r.family < family || (r.family === family && r.last < value)) lo = mid + 1;
+      else if (r.family > family || r.first > value) hi = mid - 1;
+      else return true;
+    }
+    return false;
   }
 
   /** headscale's string forms, IPv4 first (see the module comment). */

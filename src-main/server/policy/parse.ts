@@ -261,7 +261,8 @@ export function parsePolicy(text: string): ParsedPolicy {
         const protoM = m.get('proto');
         if (protoM) {
           const v = getNodeValue(protoM.node) as unknown;
-          const p = typeof v === 'string' ? parseProto(v) : typeof v === 'number' ? parseProto(String(v)) : { error: 'proto must be a string' };
+          // "" is the default (TCP, UDP, ICMP), as headscale reads it.
+          const p = v === '' ? { proto: null } : typeof v === 'string' ? parseProto(v) : typeof v === 'number' ? parseProto(String(v)) : { error: 'proto must be a string' };
           if ('error' in p) fail([...at, protoM.key], p.error);
           else proto = p.proto;
         }

@@ -15,6 +15,7 @@ import { openStream } from '../../../../src-main/engine/control/transport.ts';
 import { MapStreamDecoder, parseMapBody } from '../../../../src-main/protocol/control/stream-framing.ts';
 import { generateKeyPair, keyText } from '../../../../src-main/protocol/crypto/keys.ts';
 import { MAX_ENDPOINTS, MAX_HOSTINFO_BYTES, MAX_PENDING_PER_IP } from '../../../../src-main/server/control/constants.ts';
+import { sourceIp } from '../../../../src-main/server/control/noise-server.ts';
 import { CAPVER, eventually, Harness, rawPost, rawUpgrade } from './harness.ts';
 
 let h: Harness;
@@ -174,6 +175,45 @@ describe('weft server hardening', () => {
     expect(refused.body).toMatch(/too many connections/);
     const a = await h.join('alpha', '192.0.2.1:1');
     expect(a.status.state).toBe('connected');
+  });
+
+  it('closes connections idle between requests, not those with a request in flight', async () => {
+    h = new Harness();
+    await h.start({ control: { handshakeIdleMs: 300 } });
+    const idle = await h.dial(undefined, ATTACKER);
+    expect((await rawPost(idle.session, '/machine/whoami', '{}')).status).toBe(501);
+    const closed = new Promise<void>((r) => idle.session.once('close', () => r()));
+    await closed; // within the idle time after its last request
+    // A node with its map stream open keeps its connection well past the idle time.
+    const a = await h.join('alpha', '192.0.2.1:1');
+    await new Promise((r) => setTimeout(r, 900));
+    expect(a.status.state).toBe('connected');
+    expect(h.server.control.stats().connections).toBeGreaterThanOrEqual(1);
+  });
+
+  it('counts IPv6 sources per /64 and IPv4-mapped ones as IPv4', () => {
+    expect(sourceIp('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(sourceIp('2001:db8:1:2:bbbb::7')).toBe('2001:db8:1:2::/64');
+    expect(sourceIp('::ffff:192.0.2.9')).toBe('192.0.2.9');
+    expect(sourceIp('192.0.2.9')).toBe('192.0.2.9');
+    expect(sourceIp(undefined)).toBe('?');
+  });
+
+  it('gives a device that asks again the registration it already has, without taking another slot', async () => {
+    h = new Harness();
+    await h.start({ control: { maxPendingPerIp: 2, rateBurst: 100 } });
+    const c = await h.dial(undefined, ATTACKER);
+    const nodeKey = keyText('nodekey', generateKeyPair().pub);
+    const urls = new Set<string>();
+    for (let i = 0; i < 5; i++) {
+      const r = await rawPost(c.session, '/machine/register', JSON.stringify({ Version: CAPVER, NodeKey: nodeKey, Hostinfo: { Hostname: 'again' } }));
+      urls.add((JSON.parse(r.text) as { AuthURL: string }).AuthURL);
+    }
+    expect(urls.size).toBe(1);
+    expect(h.store.countPending()).toBe(1);
+    // Another device behind the same address still gets one.
+    const other = await rawPost(c.session, '/machine/register', JSON.stringify({ Version: CAPVER, NodeKey: keyText('nodekey', generateKeyPair().pub) }));
+    expect((JSON.parse(other.text) as { AuthURL: string }).AuthURL).toMatch(/\/register\//);
   });
 
   it('serves an expired node no map: one message saying it expired, then the stream ends; nothing is stored', async () => {

@@ -105,6 +105,20 @@ describe('weft server --policy', () => {
     expect((filterOf(c) as { DstPorts: { Ports: { First: number } }[] }[])[0]!.DstPorts[0]!.Ports.First).toBe(22);
   });
 
+  it('an edit may keep naming a user that does not exist yet, but not add one', async () => {
+    const path = join(dir, 'edit.json');
+    writeFileSync(path, '{"acls": [{"action": "accept", "src": ["ghost@"], "dst": ["*:22"]}]}');
+    h = new Harness();
+    await h.start({ policyFile: path, logf: (l) => void logs.push(l) });
+    writeFileSync(path, '{"acls": [{"action": "accept", "src": ["ghost@"], "dst": ["*:22,80"]}]}');
+    await eventually('reloaded', () => (logs.some((l) => /policy: reloaded/.test(l)) ? true : undefined), 8000);
+    writeFileSync(path, '{"acls": [{"action": "accept", "src": ["ghost@", "typo@"], "dst": ["*:22,80"]}]}');
+    await eventually('refused', () => (logs.some((l) => /refused; keeping the last good policy/.test(l)) ? true : undefined), 8000);
+    const refusal = logs.find((l) => /refused; keeping/.test(l))!;
+    expect(refusal).toMatch(/unknown user "typo@"/);
+    expect(refusal).not.toMatch(/"ghost@"/);
+  });
+
   it('refuses to start with a bad policy file, saying where', async () => {
     const path = join(dir, 'bad.json');
     writeFileSync(path, '{\n  "groups": {"group:a": ["group:b"]}\n}');

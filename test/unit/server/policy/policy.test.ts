@@ -163,6 +163,10 @@ describe('policy errors carry their line', () => {
     expect(errorsOf(text)).toMatch(want);
   });
 
+  it('reads "proto": "" as the default protocols', () => {
+    expect(compile('{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22"], "proto": ""}]}').rules![0]).not.toHaveProperty('IPProto');
+  });
+
   it('accepts comments, trailing commas, case-insensitive names and "#" comment keys in ACLs', () => {
     expect(errorsOf('{\n  // all\n  "ACLs": [{"Action": "accept", "#why": "x", "SRC": ["*"], "dst": ["*:*"],},],\n}')).toBe('');
   });
