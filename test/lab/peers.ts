@@ -24,6 +24,31 @@ export interface Peer {
   stop(): Promise<void>;
 }
 
+/** A TCP listener on each port given (node's net; the lab has no nc), printing "LISTENING" once all are bound. */
+export const TCP_LISTENER_JS = `
+const net = require('node:net');
+const ports = process.argv.slice(1).map(Number);
+let n = 0;
+for (const p of ports) net.createServer((s) => { s.end('hi ' + p + '\\n'); }).listen(p, '0.0.0.0', () => { if (++n === ports.length) console.log('LISTENING'); });
+setTimeout(() => process.exit(0), 900000);
+`;
+
+/** Connects to ip:port once; prints OPEN or CLOSED (refused, reset or no answer within the timeout). */
+export const TCP_PROBE_JS = `
+const net = require('node:net');
+const [ip, port, ms] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
+const s = net.connect({ host: ip, port });
+const t = setTimeout(() => { console.log('CLOSED timeout'); process.exit(0); }, ms);
+s.on('data', () => { clearTimeout(t); console.log('OPEN'); process.exit(0); });
+s.on('error', (e) => { clearTimeout(t); console.log('CLOSED ' + e.code); process.exit(0); });
+`;
+
+/** Whether a TCP connection from `from` to ip:port gets the listener's greeting within 3 s. */
+export async function probeTcp(lab: Lab, from: HostName, ip: string, port: number): Promise<boolean> {
+  const r = await lab.exec(from, ['node', '-e', TCP_PROBE_JS, ip, String(port), '3000'], { timeoutMs: 10_000 });
+  return r.stdout.includes('OPEN');
+}
+
 /** Replies after which tunnelPing stops: enough to show the tunnel works and to keep disco busy meanwhile. */
 const REPLIES_WANTED = 4;
 

@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StatusReport } from '../../src-shared/model/status.ts';
 import { HEADSCALE_VERSIONS, startHeadscale, type Headscale, type HeadscaleVersion } from './headscale.ts';
 import { createLab, NETNS_ETC, type HostName, type Lab, type LabProcess } from './lab.ts';
-import { PeerKit, WEFT, type TsPeerNode, type WeftPeer } from './peers.ts';
+import { PeerKit, probeTcp, TCP_LISTENER_JS, WEFT, type TsPeerNode, type WeftPeer } from './peers.ts';
 import { PLAIN_HTTP_DERP_ENV } from './tailscaled.ts';
 import { eventually } from '../support/eventually.ts';
 
@@ -42,25 +42,6 @@ function policy(extraPorts: string[] = []): unknown {
     ],
   };
 }
-
-/** A TCP listener on each port (node's net; the lab has no nc), printing "LISTENING" once all are bound. */
-const LISTENER = `
-const net = require('node:net');
-const ports = process.argv.slice(1).map(Number);
-let n = 0;
-for (const p of ports) net.createServer((s) => { s.end('hi ' + p + '\\n'); }).listen(p, '0.0.0.0', () => { if (++n === ports.length) console.log('LISTENING'); });
-setTimeout(() => process.exit(0), 900000);
-`;
-
-/** Connects to ip:port once; prints OPEN or CLOSED (refused, reset or no answer within the timeout). */
-const PROBE = `
-const net = require('node:net');
-const [ip, port, ms] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
-const s = net.connect({ host: ip, port });
-const t = setTimeout(() => { console.log('CLOSED timeout'); process.exit(0); }, ms);
-s.on('data', () => { clearTimeout(t); console.log('OPEN'); process.exit(0); });
-s.on('error', (e) => { clearTimeout(t); console.log('CLOSED ' + e.code); process.exit(0); });
-`;
 
 /** Probes ip:port from `from` again and again for `ms`, counting connections that got through. */
 const HAMMER = `
@@ -94,10 +75,7 @@ describe.each(HEADSCALE_VERSIONS)('Weft in a real tailnet, headscale %s', (versi
   const iface = (): string => `weft${lab.prefix.replace(/[^0-9a-z]/g, '').slice(-5)}t`;
   const resolvPath = (h: HostName): string => join(NETNS_ETC, lab.nsName(h), 'resolv.conf');
 
-  const probe = async (from: HostName, ip: string, port: number): Promise<boolean> => {
-    const r = await lab.exec(from, ['node', '-e', PROBE, ip, String(port), '3000'], { timeoutMs: 10_000 });
-    return r.stdout.includes('OPEN');
-  };
+  const probe = (from: HostName, ip: string, port: number): Promise<boolean> => probeTcp(lab, from, ip, port);
   const status = async (): Promise<StatusReport> => {
     const r = await lab.exec('a1', [...WEFT, 'status', '--json', '--state-dir', a1Dir], { timeoutMs: 15_000 });
     if (r.code !== 0) throw new Error(`weft status: ${r.stderr}`);
@@ -156,7 +134,7 @@ describe.each(HEADSCALE_VERSIONS)('Weft in a real tailnet, headscale %s', (versi
     b1 = await kit.upWeft('b1');
     a2 = await kit.upWeft('a2', { extraArgs: ['--accept-routes'] });
 
-    const listener = lab.spawn('a1', ['node', '-e', LISTENER, '8022', '8023']);
+    const listener = lab.spawn('a1', ['node', '-e', TCP_LISTENER_JS, '8022', '8023']);
     await listener.waitForOutput(/LISTENING/, 10_000);
     a1 = await startA1();
 

@@ -15,29 +15,10 @@ import { IpSet, parseRange } from '../../src-main/server/policy/ipset.ts';
 import type { ControlServer } from './control-server.ts';
 import { startHeadscale } from './headscale.ts';
 import { createLab, type HostName, type Lab, type LabProcess } from './lab.ts';
-import { PeerKit } from './peers.ts';
+import { PeerKit, probeTcp, TCP_LISTENER_JS } from './peers.ts';
 import { PLAIN_HTTP_DERP_ENV, startTailscaled, type Tailscaled } from './tailscaled.ts';
 import { startWeftServer } from './weft-server.ts';
 import { eventually } from '../support/eventually.ts';
-
-/** A TCP listener on each port (node's net), printing "LISTENING" once all are bound. */
-const LISTENER = `
-const net = require('node:net');
-const ports = process.argv.slice(1).map(Number);
-let n = 0;
-for (const p of ports) net.createServer((s) => { s.end('hi ' + p + '\\n'); }).listen(p, '0.0.0.0', () => { if (++n === ports.length) console.log('LISTENING'); });
-setTimeout(() => process.exit(0), 600000);
-`;
-
-/** Connects to ip:port once; prints OPEN or CLOSED (refused, reset or no answer within the timeout). */
-const PROBE = `
-const net = require('node:net');
-const [ip, port, ms] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])];
-const s = net.connect({ host: ip, port });
-const t = setTimeout(() => { console.log('CLOSED timeout'); process.exit(0); }, ms);
-s.on('data', () => { clearTimeout(t); console.log('OPEN'); process.exit(0); });
-s.on('error', (e) => { clearTimeout(t); console.log('CLOSED ' + e.code); process.exit(0); });
-`;
 
 describe('weft server --policy: enforced by tailscaled and by Weft', () => {
   let lab: Lab;
@@ -71,12 +52,11 @@ describe('weft server --policy: enforced by tailscaled and by Weft', () => {
     const authKey = await server.createPreauthKey(user, { reusable: true, expiration: '1h' });
     const kit = new PeerKit({ lab, loginServer: server.url, authKey, weftEnv: { WEFT_DEBUG_DERP_HTTP: '1' }, tsEnv: { ...PLAIN_HTTP_DERP_ENV } });
     for (const h of ['a1', 'b1'] as const) {
-      const l = lab.spawn(h, ['node', '-e', LISTENER, '22', '8080']);
+      const l = lab.spawn(h, ['node', '-e', TCP_LISTENER_JS, '22', '8080']);
       listeners.push(l);
       await l.waitForOutput(/LISTENING/, 10_000);
     }
-    const probe = async (from: HostName, ip: string, port: number): Promise<boolean> =>
-      (await lab.exec(from, ['node', '-e', PROBE, ip, String(port), '3000'], { timeoutMs: 10_000 })).stdout.includes('OPEN');
+    const probe = (from: HostName, ip: string, port: number): Promise<boolean> => probeTcp(lab, from, ip, port);
 
     const a = await kit.upWeft('a1');
     const b = await kit.upTailscaled('b1');

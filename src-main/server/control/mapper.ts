@@ -308,22 +308,12 @@ export function fullMap(snap: Snapshot, selfId: number, cfg: MapperConfig, capve
  * them retrying instead. Undefined when the node does not exist.
  */
 export function expiredMap(snap: Snapshot, selfId: number, cfg: MapperConfig, capver: number, now: number): WireMapResponse | undefined {
-  const selfView = snap.nodes.find((n) => n.record.id === selfId);
-  if (!selfView) return undefined;
-  const self = wireNode(selfView, cfg, capver, now);
-  const u = snap.users.get(self.User);
-  return {
-    ControlTime: formatGoTime(now),
-    Node: self,
-    DERPMap: cfg.derpMap,
-    Domain: cfg.domain,
-    CollectServices: false,
-    Debug: { DisableLogTail: true },
-    DNSConfig: {},
-    PacketFilters: { base: [] },
-    UserProfiles: u ? [userProfile(u)] : [],
-  };
+  const m = fullMap(snap, selfId, cfg, capver, now, NOTHING);
+  return m && { ...m.msg, DNSConfig: {} };
 }
+
+/** A policy that admits nothing and shows no peers (for expiredMap). */
+const NOTHING: MapPolicy = { filterFor: () => [], canSee: () => false };
 
 /** Fields a PeerChange can set; any other difference resends the whole node. */
 const PATCHABLE = new Set<keyof WireNode>(['Online', 'LastSeen', 'Endpoints', 'HomeDERP', 'DiscoKey', 'Key', 'KeyExpiry', 'Cap']);
