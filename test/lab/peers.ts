@@ -214,6 +214,17 @@ export class PeerKit {
     return [replies(pa) > 0, replies(pb) > 0];
   }
 
+  /**
+   * Waits for both netmaps, then asserts that a tunnel ping works both ways, giving it one more discovery round
+   * (another tunnelPing) if the first missed; the assertion message carries the Weft sides' logs.
+   */
+  async expectTunnel(a: Peer, b: Peer): Promise<void> {
+    await this.settle(a, b);
+    let [okA, okB] = await this.tunnelPing(a, b);
+    if (!(okA && okB)) [okA, okB] = await this.tunnelPing(a, b);
+    expect(okA && okB, `ping over the tunnel in both directions\n${this.logs(a, b)}`).toBe(true);
+  }
+
   /** Polls until both sides report a link of `kind` (bounded: `rounds` × a short tunnel ping), and returns both links. */
   async waitLinks(a: Peer, b: Peer, kind: Link['kind'], rounds = 10): Promise<[Link, Link]> {
     let la: Link = { kind: 'none' };

@@ -61,10 +61,7 @@ describe('weft server --policy: enforced by tailscaled and by Weft', () => {
     const a = await kit.upWeft('a1');
     const b = await kit.upTailscaled('b1');
     try {
-      await kit.settle(a, b);
-      let [okA, okB] = await kit.tunnelPing(a, b);
-      if (!(okA && okB)) [okA, okB] = await kit.tunnelPing(a, b);
-      expect(okA && okB, `ping over the tunnel\n${kit.logs(a, b)}`).toBe(true);
+      await kit.expectTunnel(a, b);
       // tailscaled (b1) enforces weft server's filter on what Weft (a1) sends it…
       expect(await eventually('a1 → b1:22 open', 15_000, async () => ((await probe('a1', b.ip, 22)) ? true : undefined))).toBe(true);
       expect(await probe('a1', b.ip, 8080), 'a1 → tailscaled b1:8080 must be refused').toBe(false);

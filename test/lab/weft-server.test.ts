@@ -52,10 +52,7 @@ describe('Weft ↔ tailscaled through weft server', () => {
     const a = await kit.upWeft('a1');
     const b = await kit.upTailscaled('b1');
     try {
-      await kit.settle(a, b);
-      let [okA, okB] = await kit.tunnelPing(a, b);
-      if (!(okA && okB)) [okA, okB] = await kit.tunnelPing(a, b);
-      expect(okA && okB, `ping over the tunnel in both directions\n${kit.logs(a, b)}`).toBe(true);
+      await kit.expectTunnel(a, b);
       const links = await kit.waitLinks(a, b, 'direct');
       expect(links.map((l) => l.kind)).toEqual(['direct', 'direct']);
       const path = (await kit.weftStatus(a)).peers.find((p) => p.name === b.name)?.path;

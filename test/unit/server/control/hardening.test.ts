@@ -9,14 +9,13 @@
  */
 import type http2 from 'node:http2';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ControlClient } from '../../../../src-main/engine/control/client.ts';
 import { sortedPeers } from '../../../../src-main/engine/control/map-session.ts';
 import { openStream } from '../../../../src-main/engine/control/transport.ts';
 import { MapStreamDecoder, parseMapBody } from '../../../../src-main/protocol/control/stream-framing.ts';
 import { generateKeyPair, keyText } from '../../../../src-main/protocol/crypto/keys.ts';
 import { MAX_ENDPOINTS, MAX_HOSTINFO_BYTES, MAX_PENDING_PER_IP } from '../../../../src-main/server/control/constants.ts';
 import { sourceIp } from '../../../../src-main/server/control/noise-server.ts';
-import { CAPVER, eventually, Harness, rawPost, rawUpgrade } from './harness.ts';
+import { CAPVER, eventually, Harness, rawPost, rawUpgrade, peerNames } from './harness.ts';
 
 let h: Harness;
 afterEach(async () => {
@@ -24,7 +23,6 @@ afterEach(async () => {
 });
 
 const ATTACKER = '127.0.0.2';
-const peerNames = (c: ControlClient): string[] => sortedPeers(c.netmap).map((p) => p.Hostinfo?.Hostname ?? '?');
 const enc = new TextEncoder();
 
 /** A Hostinfo of about `bytes` bytes of JSON (the review's was 920 KB). */

@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ControlClient } from '../../../../src-main/engine/control/client.ts';
+import { sortedPeers } from '../../../../src-main/engine/control/map-session.ts';
 import { dialControl, fetchServerKey, type ControlConn } from '../../../../src-main/engine/control/transport.ts';
 import { generateKeyPair } from '../../../../src-main/protocol/crypto/keys.ts';
 import { initiate, type Session } from '../../../../src-main/protocol/crypto/noise.ts';
@@ -17,6 +18,9 @@ import type { ServerStore } from '../../../../src-main/server/store/types.ts';
 import { createServer, type WeftServer, type WeftServerInit } from '../../../../src-main/server/server.ts';
 
 export const CAPVER = 130;
+
+/** A client's peers by Hostinfo hostname, in node-id order. */
+export const peerNames = (c: ControlClient): string[] => sortedPeers(c.netmap).map((p) => p.Hostinfo?.Hostname ?? '?');
 
 /** Polls `fn` every 20 ms until it returns a value other than undefined, for at most `ms`. */
 export async function eventually<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, ms = 5000): Promise<T> {

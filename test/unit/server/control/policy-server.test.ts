@@ -8,9 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ControlClient } from '../../../../src-main/engine/control/client.ts';
-import { sortedPeers } from '../../../../src-main/engine/control/map-session.ts';
 import { keyText } from '../../../../src-main/protocol/crypto/keys.ts';
-import { eventually, Harness } from './harness.ts';
+import { eventually, Harness, peerNames } from './harness.ts';
 
 let h: Harness;
 let dir: string;
@@ -24,7 +23,6 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const peerNames = (c: ControlClient): string[] => sortedPeers(c.netmap).map((p) => p.Hostinfo?.Hostname ?? '?');
 const filterOf = (c: ControlClient): unknown => c.netmap.packetFilter;
 
 describe('weft server --policy', () => {

@@ -12,14 +12,13 @@ import { MapStreamDecoder, parseMapBody } from '../../../../src-main/protocol/co
 import { generateKeyPair, keyText } from '../../../../src-main/protocol/crypto/keys.ts';
 import { publicKeyOf } from '../../../../src-main/protocol/crypto/noise.ts';
 import { openSqliteStore } from '../../../../src-main/server/store/sqlite.ts';
-import { CAPVER, eventually, Harness, rawHandshake, rawPost, rawUpgrade, readUntilClose } from './harness.ts';
+import { CAPVER, eventually, Harness, rawHandshake, rawPost, rawUpgrade, readUntilClose, peerNames } from './harness.ts';
 
 let h: Harness;
 afterEach(async () => {
   await h?.stop();
 });
 
-const peerNames = (c: ControlClient): string[] => sortedPeers(c.netmap).map((p) => p.Hostinfo?.Hostname ?? '?');
 const peerNamed = (c: ControlClient, name: string) => sortedPeers(c.netmap).find((p) => p.Hostinfo?.Hostname === name);
 
 describe('weft server: registration and maps', () => {
