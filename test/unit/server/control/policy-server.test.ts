@@ -101,7 +101,7 @@ describe('weft server --policy', () => {
     await c.start();
     await eventually('alpha and gamma see each other', () => (peerNames(a).join() === 'gamma' && peerNames(c).join() === 'alpha' ? true : undefined));
     expect((filterOf(c) as { DstPorts: { Ports: { First: number } }[] }[])[0]!.DstPorts[0]!.Ports.First).toBe(22);
-  });
+  }, 20_000);
 
   it('an edit may keep naming a user that does not exist yet, but not add one', async () => {
     const path = join(dir, 'edit.json');
@@ -115,7 +115,8 @@ describe('weft server --policy', () => {
     const refusal = logs.find((l) => /refused; keeping/.test(l))!;
     expect(refusal).toMatch(/unknown user "typo@"/);
     expect(refusal).not.toMatch(/"ghost@"/);
-  });
+    // Two file changes, each seen by a 1 s stat poll: more than vitest's default 5 s on a loaded CI machine.
+  }, 30_000);
 
   it('refuses to start with a bad policy file, saying where', async () => {
     const path = join(dir, 'bad.json');
