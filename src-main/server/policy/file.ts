@@ -3,13 +3,16 @@
  * headscale's does; users that do not exist yet are only logged), then watched and reloaded when it changes. A
  * changed file that does not parse, or does not apply to the tailnet (a user it newly names that does not exist,
  * an undefined group…), is refused with its line and reason in the log, and the last good policy stays in force.
- * A refused text is not checked again until the file changes (touch it after creating a missing user).
+ * A refused text is reported once; it is checked again when the file is written or touched (touch it after
+ * creating a missing user).
  *
- * Reading is bounded (MAX_POLICY_BYTES) and polled (fs.watchFile) rather than evented, so editors that replace
- * the file by renaming a new one over it are seen too.
+ * Reading is bounded (MAX_POLICY_BYTES) and polled rather than evented, so editors that replace the file by
+ * renaming a new one over it are seen too. Each poll compares the file's stat with the one taken before the text
+ * in force (or last refused) was read, not with the previous poll's: an edit that lands between the first load and
+ * the first poll is still seen.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { unwatchFile, watchFile, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
 import type { Logf } from '../../engine/sys/log.ts';
 import { compilePolicy, type PolicyWorld } from './compile.ts';
 export { worldOf } from './compile.ts';
@@ -56,9 +59,18 @@ export function checkPolicyText(
 
 /** Reads a policy file, refusing one over MAX_POLICY_BYTES. */
 export async function readPolicyFile(path: string): Promise<string> {
+  return (await readStamped(path)).text;
+}
+
+/** What identifies one version of the file on disk: a change in any of them means it was written again. */
+type Stamp = Pick<Stats, 'mtimeMs' | 'size' | 'ino'>;
+const sameStamp = (a: Stamp, b: Stamp): boolean => a.mtimeMs === b.mtimeMs && a.size === b.size && a.ino === b.ino;
+
+/** The file's text and the stat taken just before reading it (so a write after the stat is seen by the next poll). */
+async function readStamped(path: string): Promise<{ text: string; stamp: Stamp }> {
   const st = await stat(path);
   if (st.size > MAX_POLICY_BYTES) throw new Error(`${path} is ${st.size} bytes, over the ${MAX_POLICY_BYTES}-byte limit for a policy`);
-  return readFile(path, 'utf8');
+  return { text: await readFile(path, 'utf8'), stamp: { mtimeMs: st.mtimeMs, size: st.size, ino: st.ino } };
 }
 
 export interface PolicyFileInit {
@@ -76,10 +88,13 @@ export class PolicyFile implements PolicySource {
   readonly #i: PolicyFileInit;
   #doc: CheckedPolicy | null = null;
   #version = 0;
-  #lastText: string | null = null;
+  #textInForce: string | null = null;
   /** Users the policy in force names that do not exist (yet): an edit may keep naming them, not add new ones. */
   #unknownUsers = new Set<string>();
-  #watching = false;
+  /** The stat of the file when the text in force (or last refused) was read. */
+  #stamp: Stamp | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #polling = false;
   #reloading: Promise<void> | null = null;
 
   constructor(init: PolicyFileInit) {
@@ -96,7 +111,8 @@ export class PolicyFile implements PolicySource {
    * policy could not name any otherwise (they match no node until then, as in headscale).
    */
   async load(): Promise<void> {
-    const text = await readPolicyFile(this.#i.path);
+    const { text, stamp } = await readStamped(this.#i.path);
+    this.#stamp = stamp;
     const r = checkPolicyText(text, this.#i.world(), 'all', (e) => this.#i.logf(`policy: line ${e.line}, column ${e.column}: ${e.message}; it matches no node until that user exists`));
     if (r.kind === 'error') throw new Error(`policy ${this.#i.path} refused:\n${formatPolicyErrors(r.errors)}`);
     this.#unknownUsers = r.unknownUsers;
@@ -106,15 +122,24 @@ export class PolicyFile implements PolicySource {
 
   /** Starts watching the file for changes. */
   watch(): void {
-    if (this.#watching) return;
-    this.#watching = true;
-    watchFile(this.#i.path, { interval: this.#i.pollMs ?? POLL_MS, persistent: false }, this.#onStat);
+    if (this.#timer) return;
+    this.#timer = setInterval(() => void this.#poll(), this.#i.pollMs ?? POLL_MS);
+    this.#timer.unref();
   }
 
-  readonly #onStat = (cur: Stats, prev: Stats): void => {
-    if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size && cur.ino === prev.ino) return;
-    void this.reload();
-  };
+  async #poll(): Promise<void> {
+    if (this.#polling || this.#reloading) return;
+    this.#polling = true;
+    try {
+      const st = await stat(this.#i.path).catch(() => null);
+      // A missing file is reported by the reload (and the last good policy kept), once per disappearance.
+      if (st ? this.#stamp && sameStamp(st, this.#stamp) : this.#stamp === null) return;
+      if (!st) this.#stamp = null;
+      await this.reload();
+    } finally {
+      this.#polling = false;
+    }
+  }
 
   /** Reads the file again; a bad one is logged and the last good policy stays in force. */
   reload(): Promise<void> {
@@ -125,15 +150,14 @@ export class PolicyFile implements PolicySource {
   async #reloadOnce(): Promise<void> {
     let text: string;
     try {
-      text = await readPolicyFile(this.#i.path);
+      ({ text, stamp: this.#stamp } = await readStamped(this.#i.path));
     } catch (e) {
       this.#i.logf(`policy: cannot read ${this.#i.path} (${(e as Error).message}); keeping the last good policy`);
       return;
     }
-    if (text === this.#lastText) return;
+    if (text === this.#textInForce) return;
     const r = checkPolicyText(text, this.#i.world(), this.#unknownUsers);
     if (r.kind === 'error') {
-      this.#lastText = text; // reported once, until the file changes again
       this.#i.logf(`policy: ${this.#i.path} refused; keeping the last good policy:\n${formatPolicyErrors(r.errors)}`);
       return;
     }
@@ -145,12 +169,12 @@ export class PolicyFile implements PolicySource {
 
   #set(doc: CheckedPolicy, text: string): void {
     this.#doc = doc;
-    this.#lastText = text;
+    this.#textInForce = text;
     this.#version++;
   }
 
   stop(): void {
-    if (this.#watching) unwatchFile(this.#i.path, this.#onStat);
-    this.#watching = false;
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
   }
 }

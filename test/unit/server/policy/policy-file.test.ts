@@ -1,0 +1,96 @@
+/**
+ * The watched policy file (server/policy/file.ts) on its own, with a fast poll: an edit made right after the first
+ * load is seen, a refused text is reported once and checked again when the file is touched, and a vanished file
+ * keeps the last good policy.
+ */
+import { mkdtempSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { PolicyWorld } from '../../../../src-main/server/policy/compile.ts';
+import { PolicyFile } from '../../../../src-main/server/policy/file.ts';
+
+let dir: string;
+let pf: PolicyFile | null = null;
+beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'weft-policy-file-'))));
+afterEach(() => {
+  pf?.stop();
+  pf = null;
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (ok()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** The first ACL's destination ports in force, as "22,80". */
+const ports = (pf: PolicyFile): string => (pf.current()?.doc.doc.acls?.[0]?.dst[0]?.ports ?? []).map((r) => (r.first === r.last ? `${r.first}` : `${r.first}-${r.last}`)).join();
+
+describe('PolicyFile', () => {
+  it('sees an edit written between the first load and the first poll', async () => {
+    const path = join(dir, 'p.json');
+    writeFileSync(path, '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22"]}]}');
+    const logs: string[] = [];
+    let changes = 0;
+    const world: PolicyWorld = { users: [], nodes: [] };
+    pf = new PolicyFile({ path, world: () => world, onChange: () => changes++, logf: (l) => void logs.push(l), pollMs: 30 });
+    await pf.load();
+    const v1 = pf.current()!.version;
+    // Same second, other size: the watcher must compare against what load() read, not against its own first stat.
+    writeFileSync(path, '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22,80"]}]}');
+    pf.watch();
+    await until('the reload', () => changes === 1);
+    expect(pf.current()!.version).toBe(v1 + 1);
+    expect(ports(pf)).toBe('22,80');
+    expect(logs.filter((l) => /policy: reloaded/.test(l))).toHaveLength(1);
+  });
+
+  it('reports a refused text once, and checks it again when the file is touched', async () => {
+    const path = join(dir, 'p.json');
+    writeFileSync(path, '{"acls": [{"action": "accept", "src": ["alice@"], "dst": ["*:22"]}]}');
+    const logs: string[] = [];
+    let changes = 0;
+    const world: PolicyWorld = { users: ['alice'], nodes: [] };
+    pf = new PolicyFile({ path, world: () => world, onChange: () => changes++, logf: (l) => void logs.push(l), pollMs: 30 });
+    await pf.load();
+    pf.watch();
+    writeFileSync(path, '{"acls": [{"action": "accept", "src": ["alice@", "dave@"], "dst": ["*:22"]}]}');
+    await until('the refusal', () => logs.some((l) => /refused; keeping the last good policy/.test(l)));
+    await new Promise((r) => setTimeout(r, 200)); // several polls: no second report for the same write
+    expect(logs.filter((l) => /refused/.test(l))).toHaveLength(1);
+    expect(logs.find((l) => /refused/.test(l))).toMatch(/line 1, column \d+: .*unknown user "dave@"/);
+    expect(ports(pf)).toBe('22');
+    expect(changes).toBe(0);
+
+    // The operator creates dave, then touches the file: the same text is checked again and now applies.
+    world.users = ['alice', 'dave'];
+    const later = new Date(Date.now() + 2000);
+    utimesSync(path, later, later);
+    await until('the reload after touch', () => changes === 1);
+    expect(logs.filter((l) => /policy: reloaded/.test(l))).toHaveLength(1);
+    expect(pf.current()!.doc.doc.acls?.[0]?.src.map((s) => s.alias)).toEqual(['alice@', 'dave@']);
+  });
+
+  it('keeps the last good policy while the file is missing, and says so once', async () => {
+    const path = join(dir, 'p.json');
+    writeFileSync(path, '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22"]}]}');
+    const logs: string[] = [];
+    let changes = 0;
+    pf = new PolicyFile({ path, world: () => ({ users: [], nodes: [] }), onChange: () => changes++, logf: (l) => void logs.push(l), pollMs: 30 });
+    await pf.load();
+    pf.watch();
+    unlinkSync(path);
+    await until('the report', () => logs.some((l) => /cannot read/.test(l)));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(logs.filter((l) => /cannot read .*keeping the last good policy/.test(l))).toHaveLength(1);
+    expect(ports(pf)).toBe('22');
+    writeFileSync(path, '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:443"]}]}');
+    await until('the new file', () => changes === 1);
+    expect(ports(pf)).toBe('443');
+  });
+});
