@@ -130,7 +130,7 @@ export async function createServer(init: WeftServerInit): Promise<WeftServer> {
   let policy: PolicyFile | null = null;
   if (init.policyFile) {
     const store = init.store;
-    policy = new PolicyFile({ path: init.policyFile, world: () => worldOf(store.listUsers(), store.listNodes()), onChange: () => control?.changed(), logf });
+    policy = new PolicyFile({ path: init.policyFile, world: () => worldOf(store.listUsers(), store.listNodes()), onChange: () => control?.policyChanged(), logf });
     try {
       await policy.load();
     } catch (e) {

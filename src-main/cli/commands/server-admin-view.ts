@@ -3,6 +3,7 @@
  * RFC 3339 strings with milliseconds, or null) and the plain-text tables, plus the expiration-duration parser. Pure; the verbs live
  * in server-admin.ts. A pre-auth key's hash is not part of any record, so it cannot be printed.
  */
+import { announcedRoutes, exitRoutes, sortPrefixes } from '../../server/routes/routes.ts';
 import type { NodeRecord, PreAuthKeyRecord, UserRecord } from '../../server/store/types.ts';
 import { CliError } from '../command.ts';
 
@@ -76,7 +77,29 @@ export function nodeView(n: NodeRecord, user: string | null, now: number) {
     lastSeen: iso(n.lastSeen),
     authKeyId: n.authKeyId,
     tags: n.tags,
+    ...routesView(n),
   };
+}
+
+/**
+ * A node's routes as headscale's list-routes shows them: approved (as stored), available (announced) and serving
+ * (the subnet routes it is primary for, as the running server last wrote them, plus its approved exit routes).
+ */
+export function routesView(n: NodeRecord) {
+  return {
+    approvedRoutes: n.approvedRoutes,
+    availableRoutes: [...announcedRoutes(n.hostinfo)],
+    servingRoutes: sortPrefixes([...n.primaryRoutes, ...exitRoutes(n)]),
+  };
+}
+
+/** Nodes with any route to show, as `nodes list-routes` lists them (ID, HOSTNAME, APPROVED, AVAILABLE, SERVING). */
+export function routesTable(nodes: NodeRecord[]): string {
+  const rows = nodes.map((n) => {
+    const r = routesView(n);
+    return [String(n.id), n.givenName, r.approvedRoutes.join(', ') || '-', r.availableRoutes.join(', ') || '-', r.servingRoutes.join(', ') || '-'];
+  });
+  return renderTable(['ID', 'HOSTNAME', 'APPROVED', 'AVAILABLE', 'SERVING (PRIMARY)'], rows);
 }
 
 /** Left-aligned columns separated by two spaces, with a header row. */

@@ -18,8 +18,11 @@ import { readPolicyFile } from '../../server/policy/file.ts';
 import { formatPolicyErrors, parsePolicy } from '../../server/policy/parse.ts';
 import type { ServerStore, UserRecord } from '../../server/store/types.ts';
 import { CliError, parseFlags } from '../command.ts';
+import { announcedRoutes, approvalList } from '../../server/routes/routes.ts';
 import {
   keysTable,
+  routesTable,
+  routesView,
   keyView,
   nodeExpired,
   nodesTable,
@@ -71,6 +74,8 @@ export const serverAdminUsage = `usage: weft server <group> <verb> [flags]   (fl
   nodes expire --identifier ID
   nodes delete --identifier ID [--force]
   nodes tag --identifier ID --tags tag:a,tag:b   (--tags '' removes them)
+  nodes approve-routes --identifier ID --routes 10.0.0.0/24,0.0.0.0/0   (replaces the approved set; '' clears it)
+  nodes list-routes [--identifier ID]
   policy check FILE        parse FILE and check it against the users and nodes in --data (if it exists)
 
   --data DIR     the server's data directory (default ${defaultServerDataDir()})
@@ -131,6 +136,11 @@ async function dispatch(argv: string[], io: AdminIo): Promise<number> {
       return nodesDelete(rest, io);
     case 'nodes tag':
       return nodesTag(rest, io);
+    case 'nodes approve-routes':
+      return nodesApproveRoutes(rest, io);
+    case 'nodes list-routes':
+    case 'nodes routes':
+      return nodesListRoutes(rest, io);
     case 'policies check':
       return policyCheck(rest, io);
     default:
@@ -391,6 +401,55 @@ function nodesTag(argv: string[], io: AdminIo): number {
     const after = store.updateNode(id, { tags }) ?? n;
     const text = tags.length ? `node ${id} (${n.givenName}) tagged ${tags.join(', ')}\n` : `node ${id} (${n.givenName}) has no tags now\n`;
     return emit(io, f.format, nodeView(after, userNamer(store)(after.userId), io.now()), text);
+  });
+}
+
+/**
+ * `nodes approve-routes`: replaces the node's approved routes (headscale's approve-routes): either /0 approves
+ * both, '' clears them all. Routes the node does not announce are kept but unused until it announces them; the
+ * running server elects primaries and pushes the change. The policy's autoApprovers may add routes back later.
+ */
+function nodesApproveRoutes(argv: string[], io: AdminIo): number {
+  const f = flags(argv, { identifier: { type: 'string', short: 'i' }, routes: { type: 'string', short: 'r' } }, io);
+  if (!f) return 0;
+  noPositionals(f.positionals);
+  const id = positiveId(f.str('identifier'), '--identifier');
+  const raw = f.str('routes');
+  if (raw === undefined) throw new CliError(`nodes approve-routes needs --routes PREFIX,… (or --routes '' to clear them)\n\n${serverAdminUsage}`);
+  const parsed = approvalList(raw.split(','));
+  if ('error' in parsed) throw new CliError(`invalid --routes: ${parsed.error}`);
+  return withStore(f.str('data'), (store) => {
+    const n = store.nodeById(id);
+    if (!n) throw new CliError(`no node with id ${id} (see weft server nodes list)`, 1);
+    const after = store.updateNode(id, { approvedRoutes: parsed.routes }) ?? n;
+    const announced = new Set(announcedRoutes(after.hostinfo));
+    const unused = parsed.routes.filter((r) => !announced.has(r));
+    const text = `node ${id} (${n.givenName}): approved routes ${parsed.routes.join(', ') || '(none)'}${unused.length ? `; not announced by the node (unused until it does): ${unused.join(', ')}` : ''}\n`;
+    return emit(io, f.format, nodeView(after, userNamer(store)(after.userId), io.now()), text);
+  });
+}
+
+/** `nodes list-routes [--identifier ID]`: the nodes with approved, announced or served routes. */
+function nodesListRoutes(argv: string[], io: AdminIo): number {
+  const f = flags(argv, { identifier: { type: 'string', short: 'i' } }, io);
+  if (!f) return 0;
+  noPositionals(f.positionals);
+  const ref = f.str('identifier');
+  const id = ref === undefined ? null : positiveId(ref, '--identifier');
+  return withStore(f.str('data'), (store) => {
+    let nodes = store.listNodes();
+    if (id !== null) {
+      nodes = nodes.filter((n) => n.id === id);
+      if (nodes.length === 0) throw new CliError(`no node with id ${id} (see weft server nodes list)`, 1);
+    }
+    nodes = nodes.filter((n) => {
+      const r = routesView(n);
+      return r.approvedRoutes.length + r.availableRoutes.length + r.servingRoutes.length > 0;
+    });
+    const name = userNamer(store);
+    const now = io.now();
+    const json = nodes.map((n) => ({ id: n.id, givenName: n.givenName, user: name(n.userId), online: n.online, expired: nodeExpired(n, now), ...routesView(n) }));
+    return emit(io, f.format, json, nodes.length ? routesTable(nodes) : 'no node announces or has approved routes\n');
   });
 }
 

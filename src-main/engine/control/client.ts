@@ -170,6 +170,13 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
     this.netInfo = ni;
   }
 
+  /** Routes this node announces (Hostinfo.RoutableIPs), sent with the next register or map request. */
+  private routableIPs: string[] = [];
+
+  setRoutableIPs(prefixes: readonly string[]): void {
+    this.routableIPs = [...prefixes];
+  }
+
   private hostinfo(): Record<string, unknown> {
     return {
       Hostname: this.hostname(),
@@ -179,6 +186,7 @@ export class ControlClient extends EventEmitter<ControlClientEvents> {
       FrontendLogID: '',
       BackendLogID: '',
       ...(this.netInfo ? { NetInfo: this.netInfo } : {}),
+      ...(this.routableIPs.length ? { RoutableIPs: [...this.routableIPs] } : {}),
     };
   }
 

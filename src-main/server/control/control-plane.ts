@@ -37,6 +37,9 @@ import { isExpired } from './mapper.ts';
 import { cleanEndpoints, cleanHostinfo } from './node-input.ts';
 import { ZERO_DISCO_KEY } from '../../../src-shared/model/ids.ts';
 import type { PolicySource } from '../policy/file.ts';
+import { worldOf } from '../policy/compile.ts';
+import { autoApprove } from '../policy/approve.ts';
+import { announcedRoutes } from '../routes/routes.ts';
 import { dnsConfigOf, NO_DNS, type DnsSettings } from './dns-config.ts';
 import { registerPageHtml } from './pages.ts';
 
@@ -126,6 +129,7 @@ export class ControlPlane {
   readonly #noise: NoiseServer;
   readonly #streams: MapStreams;
   readonly #registerDeps: RegisterDeps;
+  readonly #policy: PolicySource | null;
   // Owned by this instance.
   #derpMap: DerpMap;
   readonly #dns: DnsSettings;
@@ -164,6 +168,7 @@ export class ControlPlane {
     this.#pendingTtlMs = init.pendingTtlMs ?? C.PENDING_TTL_MS;
     this.#pendingSweepMs = init.pendingSweepMs ?? C.PENDING_SWEEP_MS;
     this.publicKey = publicKeyOf(init.noisePrivateKey);
+    this.#policy = init.policy ?? null;
     this.#streams = new MapStreams({
       store: this.#store,
       cfg: () => this.#mapperConfig(),
@@ -186,6 +191,7 @@ export class ControlPlane {
       pendingTtlMs: this.#pendingTtlMs,
       waitApproval: (id, signal) => this.#waitApproval(id, signal),
       changed: () => this.changed(),
+      registered: (id) => this.#autoApprove([id], 'it registered'),
       pendingRefused: (ip) => this.#pendingRefused(ip),
       pendingExisting: (ip, machineKey, nodeKey) => {
         const now = this.#now();
@@ -221,6 +227,40 @@ export class ControlPlane {
         'POST /machine/map': (r) => this.#mapRoute(r),
       },
     });
+  }
+
+  /**
+   * Applies the policy's autoApprovers to these nodes' announced routes (policy/approve.ts): adds what they allow
+   * to each node's approved routes and says so. Without a policy nothing is auto-approved.
+   */
+  #autoApprove(ids: readonly number[], why: string): void {
+    const doc = this.#policy?.current()?.doc;
+    if (!doc || ids.length === 0) return;
+    const nodes = this.#store.listNodes();
+    const world = worldOf(this.#store.listUsers(), nodes);
+    const wanted = new Set(ids);
+    for (const [i, n] of nodes.entries()) {
+      if (!wanted.has(n.id)) continue;
+      const announced = announcedRoutes(n.hostinfo);
+      if (announced.length === 0) continue;
+      const next = autoApprove(doc.doc, world.nodes[i]!, announced, n.approvedRoutes);
+      if (!next) continue;
+      const added = next.filter((r) => !n.approvedRoutes.includes(r));
+      this.#store.updateNode(n.id, { approvedRoutes: next });
+      this.#logf(`control: node ${n.id} (${n.givenName}): autoApprovers approved ${added.join(', ')} (${why})`);
+    }
+  }
+
+  /**
+   * The policy in force changed (a reload of the watched file): every node's announced routes go through the
+   * autoApprovers again (as headscale's ReloadPolicy does), then the streams get the new filters and peers.
+   */
+  policyChanged(): void {
+    this.#autoApprove(
+      this.#store.listNodes().map((n) => n.id),
+      'the policy changed',
+    );
+    this.changed();
   }
 
   #mapperConfig(): MapperConfig {
@@ -272,7 +312,7 @@ export class ControlPlane {
 
   start(): void {
     // Presence left behind by a previous process that did not stop cleanly (a crash, SIGKILL): nobody is connected yet.
-    for (const n of this.#store.listNodes()) if (n.online) this.#store.updateNode(n.id, { online: false });
+    for (const n of this.#store.listNodes()) if (n.online || n.primaryRoutes.length > 0) this.#store.updateNode(n.id, { online: false, primaryRoutes: [] });
     this.#admitted = this.#admittedKeys(this.#now());
     this.#lastCounter = this.#store.changeCounter();
     this.#lastTickAt = this.#now();
@@ -444,6 +484,14 @@ export class ControlPlane {
       ...(hostinfo !== undefined ? { hostinfo } : {}),
       ...(ni && typeof ni.PreferredDERP === 'number' ? { homeDerp: ni.PreferredDERP } : {}),
     });
+    // What it announces changed (or it announces routes and has none approved yet): the autoApprovers look again,
+    // as headscale does on a map request.
+    if (hostinfo !== undefined && hostinfo !== node.hostinfo) {
+      const before = announcedRoutes(node.hostinfo);
+      const after = announcedRoutes(hostinfo);
+      const moved = before.length !== after.length || after.some((r) => !before.includes(r));
+      if (moved || (after.length > 0 && node.approvedRoutes.length === 0)) this.#autoApprove([node.id], 'it announces new routes');
+    }
     if (!req.Stream) {
       this.changed();
       r.stream.respond({ ':status': 200 });

@@ -11,6 +11,12 @@
  * A session whose node was deleted, or whose node key was rotated or taken over, is ended; so is one whose node
  * expired or logged out, right after it was sent that news.
  *
+ * Subnet routes: each prefix that online nodes serve has one primary (routes.ts electPrimaries), elected again at
+ * every snapshot: the current one stays while it is online, otherwise the lowest node id takes over. A router that
+ * disconnects stays online through the grace below, so a standby takes over OFFLINE_GRACE_MS after the primary's
+ * stream ends, as in headscale 0.29.2 (its poll.go waits 10 s for a reconnect before marking a node offline). The
+ * elected primaries are written to the node records too, for `weft server nodes list-routes`.
+ *
  * Presence: a node is online while it has a stream, and for a short grace after its last one ends (a quick
  * reconnect is not an offline/online flap). The node record's `online` follows it (for `weft server nodes list`,
  * which reads the database in another process). When the grace runs out LastSeen is stored; an ephemeral node is
@@ -22,13 +28,14 @@
 import type { Clock, TimerHandle } from '../../engine/sys/clock.ts';
 import type { Logf } from '../../engine/sys/log.ts';
 import { encodeMapFrame, encodeZstdStored } from '../../protocol/control/stream-framing.ts';
-import type { ServerStore } from '../store/types.ts';
+import type { NodeRecord, ServerStore } from '../store/types.ts';
 import { compilePolicy, worldOf, type CompiledPolicy } from '../policy/compile.ts';
 import type { ParsedPolicy } from '../policy/parse.ts';
-import { diffChanged, expiredMap, fullMap, isExpired, nodeFingerprint, wireNode, type MapperConfig, type NodeView, type SessionView, type Snapshot, type WireMapResponse, type WireNode } from './mapper.ts';
+import { electPrimaries, exitRoutes, primariesByNode, subnetRoutes } from '../routes/routes.ts';
+import { diffChanged, expiredMap, fullMap, isExpired, nodeFingerprint, routerIds, wireNode, type MapperConfig, type NodeView, type SessionView, type Snapshot, type WireMapResponse, type WireNode } from './mapper.ts';
 
 /** What a node gets when the policy cannot be compiled and there is no earlier one: nothing in, no peers. */
-const DENY_ALL: CompiledPolicy = { rules: [], filterFor: () => [], canSee: () => false };
+const DENY_ALL: CompiledPolicy = { rules: [], filterFor: () => [], canSee: () => false, routeVisible: () => false };
 
 /** Where a session's frames go (an HTTP/2 response stream). */
 export interface MapSink {
@@ -83,6 +90,8 @@ export class MapStreams {
   #identities = new Map<number, string>();
   #usersKey = '';
   #warnedKey = '';
+  /** Subnet prefix → the node serving it, as last elected. */
+  #primaries = new Map<string, number>();
   readonly #i: MapStreamsInit;
 
   constructor(init: MapStreamsInit) {
@@ -103,10 +112,43 @@ export class MapStreams {
     return (this.#count.get(nodeId) ?? 0) > 0 || this.#grace.has(nodeId);
   }
 
+  /** The store's users and nodes, with presence and the primary routes elected now. */
   snapshot(): Snapshot {
     const users = new Map(this.#i.store.listUsers().map((u) => [u.id, u]));
-    const nodes = this.#i.store.listNodes().map((record) => ({ record, online: this.isOnline(record.id) }));
+    const records = this.#i.store.listNodes();
+    const now = this.#i.now();
+    const candidates = records.flatMap((r) => {
+      if (!this.isOnline(r.id) || isExpired(r, now)) return [];
+      const routes = subnetRoutes(r);
+      return routes.length ? [{ id: r.id, routes }] : [];
+    });
+    const elected = electPrimaries(this.#primaries, candidates);
+    this.#notePrimaries(elected, records);
+    const byNode = primariesByNode(elected);
+    const nodes = records.map((record) => ({ record, online: this.isOnline(record.id), primaries: byNode.get(record.id) ?? [] }));
     return { nodes, users };
+  }
+
+  /** Logs what moved between two elections, and writes each node's primaries to its record (and `records`). */
+  #notePrimaries(elected: Map<string, number>, records: NodeRecord[]): void {
+    const prev = this.#primaries;
+    this.#primaries = elected;
+    for (const [prefix, id] of elected) {
+      const was = prev.get(prefix);
+      if (was !== id) this.#i.logf(`routes: ${prefix} is served by node ${id}${was === undefined ? '' : ` (was node ${was}, now offline or no longer serving it)`}`);
+    }
+    for (const [prefix, was] of prev) if (!elected.has(prefix)) this.#i.logf(`routes: nobody online serves ${prefix} any more (was node ${was})`);
+    const byNode = primariesByNode(elected);
+    for (const r of records) {
+      const mine = byNode.get(r.id) ?? [];
+      if (mine.join() === r.primaryRoutes.join()) continue;
+      r.primaryRoutes = mine;
+      try {
+        this.#i.store.updateNode(r.id, { primaryRoutes: mine });
+      } catch (e) {
+        this.#i.logf(`routes: could not store node ${r.id}'s primary routes: ${(e as Error).message}`);
+      }
+    }
   }
 
   /**
@@ -173,6 +215,7 @@ export class MapStreams {
     if (this.#sessions.size === 0 || (changed.size === 0 && removed.size === 0 && !policyMoved)) return snap;
     const cfg = this.#i.cfg();
     const caches = new Map<number, Map<number, WireNode>>();
+    const routers = policyMoved ? routerIds(snap.nodes) : new Set<number>();
     for (const s of [...this.#sessions]) {
       const self = byId.get(s.nodeId);
       if (!self || self.record.nodeKey !== s.nodeKey) {
@@ -191,7 +234,7 @@ export class MapStreams {
         }
         return w;
       };
-      const d = diffChanged(s.view, byId, snap.users, s.nodeId, { changed, removed }, wire, now, this.#policy, policyMoved, recheckAll);
+      const d = diffChanged(s.view, byId, snap.users, s.nodeId, { changed, removed }, wire, now, this.#policy, policyMoved, recheckAll, routers);
       if (d) this.#send(s, d.msg);
       if (isExpired(self.record, now)) {
         this.#i.logf(`map: ending the stream of node ${s.nodeId}: its key expired`);
@@ -209,7 +252,13 @@ export class MapStreams {
   #updatePolicy(snap: Snapshot): { moved: boolean; recheckAll: boolean } {
     const src = this.#i.policy?.() ?? null;
     const version = src ? src.version : -1;
-    const identities = new Map(snap.nodes.map((v) => [v.record.id, `${v.record.ipv4} ${v.record.ipv6} ${v.record.userId} ${v.record.tags.join(',')}`]));
+    // A node's identity for the policy: addresses, user, tags, and the routes it may serve (approved ∩ announced).
+    const identities = new Map(
+      snap.nodes.map((v) => {
+        const r = v.record;
+        return [r.id, `${r.ipv4} ${r.ipv6} ${r.userId} ${r.tags.join(',')} ${subnetRoutes(r).join(',')} ${exitRoutes(r).join(',')}`];
+      }),
+    );
     const usersKey = [...snap.users.values()].map((u) => `${u.id}:${u.name}`).join(',');
     let identityChanged = usersKey !== this.#usersKey;
     let membership = identities.size !== this.#identities.size;
@@ -354,6 +403,14 @@ export class MapStreams {
     const { clock } = this.#i;
     const now = this.#i.now();
     for (const id of new Set([...this.#count.keys(), ...this.#grace.keys()])) this.#storePresence(id, { online: false, lastSeen: now });
+    for (const id of new Set(this.#primaries.values())) {
+      try {
+        this.#i.store.updateNode(id, { primaryRoutes: [] });
+      } catch {
+        // the next start clears it anyway
+      }
+    }
+    this.#primaries.clear();
     for (const s of [...this.#sessions]) {
       s.closed = true;
       if (s.keepAlive) clock.clearTimeout(s.keepAlive);

@@ -9,7 +9,13 @@
  *
  * Policy (server/policy/compile.ts): without one every node sees every other node and the packet filter allows
  * everything (headscale's answer with no ACL policy, §9.6); with one, a node's map holds only the peers the
- * policy lets it talk to (either way) and its own reduced filter. AllowedIPs = the peer's /32 and /128.
+ * policy lets it talk to (either way) and its own reduced filter.
+ *
+ * Routes (server/routes/routes.ts): AllowedIPs = the node's /32 and /128, the subnet routes it is the elected
+ * primary for and its approved exit routes, sorted as Go's netip.Prefix.Compare; PrimaryRoutes = those subnet
+ * routes. With a policy each viewer gets only the routes the policy lets it use (CompiledPolicy.routeVisible), plus
+ * a peer's copy of a prefix the viewer serves itself (an HA standby sees its primary's route); its own node keeps
+ * its exit routes. As headscale 0.29.2 builds them (types/node.go TailNode, state.go RoutesForPeer).
  *
  * A peer whose only changes are fields a PeerChange can carry (§9.4) goes out as a PeersChangedPatch entry;
  * anything else (a new hostinfo, an expiry that flips Expired, a rename) resends the whole Node.
@@ -20,6 +26,7 @@ import type { DerpMap } from '../../../src-shared/model/derp-map.ts';
 import { ZERO_TIME, formatGoTime } from '../../protocol/control/tailcfg.ts';
 import type { NodeRecord, UserRecord } from '../store/types.ts';
 import { FILTER_ALLOW_ALL, type CompiledPolicy, type WireFilterRule } from '../policy/compile.ts';
+import { exitRoutes, isExitRoute, sortPrefixes, subnetRoutes } from '../routes/routes.ts';
 
 /** A tailcfg.Node as this server emits it (JSON-ready; absent keys are omitted, as Go's omitempty does). */
 export interface WireNode {
@@ -33,6 +40,7 @@ export interface WireNode {
   DiscoKey?: string;
   Addresses: string[];
   AllowedIPs: string[];
+  PrimaryRoutes?: string[];
   Endpoints?: string[];
   HomeDERP?: number;
   Hostinfo?: unknown;
@@ -86,7 +94,7 @@ export interface WireMapResponse {
 export { FILTER_ALLOW_ALL };
 
 /** What the maps need of the policy: each node's filter and who sees whom. null: no policy (allow all). */
-export type MapPolicy = Pick<CompiledPolicy, 'filterFor' | 'canSee'> | null;
+export type MapPolicy = Pick<CompiledPolicy, 'filterFor' | 'canSee' | 'routeVisible'> | null;
 
 function filterOf(policy: MapPolicy, selfId: number): WireFilterRule[] {
   return policy ? policy.filterFor(selfId) : FILTER_ALLOW_ALL;
@@ -107,6 +115,8 @@ export interface NodeView {
   record: NodeRecord;
   /** Whether a map stream of this node is open (or in its offline grace period). */
   online: boolean;
+  /** The subnet routes this node is the elected primary for, sorted (routes.ts electPrimaries). @default [] */
+  primaries?: readonly string[];
 }
 
 /** Reports whether a node's key has expired at `now`. */
@@ -128,6 +138,8 @@ export function wireNode(v: NodeView, cfg: MapperConfig, capver: number, now: nu
   const n = v.record;
   const expired = isExpired(n, now);
   const addrs = [`${n.ipv4}/32`, `${n.ipv6}/128`];
+  const primaries = v.primaries ?? [];
+  const routes = [...primaries, ...exitRoutes(n)];
   const out: WireNode = {
     ID: n.id,
     StableID: String(n.id),
@@ -136,7 +148,8 @@ export function wireNode(v: NodeView, cfg: MapperConfig, capver: number, now: nu
     Key: n.nodeKey,
     Machine: n.machineKey,
     Addresses: addrs,
-    AllowedIPs: [...addrs],
+    AllowedIPs: routes.length ? sortPrefixes([...addrs, ...routes]) : [...addrs],
+    ...(primaries.length ? { PrimaryRoutes: [...primaries] } : {}),
     Created: formatGoTime(n.createdAt),
     // headscale fills Cap with the receiving client's version (errata §3.1).
     Cap: capver,
@@ -153,6 +166,35 @@ export function wireNode(v: NodeView, cfg: MapperConfig, capver: number, now: nu
   if (expired) out.Expired = true;
   return out;
 }
+
+/** The node with only the routes `keep` accepts in AllowedIPs and PrimaryRoutes (the same object when all stay). */
+export function withRoutes(w: WireNode, keep: (route: string) => boolean): WireNode {
+  if (w.AllowedIPs.length === w.Addresses.length) return w;
+  const addrs = new Set(w.Addresses);
+  const allowed = w.AllowedIPs.filter((p) => addrs.has(p) || keep(p));
+  if (allowed.length === w.AllowedIPs.length) return w;
+  const kept = new Set(allowed);
+  const { PrimaryRoutes, ...rest } = w;
+  const primaries = (PrimaryRoutes ?? []).filter((p) => kept.has(p));
+  return { ...rest, AllowedIPs: allowed, ...(primaries.length ? { PrimaryRoutes: primaries } : {}) };
+}
+
+/**
+ * How viewer `selfId` gets nodes under `policy`: peers with the routes it may use (and its own prefixes when it
+ * serves them too), itself with the routes it may use and all of its exit routes.
+ */
+function viewerOf(policy: MapPolicy, self: NodeView): { peer: (w: WireNode) => WireNode; self: (w: WireNode) => WireNode } {
+  if (!policy) return { peer: (w) => w, self: (w) => w };
+  const id = self.record.id;
+  const mine = new Set(subnetRoutes(self.record));
+  return {
+    peer: (w) => withRoutes(w, (r) => mine.has(r) || policy.routeVisible(id, r)),
+    self: (w) => withRoutes(w, (r) => isExitRoute(r) || policy.routeVisible(id, r)),
+  };
+}
+
+/** Whether a node carries routes (its AllowedIPs may differ per viewer and per policy). */
+const hasRoutes = (v: NodeView): boolean => (v.primaries?.length ?? 0) > 0 || exitRoutes(v.record).length > 0;
 
 export function userProfile(u: UserRecord): WireUserProfile {
   return { ID: u.id, LoginName: u.name, DisplayName: u.name, ProfilePicURL: '' };
@@ -182,7 +224,7 @@ export interface SnapshotChanges {
 
 /** A node's state as it shows on the wire, as one string: equal strings, equal WireNodes (for any receiver). */
 export function nodeFingerprint(v: NodeView, now: number): string {
-  return `${JSON.stringify(v.record)}|${v.online ? 1 : 0}|${isExpired(v.record, now) ? 1 : 0}`;
+  return `${JSON.stringify(v.record)}|${v.online ? 1 : 0}|${isExpired(v.record, now) ? 1 : 0}|${(v.primaries ?? []).join(',')}`;
 }
 
 /**
@@ -194,8 +236,17 @@ export function nodeFingerprint(v: NodeView, now: number): string {
  * With a policy, `policyMoved` says whether the compiled policy is a new one: then this node's filter is compared
  * with the one it was sent, and, when `recheckAll` (the policy text changed, or this node's own identity did:
  * visibility depends only on the policy and the two nodes), every node's visibility is checked again, not only
- * the changed ones'. A peer that is no longer visible is removed, one that became visible is added whole.
+ * the changed ones'. A peer that is no longer visible is removed, one that became visible is added whole. Nodes
+ * with routes (`routers`) are looked at again whenever the policy moved, since which routes a viewer gets depends
+ * on it.
  */
+/** Node ids whose wire form carries routes (for diffChanged's `routers`). */
+export function routerIds(nodes: Iterable<NodeView>): Set<number> {
+  const out = new Set<number>();
+  for (const v of nodes) if (hasRoutes(v)) out.add(v.record.id);
+  return out;
+}
+
 export function diffChanged(
   view: SessionView,
   byId: ReadonlyMap<number, NodeView>,
@@ -207,13 +258,15 @@ export function diffChanged(
   policy: MapPolicy = null,
   policyMoved = false,
   recheckAll = false,
+  routers: ReadonlySet<number> = new Set(),
 ): { msg: WireMapResponse; view: SessionView } | null | undefined {
   const selfView = byId.get(selfId);
   if (!selfView) return undefined;
   const msg: WireMapResponse = {};
   const newUsers = new Set<number>();
-  if (changes.changed.has(selfId)) {
-    const self = wire(selfView);
+  const as = viewerOf(policy, selfView);
+  if (changes.changed.has(selfId) || (policyMoved && routers.has(selfId))) {
+    const self = as.self(wire(selfView));
     if (!same(view.self, self)) {
       msg.Node = self;
       view.self = self;
@@ -230,7 +283,7 @@ export function diffChanged(
   }
   const removed: number[] = [];
   for (const id of changes.removed) if (view.peers.delete(id)) removed.push(id);
-  const candidates = recheckAll && policy ? [...byId.keys()] : [...changes.changed];
+  const candidates = recheckAll && policy ? [...byId.keys()] : policyMoved ? [...new Set([...changes.changed, ...routers])] : [...changes.changed];
   const changed: WireNode[] = [];
   const patches: WirePeerChange[] = [];
   for (const id of candidates.sort((a, b) => a - b)) {
@@ -245,8 +298,8 @@ export function diffChanged(
       }
       continue;
     }
-    if (old && !changes.changed.has(id)) continue; // visible before and after, and unchanged
-    const p = wire(v);
+    if (old && !changes.changed.has(id) && !(policyMoved && routers.has(id))) continue; // visible before and after, and unchanged
+    const p = as.peer(wire(v));
     if (!old) changed.push(p);
     else if (!same(old, p)) {
       const patch = peerPatch(old, p);
@@ -273,11 +326,12 @@ export function diffChanged(
 export function fullMap(snap: Snapshot, selfId: number, cfg: MapperConfig, capver: number, now: number, policy: MapPolicy = null): { msg: WireMapResponse; view: SessionView } | undefined {
   const selfView = snap.nodes.find((n) => n.record.id === selfId);
   if (!selfView) return undefined;
-  const self = wireNode(selfView, cfg, capver, now);
+  const as = viewerOf(policy, selfView);
+  const self = as.self(wireNode(selfView, cfg, capver, now));
   const peers = new Map<number, WireNode>();
   for (const v of snap.nodes) {
     if (v.record.id === selfId || (policy && !policy.canSee(selfId, v.record.id))) continue;
-    peers.set(v.record.id, wireNode(v, cfg, capver, now));
+    peers.set(v.record.id, as.peer(wireNode(v, cfg, capver, now)));
   }
   const userIds = new Set<number>([self.User, ...[...peers.values()].map((p) => p.User)]);
   const profiles = [...userIds].flatMap((id) => {
@@ -313,7 +367,7 @@ export function expiredMap(snap: Snapshot, selfId: number, cfg: MapperConfig, ca
 }
 
 /** A policy that admits nothing and shows no peers (for expiredMap). */
-const NOTHING: MapPolicy = { filterFor: () => [], canSee: () => false };
+const NOTHING: MapPolicy = { filterFor: () => [], canSee: () => false, routeVisible: () => false };
 
 /** Fields a PeerChange can set; any other difference resends the whole node. */
 const PATCHABLE = new Set<keyof WireNode>(['Online', 'LastSeen', 'Endpoints', 'HomeDERP', 'DiscoKey', 'Key', 'KeyExpiry', 'Cap']);

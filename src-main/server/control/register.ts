@@ -45,6 +45,8 @@ export interface RegisterDeps {
   waitApproval: ApprovalWaiter;
   /** Called after every store change made here, so map streams are updated. */
   changed: () => void;
+  /** A node was registered (new, or again): the policy's autoApprovers look at the routes it announces. */
+  registered?: (nodeId: number) => void;
   /** Why a new pending registration from this source IP is refused now (the total or per-address bound), or null. */
   pendingRefused: (ip: string) => string | null;
   /** A pending registration was stored for this source IP. */
@@ -159,16 +161,18 @@ async function register(d: RegisterDeps, req: RegisterRequest, machineKey: strin
       d.now(),
     );
     store.deletePending(id);
+    d.registered?.(n.id);
     d.changed();
-    return authorized(store, n);
+    return authorized(store, store.nodeById(n.id) ?? n);
   }
 
   // 4. Pre-auth key.
   if (authKey) {
     const r = store.registerWithAuthKey(authKey, { machineKey, nodeKey: req.NodeKey, hostname: hostnameOf(req), hostinfo, expiresAt: expiry }, now);
     if ('error' in r) return failure(REDEEM_TEXT[r.error]);
+    d.registered?.(r.node.id);
     d.changed();
-    return authorized(store, r.node);
+    return authorized(store, store.nodeById(r.node.id) ?? r.node);
   }
 
   // 5. Interactive.

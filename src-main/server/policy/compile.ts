@@ -12,19 +12,28 @@
  *              as ipset.ts `toStrings` (bare IP, exact CIDR, or "a-b" range)
  *   DstPorts   per destination, its prefixes in address order (single addresses bare), each with every port range
  *              as written; "*" stays "*"
- *   per node   only the DstPorts entries that contain one of its addresses; rules left empty are dropped, so a
- *              node no rule reaches gets [] (deny all inbound)
- *   peers      a and b see each other when a rule lets a reach b or b reach a (ports and protocols ignored)
- *   no "acls"  allow-all for everyone, everyone sees everyone (headscale without a policy)
+ *   per node   only the DstPorts entries that contain one of its addresses, overlap one of its subnet routes, or
+ *              (an exit node) lie inside autogroup:internet; rules left empty are dropped, so a node no rule
+ *              reaches gets [] (deny all inbound)
+ *   peers      a and b see each other when a rule lets a (its addresses or its subnet routes) reach b (its
+ *              addresses, its subnet routes, or the internet when b is an exit node), or the other way round
+ *              (ports and protocols ignored)
+ *   routes     a viewer gets a peer's route when some rule lets it (or its subnets) reach the route, or lets the
+ *              route reach it (return traffic)
+ *   no "acls"  allow-all for everyone, everyone sees everyone and every route (headscale without a policy)
  *
  * Errors that need the tailnet (an unknown user, an undefined group, tag or host) come back with the line and
  * column of the entry that names them. headscale logs an unknown user and resolves it to nothing; Weft refuses
  * it, since a typo there silently cuts people off.
  *
- * Not yet: approved subnet routes and exit nodes in sources, reduction and peer visibility (headscale adds them);
- * autogroup:self; grants.
+ * Subnet routes here are a node's approved ∩ announced ones (server/routes/routes.ts), primary or not: a standby
+ * router gets the same filter as the primary, as in headscale (policyutil/reduce.go, policy/v2 BuildPeerMap,
+ * types/node.go CanAccessRoute). "*" as a source also covers every node's subnet routes.
+ *
+ * Not yet: autogroup:self; grants.
  */
 import { IpSet, ipSetOf, parseRange, type IpRange } from './ipset.ts';
+import { exitRoutes, sortPrefixes, subnetRoutes } from '../routes/routes.ts';
 import type { JsonPath, ParsedPolicy, PolicyError, PortRange } from './parse.ts';
 
 export interface PolicyNode {
@@ -34,6 +43,10 @@ export interface PolicyNode {
   /** The owning user's name (for user@ aliases); tagged nodes belong to no user in headscale 0.29. */
   user: string;
   tags: readonly string[];
+  /** Its subnet routes (approved ∩ announced, no /0s), canonical prefixes. */
+  routes?: readonly string[];
+  /** Whether it is an approved exit node. */
+  exit?: boolean;
 }
 
 export interface PolicyWorld {
@@ -56,6 +69,8 @@ export interface CompiledPolicy {
   filterFor(id: number): WireFilterRule[];
   /** Whether a and b are in each other's maps. */
   canSee(a: number, b: number): boolean;
+  /** Whether node `viewer` gets `route` (a canonical prefix another node serves) in that node's AllowedIPs. */
+  routeVisible(viewer: number, route: string): boolean;
 }
 
 /** The CGNAT range Tailscale addresses come from, without the part ChromeOS uses (headscale's "*" source). */
@@ -104,6 +119,17 @@ function rangesOf(n: PolicyNode): IpRange[] {
 function nodeSet(nodes: readonly PolicyNode[]): IpSet {
   return IpSet.of(nodes.flatMap(rangesOf));
 }
+
+/** A node's subnet routes as a set, parsed once per compile. */
+const parsedRoutes = new WeakMap<PolicyNode, IpSet>();
+function routeSetOf(n: PolicyNode): IpSet {
+  let r = parsedRoutes.get(n);
+  if (!r) parsedRoutes.set(n, (r = IpSet.of((n.routes ?? []).map((p) => parseRange(p)).filter((x): x is IpRange => x !== null))));
+  return r;
+}
+
+const EXIT_V4 = IpSet.of([parseRange('0.0.0.0/0')!]);
+const EXIT_V6 = IpSet.of([parseRange('::/0')!]);
 
 export type CompileResult = { kind: 'ok'; compiled: CompiledPolicy } | { kind: 'error'; errors: PolicyError[] };
 
@@ -210,7 +236,7 @@ export function compilePolicy(parsed: Extract<ParsedPolicy, { kind: 'ok' }>, wor
 
   if (doc.acls === null) {
     if (errors.length > 0) return { kind: 'error', errors };
-    return { kind: 'ok', compiled: { rules: null, filterFor: () => FILTER_ALLOW_ALL.map((r) => ({ ...r })), canSee: () => true } };
+    return { kind: 'ok', compiled: { rules: null, filterFor: () => FILTER_ALLOW_ALL.map((r) => ({ ...r })), canSee: () => true, routeVisible: () => true } };
   }
 
   interface Rule {
@@ -220,6 +246,9 @@ export function compilePolicy(parsed: Extract<ParsedPolicy, { kind: 'ok' }>, wor
     /** Per DstPorts entry, its addresses (null: "*"). */
     dsts: (IpSet | null)[];
   }
+  // Every node's subnet routes: "*" as a source covers them too, each written as its own string.
+  const allRoutes = sortPrefixes([...new Set(world.nodes.flatMap((n) => n.routes ?? []))]);
+  const allRouteSet = IpSet.of(allRoutes.map((p) => parseRange(p)).filter((x): x is IpRange => x !== null));
   const rules: Rule[] = [];
   const byKey = new Map<string, Rule>();
   for (const acl of doc.acls) {
@@ -234,9 +263,9 @@ export function compilePolicy(parsed: Extract<ParsedPolicy, { kind: 'ok' }>, wor
       else if (s!.kind === 'all') all = true;
       else srcSet = srcSet.union(s!.set);
     }
-    const srcStrings = all ? ['*'] : star ? [...new Set([...STAR_SRC, ...srcSet.toStrings()])] : srcSet.toStrings();
+    const srcStrings = all ? ['*'] : star ? [...new Set([...STAR_SRC, ...allRoutes, ...srcSet.toStrings()])] : srcSet.toStrings();
     if (srcStrings.length === 0) continue;
-    const srcCover: IpSet | 'all' = all ? 'all' : star ? CGNAT_NO_CHROMEOS.union(TAILSCALE_ULA).union(srcSet) : srcSet;
+    const srcCover: IpSet | 'all' = all ? 'all' : star ? CGNAT_NO_CHROMEOS.union(TAILSCALE_ULA).union(allRouteSet).union(srcSet) : srcSet;
     for (const { d, r } of dsts) {
       const entries: WireFilterRule['DstPorts'] = [];
       const entrySets: (IpSet | null)[] = [];
@@ -311,33 +340,97 @@ export function compilePolicy(parsed: Extract<ParsedPolicy, { kind: 'ok' }>, wor
     dstOfRule.set(r, all ? 'all' : dst);
     for (const n of world.nodes) if (inSet(r.src, n)) (srcOf.get(n.id) ?? srcOf.set(n.id, []).get(n.id)!).push(r);
   }
+  // Routers: a rule whose sources overlap a node's subnet routes counts the node as a source too; a rule reaches a
+  // node whose subnet routes overlap its destinations, and an exit node when its destinations are the internet.
+  const byId = new Map(world.nodes.map((n) => [n.id, n]));
+  const routers = world.nodes.filter((n) => (n.routes?.length ?? 0) > 0 || n.exit === true);
+  /** Per rule, every address its destinations cover ('all' for "*"). */
+  const dstCover = new Map<Rule, IpSet | 'all'>(rules.map((r) => [r, r.dsts.some((d) => d === null) ? 'all' : IpSet.of(r.dsts.flatMap((d) => d!.ranges))]));
+  const isInternet = (d: IpSet | 'all'): boolean => d === 'all' || d.containsSet(EXIT_V4) || d.containsSet(EXIT_V6) || d.containsSet(THE_INTERNET);
+  const overlapsCover = (c: IpSet | 'all', set: IpSet): boolean => !set.isEmpty && (c === 'all' || c.overlaps(set));
+  for (const n of routers) {
+    const routes = routeSetOf(n);
+    if (routes.isEmpty) continue;
+    const mine = srcOf.get(n.id) ?? [];
+    for (const r of rules) if (!mine.includes(r) && overlapsCover(r.src, routes)) mine.push(r);
+    srcOf.set(n.id, mine);
+  }
+  const routerReached = (r: Rule, b: PolicyNode): boolean => {
+    const d = dstCover.get(r)!;
+    return overlapsCover(d, routeSetOf(b)) || (b.exit === true && isInternet(d));
+  };
   const reaches = (a: number, b: number): boolean =>
     (srcOf.get(a) ?? []).some((r) => {
       const d = dstOfRule.get(r)!;
-      return d === 'all' || d.has(b);
+      if (d === 'all' || d.has(b)) return true;
+      const nb = byId.get(b);
+      return nb !== undefined && ((nb.routes?.length ?? 0) > 0 || nb.exit === true) && routerReached(r, nb);
     });
+  const addrSet = (n: PolicyNode): IpSet => IpSet.of(rangesOf(n));
+  const visible = new Map<string, boolean>();
+  /** headscale's CanAccessRoute: the viewer (or its subnets) may reach the route, or the route may reach the viewer. */
+  const routeVisible = (viewer: number, route: string): boolean => {
+    const key = `${viewer}|${route}`;
+    const hit = visible.get(key);
+    if (hit !== undefined) return hit;
+    const v = byId.get(viewer);
+    const rr = parseRange(route);
+    let ok = false;
+    if (v && rr) {
+      const rs = IpSet.of([rr]);
+      const mine = addrSet(v);
+      const subnets = routeSetOf(v);
+      ok = rules.some((r) => {
+        const d = dstCover.get(r)!;
+        return (
+          (overlapsCover(r.src, mine) && overlapsCover(d, rs)) ||
+          (overlapsCover(r.src, rs) && overlapsCover(d, mine)) ||
+          (overlapsCover(r.src, subnets) && overlapsCover(d, rs)) ||
+          (overlapsCover(d, subnets) && overlapsCover(r.src, rs))
+        );
+      });
+    }
+    if (visible.size < 100_000) visible.set(key, ok);
+    return ok;
+  };
   return {
     kind: 'ok',
     compiled: {
       rules: rules.map((r) => r.wire),
       filterFor: (id) => {
         const mine = entriesOf.get(id);
+        const node = byId.get(id);
+        const routes = node ? routeSetOf(node) : IpSet.EMPTY;
+        const exit = node?.exit === true;
         const out: WireFilterRule[] = [];
         for (const r of rules) {
-          const idx = [...(everyone.get(r) ?? []), ...(mine?.get(r) ?? [])];
-          if (idx.length === 0) continue;
-          const keep = new Set(idx);
+          const keep = new Set([...(everyone.get(r) ?? []), ...(mine?.get(r) ?? [])]);
+          // A router also gets the entries for its subnets, an exit node those inside the internet.
+          if (!routes.isEmpty || exit) r.dsts.forEach((set, i) => set && (set.overlaps(routes) || (exit && THE_INTERNET.containsSet(set))) && keep.add(i));
+          if (keep.size === 0) continue;
           out.push({ ...r.wire, DstPorts: r.wire.DstPorts.filter((_, i) => keep.has(i)) });
         }
         return out;
       },
       canSee: (a, b) => reaches(a, b) || reaches(b, a),
+      routeVisible,
     },
   };
 }
 
-/** The policy world of a store: its users and nodes. */
-export function worldOf(users: readonly { id: number; name: string }[], nodes: readonly { id: number; ipv4: string; ipv6: string; userId: number; tags: readonly string[] }[]): PolicyWorld {
+/** The policy world of a store: its users and nodes (with their subnet routes and exit routes). */
+export function worldOf(
+  users: readonly { id: number; name: string }[],
+  nodes: readonly { id: number; ipv4: string; ipv6: string; userId: number; tags: readonly string[]; hostinfo?: string | null; approvedRoutes?: readonly string[] }[],
+): PolicyWorld {
   const names = new Map(users.map((u) => [u.id, u.name]));
-  return { users: users.map((u) => u.name), nodes: nodes.map((n) => ({ id: n.id, ipv4: n.ipv4, ipv6: n.ipv6, user: names.get(n.userId) ?? '', tags: n.tags })) };
+  return {
+    users: users.map((u) => u.name),
+    nodes: nodes.map((n) => {
+      const src = { hostinfo: n.hostinfo ?? null, approvedRoutes: n.approvedRoutes ?? [] };
+      const routes = subnetRoutes(src);
+      const exit = exitRoutes(src).length > 0;
+      return { id: n.id, ipv4: n.ipv4, ipv6: n.ipv6, user: names.get(n.userId) ?? '', tags: n.tags, ...(routes.length ? { routes } : {}), ...(exit ? { exit } : {}) };
+    }),
+  };
 }

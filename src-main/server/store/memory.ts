@@ -186,6 +186,8 @@ export class MemoryStore implements ServerStore {
       online: false,
       authKeyId: n.authKeyId,
       tags: [],
+      approvedRoutes: [],
+      primaryRoutes: [],
     };
     this.#nodes.set(rec.id, rec);
     return this.#copy(rec)!;
@@ -235,7 +237,7 @@ export class MemoryStore implements ServerStore {
   // nodes ---------------------------------------------------------------------------------------------------
 
   #copy(n: NodeRecord | undefined | null): NodeRecord | null {
-    return n ? { ...n, endpoints: [...n.endpoints], tags: [...n.tags] } : null;
+    return n ? { ...n, endpoints: [...n.endpoints], tags: [...n.tags], approvedRoutes: [...n.approvedRoutes], primaryRoutes: [...n.primaryRoutes] } : null;
   }
 
   nodeById(id: number): NodeRecord | null {
@@ -268,7 +270,14 @@ export class MemoryStore implements ServerStore {
     if (!n) return null;
     this.#write();
     const defined = Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)) as NodePatch;
-    const updated: NodeRecord = { ...n, ...defined, endpoints: [...(patch.endpoints ?? n.endpoints)], tags: [...(patch.tags ?? n.tags)] };
+    const updated: NodeRecord = {
+      ...n,
+      ...defined,
+      endpoints: [...(patch.endpoints ?? n.endpoints)],
+      tags: [...(patch.tags ?? n.tags)],
+      approvedRoutes: [...(patch.approvedRoutes ?? n.approvedRoutes)],
+      primaryRoutes: [...(patch.primaryRoutes ?? n.primaryRoutes)],
+    };
     this.#nodes.set(id, updated);
     return this.#copy(updated);
   }

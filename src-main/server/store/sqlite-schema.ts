@@ -101,6 +101,14 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE nodes ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
     `,
   },
+  {
+    version: 6,
+    name: 'approved routes, and the primary routes the running server elected',
+    sql: `
+      ALTER TABLE nodes ADD COLUMN approved_routes TEXT NOT NULL DEFAULT '[]';
+      ALTER TABLE nodes ADD COLUMN primary_routes TEXT NOT NULL DEFAULT '[]';
+    `,
+  },
 ];
 
 /** The schema version this code writes. */

@@ -81,6 +81,8 @@ interface NodeRow {
   online: number;
   auth_key_id: number | null;
   tags: string;
+  approved_routes: string;
+  primary_routes: string;
 }
 
 interface PendingRow {
@@ -107,6 +109,8 @@ function patchColumns(p: NodePatch): [column: string, value: string | number | n
   if (p.lastSeen !== undefined) out.push(['last_seen', p.lastSeen]);
   if (p.online !== undefined) out.push(['online', p.online ? 1 : 0]);
   if (p.tags !== undefined) out.push(['tags', JSON.stringify(p.tags)]);
+  if (p.approvedRoutes !== undefined) out.push(['approved_routes', JSON.stringify(p.approvedRoutes)]);
+  if (p.primaryRoutes !== undefined) out.push(['primary_routes', JSON.stringify(p.primaryRoutes)]);
   return out;
 }
 
@@ -155,7 +159,7 @@ function hashKey(plaintext: string): Buffer {
   return createHash('sha256').update(plaintext, 'utf8').digest();
 }
 
-/** A JSON list of strings (endpoints, tags); anything else reads as empty. */
+/** A JSON list of strings (endpoints, tags, routes); anything else reads as empty. */
 function parseEndpoints(text: string): string[] {
   try {
     const v: unknown = JSON.parse(text);
@@ -199,6 +203,8 @@ const nodeRecord = (r: NodeRow): NodeRecord => ({
   online: r.online === 1,
   authKeyId: r.auth_key_id,
   tags: parseEndpoints(r.tags),
+  approvedRoutes: parseEndpoints(r.approved_routes),
+  primaryRoutes: parseEndpoints(r.primary_routes),
 });
 
 const pendingRecord = (r: PendingRow): PendingRegistration => ({

@@ -66,6 +66,16 @@ export interface NodeRecord {
    * (headscale 0.29): `user@` and autogroup:member leave it out, `tag:` aliases and autogroup:tagged take it in.
    */
   tags: string[];
+  /**
+   * The routes an admin (`weft server nodes approve-routes`) or the policy's autoApprovers approved, as canonical
+   * prefixes. Only those the node also announces (Hostinfo.RoutableIPs, matched exactly) are used, as in headscale.
+   */
+  approvedRoutes: string[];
+  /**
+   * The subnet routes this node serves as the elected primary, as the running server last wrote them (for
+   * `weft server nodes list-routes`, which reads the database in another process); cleared on start and stop.
+   */
+  primaryRoutes: string[];
 }
 
 /** A registration waiting for an admin (`weft server nodes register --key ID`) or the app to approve it. */
@@ -104,6 +114,8 @@ export interface NodePatch {
   lastSeen?: number | null;
   online?: boolean;
   tags?: string[];
+  approvedRoutes?: string[];
+  primaryRoutes?: string[];
 }
 
 export interface ServerStore {

@@ -241,6 +241,9 @@ describe('weft server nodes', () => {
       'lastSeen',
       'authKeyId',
       'tags',
+      'approvedRoutes',
+      'availableRoutes',
+      'servingRoutes',
     ]);
     expect(nodes[0]).toMatchObject({ id: 1, user: 'alice', ipAddresses: ['100.64.0.1', 'fd7a:115c:a1e0::1'], endpoints: ['192.0.2.1:41641'], homeDerp: 1 });
     expect(await json<{ id: number }[]>('nodes', 'list', '--user', 'bob')).toEqual([expect.objectContaining({ id: 2, ephemeral: true })]);
@@ -311,6 +314,40 @@ describe('weft server nodes tag', () => {
     expect(await admin('nodes', 'tag', '-i', '9', '-t', 'tag:x')).toMatchObject({ code: 1, err: expect.stringContaining('no node with id 9') });
     expect(await admin('nodes', 'tag', '-i', '1', '--tags', '')).toMatchObject({ code: 0, out: 'node 1 (web) has no tags now\n' });
     expect(s.nodeById(1)!.tags).toEqual([]);
+  });
+});
+
+describe('weft server nodes approve-routes and list-routes', () => {
+  it('replaces the approved set (either /0 brings both, empty clears), and lists approved, available and serving routes', async () => {
+    await admin('users', 'create', 'alice');
+    const s = server();
+    s.registerForUser(newNode(1, 1, { hostname: 'router', hostinfo: JSON.stringify({ RoutableIPs: ['192.168.1.0/24', '0.0.0.0/0', '::/0'] }) }), T0);
+    s.registerForUser(newNode(1, 2, { hostname: 'laptop' }), T0);
+    expect(await admin('nodes', 'list-routes')).toEqual({
+      code: 0,
+      out: 'ID  HOSTNAME  APPROVED  AVAILABLE                        SERVING (PRIMARY)\n1   router    -         192.168.1.0/24, 0.0.0.0/0, ::/0  -\n',
+      err: '',
+    });
+    expect(await admin('nodes', 'approve-routes', '-i', '1', '-r', '::/0,10.0.0.0/8')).toMatchObject({
+      code: 0,
+      out: 'node 1 (router): approved routes 0.0.0.0/0, 10.0.0.0/8, ::/0; not announced by the node (unused until it does): 10.0.0.0/8\n',
+    });
+    expect(s.nodeById(1)!.approvedRoutes).toEqual(['0.0.0.0/0', '10.0.0.0/8', '::/0']);
+    // The running server writes primaries; exit routes serve as soon as they are approved and announced.
+    s.updateNode(1, { primaryRoutes: [] });
+    const listed = await json<Record<string, unknown>[]>('nodes', 'list-routes');
+    expect(listed).toEqual([
+      expect.objectContaining({ id: 1, givenName: 'router', approvedRoutes: ['0.0.0.0/0', '10.0.0.0/8', '::/0'], availableRoutes: ['192.168.1.0/24', '0.0.0.0/0', '::/0'], servingRoutes: ['0.0.0.0/0', '::/0'] }),
+    ]);
+    expect((await json('nodes', 'approve-routes', '-i', '1', '-r', '192.168.1.0/24')).approvedRoutes).toEqual(['192.168.1.0/24']);
+    s.updateNode(1, { primaryRoutes: ['192.168.1.0/24'] });
+    expect((await json<Record<string, unknown>[]>('nodes', 'list-routes', '-i', '1'))[0]!.servingRoutes).toEqual(['192.168.1.0/24']);
+    expect(await admin('nodes', 'approve-routes', '-i', '1', '-r', '192.168.1.1/24')).toMatchObject({ code: 2, err: expect.stringContaining('"192.168.1.1/24" is not a route') });
+    expect(await admin('nodes', 'approve-routes', '-i', '1')).toMatchObject({ code: 2, err: expect.stringContaining('needs --routes') });
+    expect(await admin('nodes', 'approve-routes', '-i', '7', '-r', '')).toMatchObject({ code: 1, err: expect.stringContaining('no node with id 7') });
+    expect(await admin('nodes', 'approve-routes', '-i', '1', '--routes', '')).toMatchObject({ code: 0, out: 'node 1 (router): approved routes (none)\n' });
+    expect(s.nodeById(1)!.approvedRoutes).toEqual([]);
+    expect(await admin('nodes', 'list-routes', '-i', '2')).toMatchObject({ code: 0, out: 'no node announces or has approved routes\n' });
   });
 });
 

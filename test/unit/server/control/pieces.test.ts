@@ -72,6 +72,8 @@ function rec(id: number, extra: Partial<NodeRecord> = {}): NodeRecord {
     online: false,
     authKeyId: null,
     tags: [],
+    approvedRoutes: [],
+    primaryRoutes: [],
     ...extra,
   };
 }
