@@ -208,7 +208,8 @@ export class PeerKit {
     void pa.exited.then(() => (doneA = true));
     void pb.exited.then(() => (doneB = true));
     const replies = (p: LabProcess): number => (p.output().match(/ bytes from /g) ?? []).length;
-    const end = Date.now() + (count * 0.5 + 4) * 1000;
+    // Slack for a slow `ip netns exec` on a loaded machine; each ping exits by itself after `count` + 2 s anyway.
+    const end = Date.now() + (count * 0.5 + 10) * 1000;
     while (Date.now() < end && !(doneA && doneB) && !(replies(pa) >= want && replies(pb) >= want)) await sleep(200);
     for (const p of [pa, pb]) await p.kill('SIGKILL').catch(() => undefined);
     return [replies(pa) > 0, replies(pb) > 0];
@@ -222,7 +223,34 @@ export class PeerKit {
     await this.settle(a, b);
     let [okA, okB] = await this.tunnelPing(a, b);
     if (!(okA && okB)) [okA, okB] = await this.tunnelPing(a, b);
-    expect(okA && okB, `ping over the tunnel in both directions\n${this.logs(a, b)}`).toBe(true);
+    expect(okA && okB, `ping over the tunnel in both directions (${a.name} → ${b.name}: ${okA}, ${b.name} → ${a.name}: ${okB})\n${await this.diagnose(a, b)}`).toBe(true);
+  }
+
+  /**
+   * For a failed tunnel assertion: each Weft side's last log lines, its WireGuard peers (endpoint, last handshake,
+   * bytes; keys cut short) and its route to the other side.
+   */
+  async diagnose(a: Peer, b: Peer): Promise<string> {
+    const out: string[] = [this.logs(a, b)];
+    for (const [me, other] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      if (me.kind !== 'weft') continue;
+      const iface = (me as WeftPeer).iface;
+      const wg = await this.lab.exec(me.host, ['wg', 'show', iface, 'dump'], { timeoutMs: 5000 }).catch((e: Error) => ({ stdout: '', stderr: e.message }));
+      const route = await this.lab.exec(me.host, ['ip', 'route', 'get', other.ip], { timeoutMs: 5000 }).catch((e: Error) => ({ stdout: '', stderr: e.message }));
+      const dump = wg.stdout
+        .split('\n')
+        .slice(1)
+        .filter(Boolean)
+        .map((l) => {
+          const [peer, , endpoint, allowed, handshake, rx, tx] = l.split('\t');
+          return `  peer ${peer?.slice(0, 8)} endpoint ${endpoint} allowed ${allowed} handshake ${handshake} rx ${rx} tx ${tx}`;
+        });
+      out.push(`--- ${me.name}: wg show ${iface}${wg.stderr ? ` (${wg.stderr.trim()})` : ''}\n${dump.join('\n')}\n--- ${me.name}: ip route get ${other.ip}\n${route.stdout.trim()}${route.stderr.trim()}`);
+    }
+    return out.join('\n');
   }
 
   /** Polls until both sides report a link of `kind` (bounded: `rounds` × a short tunnel ping), and returns both links. */

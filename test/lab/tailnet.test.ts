@@ -145,12 +145,7 @@ describe.each(HEADSCALE_VERSIONS)('Weft in a real tailnet, headscale %s', (versi
     });
     // Weft↔Weft and Weft↔tailscaled still ping with the exit node approved.
     const me = { kind: 'weft' as const, name: 'weft-a1', host: 'a1' as const, ip: a1Ip, dir: a1Dir, iface: iface(), proc: a1!, linkTo: async () => ({ kind: 'none' as const }), stop: async () => undefined };
-    await kit.settle(me, b1);
-    for (const other of [b1, c1]) {
-      let ok = await kit.tunnelPing(me, other, 10);
-      if (!(ok[0] && ok[1])) ok = await kit.tunnelPing(me, other, 10);
-      expect(ok, `a1 ⇄ ${other.name}\n${a1!.output().slice(-3000)}`).toEqual([true, true]);
-    }
+    for (const other of [b1, c1]) await kit.expectTunnel(me, other);
     // Nothing of Weft's in the main table; peers' addresses in Weft's own, reached by its rule.
     const main = (await lab.exec('a1', ['ip', 'route', 'show', 'table', 'main'])).stdout;
     expect(main).not.toContain(iface());

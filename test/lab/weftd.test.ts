@@ -148,10 +148,7 @@ describe('weftd', () => {
       linkTo: async () => ({ kind: 'none' }),
       stop: async () => undefined,
     };
-    await kit.settle(b, appPeer);
-    let [ab, ba] = await kit.tunnelPing(appPeer, b, 10);
-    if (!(ab && ba)) [ab, ba] = await kit.tunnelPing(appPeer, b, 10);
-    expect(ab && ba, `tunnel ping a1 ⇄ b1\n${d.proc.output().slice(-3000)}\n${kit.logs(b)}`).toBe(true);
+    await kit.expectTunnel(appPeer, b);
     const ping = await cli(['ping', b.name, '--count', '5']);
     expect(ping.stdout, ping.stderr).toMatch(/pong from \S+ via \S+ in [\d.]+ms/);
     // The approved exit node did not take over this machine: Weft added no default route anywhere.
