@@ -54,6 +54,8 @@ export interface ControlServer {
   deleteNode(id: number): Promise<void>;
   /** Expires the node's key now: it must log in again. */
   expireNode(id: number): Promise<void>;
+  /** Replaces a node's approved routes (`nodes approve-routes`; approving either /0 approves both). */
+  approveRoutes(nodeId: number, routes: string[]): Promise<void>;
   /** Stops the server (SIGTERM by default; SIGKILL for a crash). Config, keys and database stay. */
   stop(opts?: { signal?: NodeJS.Signals }): Promise<void>;
   /** Starts the server again on the same config and database, and waits until it answers. No-op while running. */

@@ -22,8 +22,6 @@ export interface Headscale extends ControlServer {
   readonly kind: 'headscale';
   version: HeadscaleVersion;
   configPath: string;
-  /** Approves a node's advertised routes (`nodes approve-routes`, 0.29; approving either /0 approves both). */
-  approveRoutes(nodeId: number, routes: string[]): Promise<void>;
   /** Replaces the policy at runtime (needs `tailnet.policyMode: 'database'`). */
   setPolicy(policy: unknown): Promise<void>;
   /** headscale 0.29's debug page pings a node with a PingRequest: GET /debug/ping?node=ID on the metrics listener. */

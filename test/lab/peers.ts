@@ -125,10 +125,11 @@ export class PeerKit {
     return p;
   }
 
-  async upTailscaled(host: HostName, opts: { loginServer?: string; extraArgs?: string[] } = {}): Promise<TsPeerNode> {
+  /** `authKey`: another user's key than the kit's. */
+  async upTailscaled(host: HostName, opts: { loginServer?: string; extraArgs?: string[]; authKey?: string } = {}): Promise<TsPeerNode> {
     const name = `t${++this.seq}${host}`;
     const ts = await startTailscaled(this.lab, host, { port: 41700 + this.seq, env: { ...this.o.tsEnv } });
-    await ts.up({ loginServer: opts.loginServer ?? this.o.loginServer, authKey: this.o.authKey, hostname: name, ...(opts.extraArgs ? { extraArgs: opts.extraArgs } : {}) });
+    await ts.up({ loginServer: opts.loginServer ?? this.o.loginServer, authKey: opts.authKey ?? this.o.authKey, hostname: name, ...(opts.extraArgs ? { extraArgs: opts.extraArgs } : {}) });
     const st = await ts.status();
     const ip = st.tailscaleIPs.find((a) => a.startsWith('100.'))!;
     return {

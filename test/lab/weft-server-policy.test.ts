@@ -4,9 +4,12 @@
  *    allows TCP 22 (and pings), each side accepts 22 and refuses 8080 from the other; and tailscaled resolves the
  *    Weft node by its MagicDNS name through weft server's DNSConfig (`tailscale dns query`);
  *  - the same policy file gives the same PacketFilter in weft server and headscale 0.29.2 for the same users and
- *    node names (three tailscaled nodes per server, one tagged), as each tailscaled received it
+ *    node names (three tailscaled nodes per server, one tagged; beta a subnet router for the policy's "lan" and an
+ *    exit node, approved with each server's `nodes approve-routes`), as each tailscaled received it
  *    (`tailscale debug netmap`), normalised: node addresses become node names (the servers number nodes
- *    independently), and rule order and merging are ignored.
+ *    independently), and rule order and merging are ignored;
+ *  - and each node's peers arrive with the same AllowedIPs, in the same order, and the same PrimaryRoutes: the
+ *    approved exit and subnet routes reach peers exactly as headscale sends them.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -142,6 +145,27 @@ function tokens(texts: readonly string[], nodes: readonly { name: string; ips: s
   return [...out].sort();
 }
 
+interface WirePeer {
+  Addresses?: string[];
+  AllowedIPs?: string[] | null;
+  PrimaryRoutes?: string[] | null;
+}
+
+/** Each peer's AllowedIPs in order (node addresses as "name/4", "name/6") and its PrimaryRoutes, one line per peer. */
+function peerRoutes(peers: readonly WirePeer[], nodes: readonly { name: string; ips: string[] }[]): string[] {
+  const name = (prefix: string): string => {
+    const ip = prefix.replace(/\/(32|128)$/, '');
+    const n = nodes.find((x) => x.ips.includes(ip));
+    return n ? `${n.name}/${ip.includes(':') ? 6 : 4}` : prefix;
+  };
+  return peers
+    .map((p) => {
+      const who = name((p.Addresses ?? [])[0] ?? '?').replace(/\/[46]$/, '');
+      return `peer ${who} allowed ${(p.AllowedIPs ?? []).map(name).join(' ')} primary ${[...(p.PrimaryRoutes ?? [])].sort().join(' ')}`;
+    })
+    .sort();
+}
+
 /** A filter as a sorted list of rules, each with node names for addresses. */
 function normalise(rules: readonly WireRule[], nodes: readonly { name: string; ips: string[] }[]): string[] {
   return rules
@@ -171,9 +195,9 @@ describe('weft server and headscale 0.29.2 compile the same policy to the same f
     const bob = await server.createUser('bob');
     const keyA = await server.createPreauthKey(alice, { reusable: true, expiration: '1h' });
     const keyB = await server.createPreauthKey(bob, { reusable: true, expiration: '1h' });
-    const specs: { name: string; host: HostName; key: string }[] = [
+    const specs: { name: string; host: HostName; key: string; extraArgs?: string[] }[] = [
       { name: 'alpha', host: 'a1', key: keyA },
-      { name: 'beta', host: 'b1', key: keyB },
+      { name: 'beta', host: 'b1', key: keyB, extraArgs: ['--advertise-routes=192.168.50.0/24', '--advertise-exit-node'] },
       { name: 'gamma', host: 'a2', key: keyA },
     ];
     const mine: Tailscaled[] = [];
@@ -182,20 +206,25 @@ describe('weft server and headscale 0.29.2 compile the same policy to the same f
         const ts = await startTailscaled(lab, s.host, { port: portBase + i, tunName: `${lab.prefix.replace(/[^0-9a-z]/g, '').slice(-6)}p${portBase % 100}${i}`, env: { ...PLAIN_HTTP_DERP_ENV } });
         daemons.push(ts);
         mine.push(ts);
-        await ts.up({ loginServer: server.url, authKey: s.key, hostname: s.name });
+        await ts.up({ loginServer: server.url, authKey: s.key, hostname: s.name, ...(s.extraArgs ? { extraArgs: s.extraArgs } : {}) });
       }
       const gamma = await eventually('gamma listed', 20_000, async () => (await server.listNodes()).find((n) => n.name === 'gamma'));
       const tag = await server.cli(['nodes', 'tag', '-i', String(gamma.id), '-t', 'tag:server']);
       expect(tag.code, `${server.label} nodes tag: ${tag.stdout}${tag.stderr}`).toBe(0);
+      const beta = (await server.listNodes()).find((n) => n.name === 'beta')!;
+      await server.approveRoutes(beta.id, ['192.168.50.0/24', '0.0.0.0/0']);
       const nodes = (await server.listNodes()).map((n) => ({ name: n.name, ips: n.ipAddresses }));
       expect(nodes.map((n) => n.name).sort()).toEqual(['alpha', 'beta', 'gamma']);
       const read = async (ts: Tailscaled): Promise<string[]> => {
         const r = await ts.cli(['debug', 'netmap'], { timeoutMs: 15_000 });
-        const nm = JSON.parse(r.stdout) as { PacketFilterRules?: WireRule[] | null };
-        return normalise(nm.PacketFilterRules ?? [], nodes);
+        const nm = JSON.parse(r.stdout) as { PacketFilterRules?: WireRule[] | null; Peers?: WirePeer[] | null };
+        return [...normalise(nm.PacketFilterRules ?? [], nodes), ...peerRoutes(nm.Peers ?? [], nodes)];
       };
-      // The tag reaches every node's filter (gamma becomes a destination of alice's port 22).
-      await eventually(`${server.label}: gamma's filter has the tag rules`, 30_000, async () => ((await read(mine[2]!)).some((r) => r.includes('gamma/4:22-22')) ? true : undefined));
+      // The tag reaches every node's filter (gamma becomes a destination of alice's port 22), and beta's routes
+      // reach alpha.
+      await eventually(`${server.label}: gamma's filter has the tag rules, alpha has beta's routes`, 30_000, async () =>
+        (await read(mine[2]!)).some((r) => r.includes('gamma/4:22-22')) && (await read(mine[0]!)).some((r) => r.includes('192.168.50.0/24') && r.startsWith('peer beta')) ? true : undefined,
+      );
       await new Promise((r) => setTimeout(r, 1500)); // let every node take the same map version
       const out: Record<string, string[]> = {};
       for (const [i, s] of specs.entries()) out[s.name] = await read(mine[i]!);
@@ -219,6 +248,8 @@ describe('weft server and headscale 0.29.2 compile the same policy to the same f
     // Not trivially equal: each node got rules, and they differ between nodes.
     expect(fromHeadscale['gamma']!.length).toBeGreaterThan(1);
     expect(fromHeadscale['alpha']).not.toEqual(fromHeadscale['gamma']);
+    // beta's routes as headscale sends them to alpha: both /0s and the subnet in AllowedIPs, the subnet primary.
+    expect(fromHeadscale['alpha']).toContain('peer beta allowed 0.0.0.0/0 beta/4 192.168.50.0/24 ::/0 beta/6 primary 192.168.50.0/24');
     expect(fromWeft).toEqual(fromHeadscale);
   }, 300_000);
 });

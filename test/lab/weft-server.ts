@@ -164,6 +164,9 @@ export async function startWeftServer(lab: Lab, opts: StartWeftServerOptions = {
     async expireNode(id) {
       await cliJson(['nodes', 'expire', '--identifier', String(id)]);
     },
+    async approveRoutes(nodeId, routes) {
+      await cliJson(['nodes', 'approve-routes', '--identifier', String(nodeId), '--routes', routes.join(',')]);
+    },
     stop,
     start,
   };
