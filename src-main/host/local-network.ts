@@ -7,6 +7,9 @@
  *   0.0.0.0:8080 (TCP)   control plane (TS2021) and the DERP relay on /derp; any free port when 8080 is taken
  *   0.0.0.0:<same>/udp   STUN (best effort: the server runs without it when the port cannot be bound)
  *   URL                  http://<this machine's LAN IPv4>:<port>, what other devices use as login server
+ *   policy               ${dataDir}/server/policy.hujson (headscale's format), created without ACLs (everyone
+ *                        reaches everyone, as before) on first start; edited by hand, reloaded when it changes, a
+ *                        bad edit refused with its line while the last good policy stays (server/policy/file.ts)
  *
  * This is the one host file that may import the server (test/arch/deps.test.ts); SQLite (a native module) is
  * loaded only when a network is created.
@@ -19,11 +22,30 @@ import { ensureDataDir } from '../server/control/noise-key.ts';
 import { startServerStack, type ServerStack } from '../server/stack.ts';
 import { DEFAULT_DNS } from '../server/control/dns-config.ts';
 import { serverDbPath } from '../server/store/paths.ts';
+import { access } from 'node:fs/promises';
+import { writeFileAtomic } from '../engine/io/atomic-file.ts';
 import type { ServerStore } from '../server/store/types.ts';
 
 /** The embedded server's data (database, Noise and DERP keys) under the app's data directory. */
 export const LOCAL_SERVER_DIR = 'server';
 export const DEFAULT_LOCAL_PORT = 8080;
+/** The policy file of this computer's network, in LOCAL_SERVER_DIR. */
+export const LOCAL_POLICY_FILE = 'policy.hujson';
+/** What a new network's policy file holds: no "acls", so every device reaches every other one. */
+export const DEFAULT_LOCAL_POLICY = `// The access policy of the network on this computer, in headscale's policy format (HuJSON: comments and
+// trailing commas are fine). Weft reloads this file when it changes; an edit with a mistake is refused with its
+// line in the log, and the last good policy stays in force. Check an edit first with:
+//   weft server policy check policy.hujson --data <this directory>
+//
+// Without "acls" every device may reach every other one. Devices of this computer's network belong to the user
+// "local"; for example, to allow only SSH and pings between them:
+//   "acls": [
+//     {"action": "accept", "proto": "tcp", "src": ["local@"], "dst": ["local@:22"]},
+//     {"action": "accept", "proto": "icmp", "src": ["local@"], "dst": ["local@:*"]},
+//   ],
+{
+}
+`;
 /** The user that owns this computer's network (nodes and keys). */
 export const LOCAL_USER = 'local';
 /** How long a key handed out for other devices stays valid (a device keeps its node key once joined). */
@@ -53,6 +75,8 @@ export interface LocalServer {
   readonly url: URL;
   /** The running server (control plane, DERP relay, STUN). */
   readonly stack: ServerStack;
+  /** The policy file in force (created with DEFAULT_LOCAL_POLICY when missing). */
+  readonly policyPath: string;
   /** A new pre-auth key (for `reusable` keys: many devices, valid LOCAL_KEY_TTL_MS). */
   newKey(o: { reusable: boolean }): string;
   close(): Promise<void>;
@@ -92,6 +116,8 @@ export async function startLocalServer(o: LocalServerOptions): Promise<LocalServ
   const now = o.now ?? Date.now;
   const dir = join(o.dataDir, LOCAL_SERVER_DIR);
   await ensureDataDir(dir);
+  const policyPath = join(dir, LOCAL_POLICY_FILE);
+  if (!(await access(policyPath).then(() => true, () => false))) await writeFileAtomic(policyPath, DEFAULT_LOCAL_POLICY);
   const store = await (o.openStore ?? openSqlite)(dir);
   const closers: (() => Promise<void>)[] = [async () => store.close()];
   const closeAll = async (): Promise<void> => {
@@ -114,6 +140,7 @@ export async function startLocalServer(o: LocalServerOptions): Promise<LocalServ
         stunBestEffort: true,
         // MagicDNS on, as headscale's default: devices reach each other as <name>.weft.internal.
         dns: DEFAULT_DNS,
+        policyFile: policyPath,
         now,
         logf,
       });
@@ -134,6 +161,7 @@ export async function startLocalServer(o: LocalServerOptions): Promise<LocalServ
     return {
       url: server.url,
       stack: server,
+      policyPath,
       newKey: ({ reusable }) =>
         store.createPreAuthKey({ userId: user.id, reusable, ephemeral: false, expiresAt: now() + LOCAL_KEY_TTL_MS }, now()).key,
       close: closeAll,

@@ -4,11 +4,11 @@
  * (node deleted or expired), and keeps relaying for the other nodes. Real DERP clients (Weft's DerpConn)
  * against the real embedded relay.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startLocalServer, type LocalServer } from '../../../src-main/host/local-network.ts';
+import { DEFAULT_LOCAL_POLICY, LOCAL_POLICY_FILE, startLocalServer, type LocalServer } from '../../../src-main/host/local-network.ts';
 import { DerpConn } from '../../../src-main/engine/relay/client.ts';
 import { realClock } from '../../../src-main/engine/sys/clock.ts';
 import { generateKeyPair, keyText } from '../../../src-main/protocol/crypto/keys.ts';
@@ -80,4 +80,28 @@ describe("the app's local server drops a revoked node key's DERP link", () => {
     expect(conns[1]!.send(keys[2]!.pub, new Uint8Array([1, 2, 3]))).toBe(true);
     await until('node 1 relays', () => received.some((p) => p.length === 3));
   }, 15_000);
+});
+
+describe("the app's local server keeps its policy in an editable file", () => {
+  it('creates it without ACLs (allow all), applies an edit, and refuses a bad one while keeping the last good policy', async () => {
+    const store = new MemoryStore();
+    const lines: string[] = [];
+    server = await startLocalServer({ dataDir: dir, listen: { host: '127.0.0.1', port: 0 }, openStore: async () => store, lanAddress: () => '127.0.0.1', stun: false, logf: (l) => void lines.push(l) });
+    expect(server.policyPath).toBe(join(dir, 'server', LOCAL_POLICY_FILE));
+    expect(await readFile(server.policyPath, 'utf8')).toBe(DEFAULT_LOCAL_POLICY);
+    expect((await stat(server.policyPath)).mode & 0o777).toBe(0o600);
+    expect(lines.join('\n')).toMatch(/policy: loaded .*policy\.hujson/);
+    await writeFile(server.policyPath, '{"acls": [{"action": "accept", "src": ["local@"], "dst": ["local@:22"]}]}');
+    await until('the edit is applied', () => lines.some((l) => /policy: reloaded/.test(l)), 8000);
+    await writeFile(server.policyPath, '{"acls": [{"action": "accept", "src": ["local@"], "dst": ["local@:99999"]}]}');
+    await until('the bad edit is refused', () => lines.some((l) => /refused; keeping the last good policy/.test(l)), 8000);
+    expect(lines.find((l) => /refused; keeping/.test(l))).toMatch(/line 1, column \d+: .*99999/);
+    // A restart keeps the file as the user left it.
+    await server.close();
+    server = await startLocalServer({ dataDir: dir, listen: { host: '127.0.0.1', port: 0 }, openStore: async () => new MemoryStore(), lanAddress: () => '127.0.0.1', stun: false }).catch((e: unknown) => {
+      expect(String(e)).toMatch(/policy .*refused:\nline 1/);
+      return null;
+    });
+    expect(server).toBeNull();
+  }, 20_000);
 });
