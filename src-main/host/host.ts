@@ -505,6 +505,13 @@ export function createHost(init: HostInit): Host {
 
   const done = { done: true } as const;
 
+  /** The network on this computer, once `network:create-local` started it. */
+  const runningLocalServer = async (): Promise<LocalServer> => {
+    const ls = localServer ? await localServer.catch(() => null) : null;
+    if (!ls) throw new HostError('state', 'no network runs on this computer: create it first', false);
+    return ls;
+  };
+
   const handlers: Handlers = {
     'mesh:snapshot': async () => current,
 
@@ -537,6 +544,13 @@ export function createHost(init: HostInit): Host {
       const qrText = joinQrText(serverUrl, authKey);
       return { serverUrl, authKey, qrText, qrSvg: await qrSvg(qrText) };
     },
+
+    'network:policy-get': async () => {
+      const ls = await runningLocalServer();
+      return { path: ls.policyPath, text: await ls.readPolicy() };
+    },
+    'network:policy-check': async (req) => (await runningLocalServer()).checkPolicy(req.text),
+    'network:policy-save': async (req) => (await runningLocalServer()).savePolicy(req.text),
 
     'session:connect': async () => {
       const profile = activeProfile();

@@ -24,6 +24,9 @@ import { DEFAULT_DNS } from '../server/control/dns-config.ts';
 import { serverDbPath } from '../server/store/paths.ts';
 import { access } from 'node:fs/promises';
 import { writeFileAtomic } from '../engine/io/atomic-file.ts';
+import { checkPolicyText, readPolicyFile } from '../server/policy/file.ts';
+import { worldOf } from '../server/policy/compile.ts';
+import type { PolicyCheck } from '../../src-shared/ipc/contract.ts';
 import type { ServerStore } from '../server/store/types.ts';
 
 /** The embedded server's data (database, Noise and DERP keys) under the app's data directory. */
@@ -77,6 +80,12 @@ export interface LocalServer {
   readonly stack: ServerStack;
   /** The policy file in force (created with DEFAULT_LOCAL_POLICY when missing). */
   readonly policyPath: string;
+  /** The policy file's text now. */
+  readPolicy(): Promise<string>;
+  /** Checks a policy text against this network's users and nodes, as a reload would (unknown users are errors). */
+  checkPolicy(text: string): PolicyCheck;
+  /** Writes a valid policy text atomically (the server reloads it); an invalid one is not written. */
+  savePolicy(text: string): Promise<PolicyCheck & { saved: boolean }>;
   /** A new pre-auth key (for `reusable` keys: many devices, valid LOCAL_KEY_TTL_MS). */
   newKey(o: { reusable: boolean }): string;
   close(): Promise<void>;
@@ -157,11 +166,24 @@ export async function startLocalServer(o: LocalServerOptions): Promise<LocalServ
     closers.unshift(() => server.close());
 
     const user = store.userByName(LOCAL_USER) ?? store.createUser(LOCAL_USER, now());
+    const checkPolicy = (text: string): PolicyCheck => {
+      const r = checkPolicyText(text, worldOf(store.listUsers(), store.listNodes()));
+      return r.kind === 'ok' ? { valid: true, errors: [] } : { valid: false, errors: r.errors.map((e) => ({ line: e.line, column: e.column, message: e.message })) };
+    };
     logf(`serving ${server.url.origin} (listening on ${host}:${server.address.port})`);
     return {
       url: server.url,
       stack: server,
       policyPath,
+      readPolicy: () => readPolicyFile(policyPath),
+      checkPolicy,
+      savePolicy: async (text) => {
+        const c = checkPolicy(text);
+        if (!c.valid) return { ...c, saved: false };
+        await writeFileAtomic(policyPath, text);
+        logf(`policy saved to ${policyPath}`);
+        return { ...c, saved: true };
+      },
       newKey: ({ reusable }) =>
         store.createPreAuthKey({ userId: user.id, reusable, ephemeral: false, expiresAt: now() + LOCAL_KEY_TTL_MS }, now()).key,
       close: closeAll,

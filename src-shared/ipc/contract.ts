@@ -97,6 +97,15 @@ export const LocalNetwork = z.object({
 });
 export type LocalNetwork = z.infer<typeof LocalNetwork>;
 
+/** The local network's ACL policy (headscale's format, HuJSON), as weft server checks it: each error with its line. */
+export const PolicyText = z.object({ text: z.string().max(1 << 20) }).strict();
+export const PolicyError = z.object({ line: z.number().int(), column: z.number().int(), message: z.string() });
+export type PolicyError = z.infer<typeof PolicyError>;
+export const PolicyCheck = z.object({ valid: z.boolean(), errors: z.array(PolicyError) });
+export type PolicyCheck = z.infer<typeof PolicyCheck>;
+export const PolicyFileView = z.object({ path: z.string(), text: z.string() });
+export type PolicyFileView = z.infer<typeof PolicyFileView>;
+
 export const JoinProgress = z.object({
   stage: JoinStage,
   /** The login URL while waiting for approval. */
@@ -147,6 +156,12 @@ export const methods = {
    * as a QR code in SVG). Calling it again while the server runs answers the same URL with a fresh key.
    */
   'network:create-local': { request: CreateLocalNetworkRequest, response: LocalNetwork },
+  /** The policy file of the network on this computer (after `network:create-local`): its path and text. */
+  'network:policy-get': { request: Empty, response: PolicyFileView },
+  /** Checks a policy text against the local network's users, as the server would on reload; nothing is written. */
+  'network:policy-check': { request: PolicyText, response: PolicyCheck },
+  /** Checks and, when valid, writes the policy file (atomically); the server reloads it within a second. */
+  'network:policy-save': { request: PolicyText, response: PolicyCheck.extend({ saved: z.boolean() }) },
   /** The most recent log lines at or above `level` (at most `limit`, default 500). */
   'logs:get': { request: z.object({ level: LogLevel.optional(), limit: z.number().int().positive().max(5000).optional() }).strict(), response: z.array(LogEntry) },
   /** What `weft status --json` prints: control state, this node, each peer's path and counters. */
@@ -171,6 +186,9 @@ export const WRITE_METHODS: ReadonlySet<MethodName> = new Set<MethodName>([
   'profiles:switch',
   'profiles:remove',
   'network:create-local',
+  // The policy is the server's configuration: only operators read or change it.
+  'network:policy-get',
+  'network:policy-save',
 ]);
 
 /** The version of weftd's local API; a client that gets another one in the hello frame refuses to talk. */

@@ -2,7 +2,9 @@
  * "Create a network on this computer" end to end (issue 7): the app's host in a1 (`weft dev-bridge`, not joined),
  * Chromium in a1 clicks the action on the join screen; the host starts the embedded server (0.0.0.0:8080 in a1,
  * URL from a1's LAN address) and joins a1 to it; the page shows the URL, the key and the QR code. Then another
- * device on the same LAN (a2) joins with exactly what the page showed, and the two reach each other.
+ * device on the same LAN (a2) joins with exactly what the page showed, and the two reach each other. On the way,
+ * the panel's access policy editor checks a bad policy (its line shows) and saves a good one, which the server
+ * applies.
  * Screenshots go to test/artifacts/create-network/.
  */
 import { existsSync, mkdirSync } from 'node:fs';
@@ -13,6 +15,7 @@ import { killMatching, runMatcher } from './e2e/procs.ts';
 import { createLab, REPO_ROOT, type Lab, type LabProcess } from './lab.ts';
 import { WEFT } from './peers.ts';
 import { startBridge, startWeftd } from './weftd.ts';
+import { eventually } from '../support/eventually.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(REPO_ROOT, 'test', 'artifacts', 'create-network');
@@ -60,6 +63,11 @@ describe('Create a network on this computer', () => {
       expect(res.serverUrl).toBe(`http://${l.addr.a1}:8080`);
       expect(res.authKey).toMatch(/^[0-9a-f]{48}$/);
       expect(res.qrWidth, 'the QR image loaded').toBeGreaterThan(0);
+      // The access policy editor: "Check" shows the server's error with its line; "Save" writes a valid policy, which
+      // the server applies (the other device, also the local user's, still reaches this one below).
+      expect(res.policyCheck).toMatch(/The policy is not valid:\s*line 3, column \d+: unknown user "nobody@" \(users: local\)/);
+      expect(res.policySave).toBe('Saved. The network applies it within a second.');
+      await eventually('the server applied the saved policy', 10_000, async () => (/policy: reloaded/.test(daemon.proc.output()) ? true : undefined));
       expect(res.consoleErrors).toEqual([]);
 
       // Another device on the same LAN joins with what the page showed, and reaches this one over the tunnel.

@@ -1,7 +1,8 @@
 /**
  * The browser half of test/lab/create-network.test.ts: runs in the app node's lab namespace (the dev bridge listens
  * on that namespace's loopback), opens the join screen in Chromium, clicks "Create a network on this computer",
- * waits for the panel with the URL, key and QR code, and screenshots it. Prints one line `E2E {json}` (the
+ * waits for the panel with the URL, key and QR code, and screenshots it; then opens the access policy, checks a
+ * policy naming an unknown user (the error with its line shows) and saves a valid one. Prints one line `E2E {json}` (the
  * result) and exits 0 when it worked. Every wait is bounded; Chromium carries `marker` on its command line.
  *
  *   node --import tsx test/lab/e2e/create-network-drive.ts '{"url":…,"outDir":…,"marker":…,"chromium":…,"homeDir":…}'
@@ -26,6 +27,9 @@ export interface CreateNetworkResult {
   authKey: string | null;
   /** The QR image's natural width (0 when it did not load). */
   qrWidth: number;
+  /** What "Check" showed for a policy naming an unknown user, and what "Save" showed for a valid one. */
+  policyCheck: string | null;
+  policySave: string | null;
   screenshots: string[];
   consoleErrors: string[];
 }
@@ -35,7 +39,7 @@ const T = (id: string): string => `[data-testid="${id}"]`;
 async function main(): Promise<number> {
   const cfg = JSON.parse(process.argv[2] ?? '') as CreateNetworkConfig;
   mkdirSync(cfg.outDir, { recursive: true });
-  const r: CreateNetworkResult = { ok: false, error: null, serverUrl: null, authKey: null, qrWidth: 0, screenshots: [], consoleErrors: [] };
+  const r: CreateNetworkResult = { ok: false, error: null, serverUrl: null, authKey: null, qrWidth: 0, policyCheck: null, policySave: null, screenshots: [], consoleErrors: [] };
   let browser: Browser | null = null;
   try {
     browser = await launchChromium({ executablePath: cfg.chromium, homeDir: cfg.homeDir, marker: cfg.marker });
@@ -60,6 +64,19 @@ async function main(): Promise<number> {
     const shot = join(cfg.outDir, 'local-network.png');
     await page.screenshot({ path: shot, fullPage: true });
     r.screenshots.push(shot);
+    // The access policy: a policy naming an unknown user is refused with its line; a valid one is saved.
+    await page.locator(`${T('policy-editor')} summary`).click();
+    await page.locator(T('policy-path')).filter({ hasText: 'policy.hujson' }).waitFor({ state: 'visible' });
+    await page.locator(T('policy-text')).fill('{\n  "acls": [\n    {"action": "accept", "src": ["nobody@"], "dst": ["local@:22"]},\n  ],\n}\n');
+    await page.locator(T('policy-check')).click();
+    r.policyCheck = (await page.locator(T('policy-result')).innerText()).trim();
+    const policyShot = join(cfg.outDir, 'policy-check.png');
+    await page.screenshot({ path: policyShot, fullPage: true });
+    r.screenshots.push(policyShot);
+    await page.locator(T('policy-text')).fill('{\n  "acls": [\n    {"action": "accept", "src": ["local@"], "dst": ["local@:*"]},\n  ],\n}\n');
+    await page.locator(T('policy-save')).click();
+    await page.locator(T('policy-result')).filter({ hasText: 'Saved' }).waitFor({ state: 'visible' });
+    r.policySave = (await page.locator(T('policy-result')).innerText()).trim();
     await page.locator(T('local-network-done')).click();
     await page.locator(T('mesh-view')).waitFor({ state: 'visible', timeout: 15_000 });
     r.ok = true;

@@ -75,6 +75,8 @@ describe('weftd local API', () => {
       'profiles:switch': { id: 'hs-example-com' },
       'profiles:remove': { id: 'hs-example-com' },
       'network:create-local': {},
+      'network:policy-get': {},
+      'network:policy-save': { text: '{}' },
     };
     expect(Object.keys(writes).sort()).toEqual([...WRITE_METHODS].sort());
     for (const [m, payload] of Object.entries(writes)) {
@@ -85,10 +87,12 @@ describe('weftd local API', () => {
     expect(engines).toHaveLength(1);
     expect(engines[0]!.stopped).toBe(0);
     expect(engines[0]!.logouts).toBe(0);
-    for (const m of METHOD_NAMES.filter((x) => !WRITE_METHODS.has(x) && x !== 'netcheck:run')) {
+    for (const m of METHOD_NAMES.filter((x) => !WRITE_METHODS.has(x) && x !== 'netcheck:run' && x !== 'network:policy-check')) {
       const payload = m === 'engine:ping' ? { peer: 'peer2' } : {};
       expect(await ro.dispatch(m, payload), m).toMatchObject({ ok: true });
     }
+    // A read too, answered by the host: no network runs on this computer here.
+    expect(await ro.dispatch('network:policy-check', { text: '{}' })).toMatchObject({ ok: false, error: { code: 'state', message: expect.stringContaining('create it first') as unknown } });
   });
 
   it('streams contract events to a subscriber', async () => {

@@ -1,6 +1,6 @@
 /** "Create a network on this computer" (`network:create-local`): the host starts the embedded server and joins it. */
 import { createServer as createNetServer, type Server } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -9,7 +9,7 @@ import type { EngineInit } from '../../../src-main/engine/engine.ts';
 import type { WgInterface } from '../../../src-main/engine/wg/iface.ts';
 import { createDispatcher } from '../../../src-main/host/dispatch.ts';
 import { createHost, LOCAL_PROFILE_NAME, type Host } from '../../../src-main/host/host.ts';
-import { joinQrText, lanIPv4, LOCAL_USER } from '../../../src-main/host/local-network.ts';
+import { DEFAULT_LOCAL_POLICY, joinQrText, lanIPv4, LOCAL_USER } from '../../../src-main/host/local-network.ts';
 import { MemoryStore } from '../../../src-main/server/store/memory.ts';
 import { FakeClock } from '../../sim/fake-clock.ts';
 import { FakeEngine } from './fake-engine.ts';
@@ -126,6 +126,28 @@ describe('network:create-local', () => {
     expect(b.authKey).not.toBe(a.authKey);
     expect(r.engines).toHaveLength(1);
     expect(r.engines[0]!.stopped).toBe(0);
+  });
+
+  it('the policy file: read, checked with its lines, saved only when valid; nothing before the network exists', async () => {
+    const r = rig();
+    await r.host.start();
+    const before = await r.dispatch('network:policy-get', {});
+    expect(before).toMatchObject({ ok: false, error: { code: 'state', message: expect.stringContaining('create it first') as unknown } });
+    await create(r, { listen: '127.0.0.1:0' });
+    const got = await r.dispatch('network:policy-get', {});
+    if (!got.ok) throw new Error(got.error.message);
+    expect(got.value).toEqual({ path: join(dir, 'server', 'policy.hujson'), text: DEFAULT_LOCAL_POLICY });
+    const bad = '{\n  "acls": [\n    {"action": "accept", "src": ["nobody@"], "dst": ["local@:22"]}\n  ]\n}';
+    const check = await r.dispatch('network:policy-check', { text: bad });
+    expect(check).toEqual({ ok: true, value: { valid: false, errors: [{ line: 3, column: expect.any(Number) as unknown, message: 'unknown user "nobody@" (users: local)' }] } });
+    const refused = await r.dispatch('network:policy-save', { text: bad });
+    expect(refused).toMatchObject({ ok: true, value: { valid: false, saved: false } });
+    expect(await readFile(join(dir, 'server', 'policy.hujson'), 'utf8')).toBe(DEFAULT_LOCAL_POLICY);
+    const good = '{"acls": [{"action": "accept", "src": ["local@"], "dst": ["local@:*"]}]}';
+    expect(await r.dispatch('network:policy-save', { text: good })).toEqual({ ok: true, value: { valid: true, errors: [], saved: true } });
+    expect(await readFile(join(dir, 'server', 'policy.hujson'), 'utf8')).toBe(good);
+    // Oversized input never reaches the checker.
+    expect(await r.dispatch('network:policy-check', { text: 'x'.repeat((1 << 20) + 1) })).toMatchObject({ ok: false });
   });
 
   it('stop() closes the server', async () => {

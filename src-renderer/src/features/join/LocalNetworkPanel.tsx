@@ -6,6 +6,7 @@
 import type { LocalNetwork } from '../../../../src-shared/ipc/contract.ts';
 import { actions } from '../../store/use-weft.ts';
 import { useCopy } from '../shell/use-copy.ts';
+import { PolicyEditor } from './PolicyEditor.tsx';
 import { qrDataUrl } from './qr.ts';
 
 export function LocalNetworkPanel({ network }: { network: LocalNetwork }) {
@@ -45,6 +46,8 @@ export function LocalNetworkPanel({ network }: { network: LocalNetwork }) {
         <img data-testid="join-qr" src={qrDataUrl(network.qrSvg)} width={200} height={200} alt={`QR code: ${network.qrText}`} />
         <figcaption className="muted small">Scan on another device: it holds the login server and the key.</figcaption>
       </figure>
+
+      <PolicyEditor />
 
       <div className="join-actions">
         <button type="button" className="primary" data-testid="local-network-done" onClick={() => actions().finishLocalNetwork()}>
