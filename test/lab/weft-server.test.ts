@@ -69,9 +69,8 @@ describe('Weft ↔ tailscaled through weft server', () => {
     const a = await kit.upWeft('a1');
     const b = await kit.upTailscaled('b1');
     try {
-      await kit.settle(a, b);
-      const [okA, okB] = await kit.tunnelPing(a, b, 10);
-      expect(okA && okB, `ping over the tunnel through DERP\n${kit.logs(a, b)}`).toBe(true);
+      // settle, then a tunnel ping with one more round if the first missed (CI once lost the only 5 s round).
+      await kit.expectTunnel(a, b);
       const [la, lb] = await kit.waitLinks(a, b, 'relay', 5);
       expect(la).toEqual({ kind: 'relay', region: 'headscale' });
       expect(lb).toEqual({ kind: 'relay', region: 'headscale' });

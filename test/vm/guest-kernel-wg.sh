@@ -165,7 +165,13 @@ fact ts_path_vma "$(ip netns exec hc "${TS[@]}" "$WEFTVM_TAILSCALE/tailscale" --
 fact wg_endpoints_vmb "$(endpoints hb weftkb)"
 fact wg_handshake_vma "$(ip netns exec ha wg show weftka latest-handshakes | cut -f2)"
 fact dp_table_vma "$(present ip netns exec ha nft list table inet weft_dp_weftka)"
-ip netns exec ha "${W[@]}" status --json --state-dir "$ST/vma" >"$ST/vma.status.json" 2>"$ST/vma.status.err"
+# `weft status` once more (bounded) if its answer is not JSON: the emulated VM is slow, and one CI run got none.
+for i in 1 2 3; do
+  ip netns exec ha "${W[@]}" status --json --state-dir "$ST/vma" >"$ST/vma.status.json" 2>"$ST/vma.status.err" &&
+    node -e 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))' "$ST/vma.status.json" 2>/dev/null && break
+  sleep 5
+done
+fact status_err_vma "$(tail -c 400 "$ST/vma.status.err" | tr '\n' ' ')"
 fact status_vma "$(node -e '
   const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
   const p = s.peers.find((q) => q.name === "vmb");

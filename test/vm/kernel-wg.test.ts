@@ -77,8 +77,14 @@ describe(`kernel WireGuard in a VM (Debian's kernel)`, () => {
     expect(fact('device_log_vma')).toBe('WireGuard device: kernel');
     expect(fact('linktype_vma')).toBe('wireguard');
     expect(fact('linktype_vmb')).toBe('wireguard');
-    const st = JSON.parse(fact('status_vma') ?? 'null') as { device: { kind: string; reason: string } | null; mode: string; path: string; rx: number } | null;
-    expect(st, why()).not.toBeNull();
+    const raw = fact('status_vma') ?? 'null';
+    let st: { device: { kind: string; reason: string } | null; mode: string; path: string; rx: number } | null = null;
+    try {
+      st = JSON.parse(raw) as typeof st;
+    } catch {
+      st = null;
+    }
+    expect(st, `weft status gave: ${raw}; its stderr: ${fact('status_err_vma') ?? ''}\n${why()}`).not.toBeNull();
     expect(st!.device).toEqual({ kind: 'kernel', reason: 'the kernel has WireGuard' });
     expect(st!.mode).toBe('kernel');
     expect(st!.path).toBe('direct');
