@@ -12,6 +12,7 @@ import { diffChanged, diffSession, fullMap, nodeFingerprint, peerPatch, wireNode
 import { loadOrCreateNoiseKey, NOISE_KEY_FILE } from '../../../../src-main/server/control/noise-key.ts';
 import { followupId } from '../../../../src-main/server/control/register.ts';
 import type { NodeRecord } from '../../../../src-main/server/store/types.ts';
+import { nodeRecord } from '../store/store-contract.ts';
 
 const base: WireNode = {
   ID: 2,
@@ -51,32 +52,7 @@ describe('peerPatch', () => {
   });
 });
 
-function rec(id: number, extra: Partial<NodeRecord> = {}): NodeRecord {
-  return {
-    id,
-    userId: 1,
-    machineKey: `mkey:${String(id).padStart(64, '0')}`,
-    nodeKey: `nodekey:${String(id).padStart(64, '0')}`,
-    discoKey: null,
-    hostname: `n${id}`,
-    givenName: `n${id}`,
-    ipv4: `100.64.0.${id}`,
-    ipv6: `fd7a:115c:a1e0::${id}`,
-    endpoints: [],
-    hostinfo: null,
-    homeDerp: 0,
-    ephemeral: false,
-    createdAt: 0,
-    expiresAt: null,
-    lastSeen: null,
-    online: false,
-    authKeyId: null,
-    tags: [],
-    approvedRoutes: [],
-    primaryRoutes: [],
-    ...extra,
-  };
-}
+const rec = nodeRecord;
 
 describe('fullMap and diffSession', () => {
   const cfg: MapperConfig = { domain: 'hs.example', baseDomain: 'tail.example', derpMap: { Regions: {} } };

@@ -10,36 +10,12 @@ import { autoApprove, policyApprovedRoutes } from '../../../../src-main/server/p
 import { compilePolicy, worldOf, type PolicyNode } from '../../../../src-main/server/policy/compile.ts';
 import { formatPolicyErrors, parsePolicy } from '../../../../src-main/server/policy/parse.ts';
 import { fullMap, wireNode, type MapperConfig, type NodeView } from '../../../../src-main/server/control/mapper.ts';
-import type { NodeRecord, UserRecord } from '../../../../src-main/server/store/types.ts';
+import type { UserRecord } from '../../../../src-main/server/store/types.ts';
+import { nodeRecord } from '../store/store-contract.ts';
 
 const hi = (routes: string[]): string => JSON.stringify({ Hostname: 'x', RoutableIPs: routes });
 
-function rec(id: number, o: Partial<NodeRecord> = {}): NodeRecord {
-  return {
-    id,
-    userId: 1,
-    machineKey: `mkey:${String(id).padStart(64, '0')}`,
-    nodeKey: `nodekey:${String(id).padStart(64, '0')}`,
-    discoKey: null,
-    hostname: `n${id}`,
-    givenName: `n${id}`,
-    ipv4: `100.64.0.${id}`,
-    ipv6: `fd7a:115c:a1e0::${id}`,
-    endpoints: [],
-    hostinfo: null,
-    homeDerp: 0,
-    ephemeral: false,
-    createdAt: 0,
-    expiresAt: null,
-    lastSeen: null,
-    online: true,
-    authKeyId: null,
-    tags: [],
-    approvedRoutes: [],
-    primaryRoutes: [],
-    ...o,
-  };
-}
+const rec = nodeRecord;
 
 function parsed(text: string) {
   const p = parsePolicy(text);

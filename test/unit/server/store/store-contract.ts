@@ -3,9 +3,37 @@
  * in-memory store's test can run it too (`describeServerStore('memory', () => createMemoryStore())`).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { NewNode, ServerStore } from '../../../../src-main/server/store/types.ts';
+import type { NewNode, NodeRecord, ServerStore } from '../../../../src-main/server/store/types.ts';
 
 const T0 = 1_700_000_000_000;
+
+/** A stored node as the store returns it (node `id` of user 1, offline, addresses 100.64.0.<id>), for pure tests. */
+export function nodeRecord(id: number, extra: Partial<NodeRecord> = {}): NodeRecord {
+  return {
+    id,
+    userId: 1,
+    machineKey: `mkey:${String(id).padStart(64, '0')}`,
+    nodeKey: `nodekey:${String(id).padStart(64, '0')}`,
+    discoKey: null,
+    hostname: `n${id}`,
+    givenName: `n${id}`,
+    ipv4: `100.64.0.${id}`,
+    ipv6: `fd7a:115c:a1e0::${id}`,
+    endpoints: [],
+    hostinfo: null,
+    homeDerp: 0,
+    ephemeral: false,
+    createdAt: 0,
+    expiresAt: null,
+    lastSeen: null,
+    online: false,
+    authKeyId: null,
+    tags: [],
+    approvedRoutes: [],
+    primaryRoutes: [],
+    ...extra,
+  };
+}
 
 export function newNode(userId: number, i: number | string, extra: Partial<NewNode> = {}): NewNode {
   return {
