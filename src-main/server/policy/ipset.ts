@@ -26,7 +26,8 @@ function toBig(b: Uint8Array): bigint {
   return v;
 }
 
-function fromBig(v: bigint, family: Family): string {
+/** An address integer as text. */
+export function fromBig(v: bigint, family: Family): string {
   const n = family === 4 ? 4 : 16;
   const out = new Uint8Array(n);
   for (let i = n - 1; i >= 0; i--) {

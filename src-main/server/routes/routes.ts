@@ -13,8 +13,7 @@
  * Prefixes are kept as canonical text ("192.168.1.0/24", "fd00:1::/64"); a prefix with host bits set is not a
  * route (tailscaled never announces one, and headscale's exact matching would never use it).
  */
-import { bytesToIp } from '../../protocol/wire/addr.ts';
-import { parseAddr, type Family } from '../policy/ipset.ts';
+import { fromBig, parseRange, type Family } from '../policy/ipset.ts';
 
 export const EXIT_ROUTES: readonly string[] = ['0.0.0.0/0', '::/0'];
 
@@ -35,21 +34,10 @@ export interface Prefix {
 export function parsePrefix(text: string): Prefix | null {
   if (typeof text !== 'string' || text.length > 64) return null;
   const slash = text.indexOf('/');
-  if (slash < 0 || !/^\d{1,3}$/.test(text.slice(slash + 1))) return null;
-  const a = parseAddr(text.slice(0, slash));
-  if (!a) return null;
-  const max = a.family === 4 ? 32 : 128;
+  const r = slash > 0 ? parseRange(text) : null;
+  if (!r) return null;
   const bits = Number(text.slice(slash + 1));
-  if (bits > max) return null;
-  const hostMask = (1n << BigInt(max - bits)) - 1n;
-  if ((a.value & hostMask) !== 0n) return null;
-  const bytes = new Uint8Array(max / 8);
-  let v = a.value;
-  for (let i = bytes.length - 1; i >= 0; i--) {
-    bytes[i] = Number(v & 0xffn);
-    v >>= 8n;
-  }
-  return { text: `${bytesToIp(bytes)}/${bits}`, family: a.family, addr: a.value, bits };
+  return { text: `${fromBig(r.first, r.family)}/${bits}`, family: r.family, addr: r.first, bits };
 }
 
 /**
