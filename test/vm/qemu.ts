@@ -94,6 +94,15 @@ export interface VmRun {
   timedOut: boolean;
 }
 
+/**
+ * The guest CPU: a fixed, older model (SSE4.2, AES-NI, no AVX) rather than `max`. With `max`, QEMU 7.2's TCG
+ * advertises its then-new AVX/AVX2 emulation, and node in the guest died now and then with SIGSEGV or SIGILL (CI saw
+ * both, on a start that is otherwise the same as one that had just worked). `max` with only avx, avx2, fma and f16c
+ * turned off was worse here: node died with SIGILL at its first start.
+ * WEFT_VM_CPU overrides it, for trying another model.
+ */
+const CPU = process.env['WEFT_VM_CPU'] ?? 'Westmere';
+
 /** Boots the VM, runs `bash script` in it, and resolves when it powers off or after `timeoutMs` (then killed). */
 export async function runInVm(k: VmKernel, script: string, opts: { timeoutMs: number; memMb?: number; cpus?: number; consoleFile?: string }): Promise<VmRun> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-vm-'));
@@ -101,7 +110,7 @@ export async function runInVm(k: VmKernel, script: string, opts: { timeoutMs: nu
     const initrd = buildInitramfs(k, dir);
     const append = ['console=ttyS0', 'quiet', 'panic=-1', `weftvm.script=${script}`, `weftvm.modules=${join(k.root, 'lib', 'modules', k.release)}`].join(' ');
     const argv = [
-      '-accel', 'tcg', '-cpu', 'max', '-smp', String(opts.cpus ?? 2), '-m', String(opts.memMb ?? 2048),
+      '-accel', 'tcg', '-cpu', CPU, '-smp', String(opts.cpus ?? 2), '-m', String(opts.memMb ?? 2048),
       '-nodefaults', '-no-reboot', '-display', 'none', '-serial', 'stdio', '-monitor', 'none',
       '-kernel', join(k.root, 'boot', `vmlinuz-${k.release}`), '-initrd', initrd, '-append', append,
       '-virtfs', 'local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap',
