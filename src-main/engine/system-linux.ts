@@ -123,6 +123,8 @@ class LinuxDns implements DnsPort {
   /** What the OS was last given (direct mode: to put back after someone else rewrote resolv.conf). */
   private lastOs: OsDnsConfig | null = null;
   private tramples = 0;
+  /** The last bind failures logged (start() is retried at every netmap until every address is served). */
+  private serveFailure = '';
 
   constructor(private readonly o: Required<Pick<LinuxSystemInit, 'iface' | 'stateDir' | 'logf'>> & { runner: CommandRunner; resolvConf?: string; dnsListen?: { host: string; port: number }[] }) {
   }
@@ -168,8 +170,7 @@ class LinuxDns implements DnsPort {
       if (mode === 'direct' && !this.base) this.base = await direct.readBase();
       const r = dnsPlan({ dnsConfig: nm.dnsConfig, self: nm.self, peers: nm.peers.values(), acceptDns: o.acceptDns, osBase: mode === 'direct' ? this.base : null });
       if (!r.ok) {
-        this.error = `${r.error}; keeping the last good DNS configuration`;
-        this.o.logf(`dns: ${this.error}`);
+        this.fail(r.error);
         return;
       }
       this.plan = r.plan;
@@ -179,12 +180,16 @@ class LinuxDns implements DnsPort {
       // (Again) until every address is served: one taken by another resolver is retried at the next netmap.
       if (this.server.served().length < listen.length) {
         const rep = await this.server.start();
-        for (const f of rep.failed) this.o.logf(`dns: cannot serve on ${f.addr.host}:${f.addr.port}: ${f.error}`);
+        const text = rep.failed.map((f) => `dns: cannot serve on ${f.addr.host}:${f.addr.port}: ${f.error}`).join('\n');
+        if (text && text !== this.serveFailure) this.o.logf(text);
+        this.serveFailure = text;
       }
       this.server.setPlan(r.plan);
-      // The OS is pointed only at addresses actually served: a quad-100 that cannot listen must not take the host's DNS.
+      // The OS is pointed at quad-100 only where it is actually served: a quad-100 that cannot listen must not take
+      // the host's DNS. Other nameservers (the OS's own, when no name needs quad-100) pass as they are.
       const served = new Set(this.server.served().map((a) => a.host));
-      const ns = (r.plan.os?.nameservers ?? []).filter((n) => (o.ipv6 || !n.includes(':')) && (served.has(n) || this.o.dnsListen !== undefined));
+      const isQuad100 = (n: string): boolean => n === QUAD100_V4 || n === QUAD100_V6;
+      const ns = (r.plan.os?.nameservers ?? []).filter((n) => (o.ipv6 || !n.includes(':')) && (!isQuad100(n) || served.has(n) || this.o.dnsListen !== undefined));
       const os = r.plan.os && ns.length > 0 ? { ...r.plan.os, nameservers: ns } : null;
       if (r.plan.os && !os) throw new Error('MagicDNS cannot listen on 100.100.100.100 (another resolver holds port 53?); the OS keeps its own DNS');
       const key = JSON.stringify(os);
@@ -197,11 +202,18 @@ class LinuxDns implements DnsPort {
         this.osApplied = key;
         this.lastOs = os;
       }
+      if (this.error !== null) this.o.logf('dns: configuration applied');
       this.error = null;
     } catch (e) {
-      this.error = `${(e as Error).message}; keeping the last good DNS configuration`;
-      this.o.logf(`dns: ${this.error}`);
+      this.fail((e as Error).message);
     }
+  }
+
+  /** Keeps the last good configuration and says why; the same reason again (at every netmap) is not logged again. */
+  private fail(reason: string): void {
+    const error = `${reason}; keeping the last good DNS configuration`;
+    if (error !== this.error) this.o.logf(`dns: ${error}`);
+    this.error = error;
   }
 
   private async revertOs(): Promise<void> {

@@ -167,8 +167,8 @@ export class MagicDnsServer {
       try {
         this.listeners.push(await this.bindOne(want));
       } catch (e) {
+        // Reported to the caller, which logs it (once per distinct failure: start() is retried at every netmap).
         failed.push({ addr: want, error: errorText(e) });
-        this.logf(`magicdns: cannot serve ${want.host}:${want.port}: ${errorText(e)}`);
       }
     }
     return { served: this.served(), failed };

@@ -88,10 +88,15 @@ describe('MagicDNS in the Linux system (direct resolv.conf)', () => {
     expect(logs.join('\n')).toMatch(/dns: .*keeping the last good DNS configuration/);
     expect(await ask(port, 'laptop.ts.example.com')).toEqual(['100.64.0.2']);
     expect(await readFile(join(dir, 'resolv.conf'), 'utf8')).toBe(conf);
+    // The same bad config at the next netmaps is said once, not once per netmap.
+    await dns.apply(netmap('me.'), { acceptDns: true, ipv6: false });
+    await dns.apply(netmap('me.'), { acceptDns: true, ipv6: false });
+    expect(logs.filter((l) => l.includes('keeping the last good DNS configuration'))).toHaveLength(1);
 
-    // A good one again clears the error.
+    // A good one again clears the error, and says so.
     await dns.apply(netmap('me.ts.example.com.'), { acceptDns: true, ipv6: false });
     expect(dns.status().error).toBeNull();
+    expect(logs.at(-1)).toBe('dns: configuration applied');
 
     await dns.close();
     dns = null;
@@ -112,6 +117,30 @@ describe('MagicDNS in the Linux system (direct resolv.conf)', () => {
     await dns.close();
     dns = null;
     expect(await readFile(join(dir, 'resolv.conf'), 'utf8')).toBe(dhcp);
+  });
+
+  it('with nothing for quad-100 to answer, the OS keeps its own nameservers and gets the search domains', async () => {
+    // MagicDNS off, no split routes, no override: only the search domains come from control. Quad-100 is not
+    // needed, so that it cannot be served here (100.100.100.100 is on no interface of this machine) does not matter.
+    dns = createLinuxSystem({ iface: 'weftt0', stateDir: dir, logf: (l) => logs.push(l), runner: noResolved, resolvConf: join(dir, 'resolv.conf') }).dns!;
+    const nm = { ...netmap('me.ts.example.com.'), dnsConfig: dnsConfig({ Domains: ['corp.example'] }) } as NetMap;
+    await dns.apply(nm, { acceptDns: true, ipv6: false });
+    expect(dns.status().error).toBeNull();
+    const conf = await readFile(join(dir, 'resolv.conf'), 'utf8');
+    expect(conf).toMatch(/^nameserver 192\.0\.2\.53$/m);
+    expect(conf).not.toMatch(/100\.100\.100\.100/);
+    expect(conf).toMatch(/^search corp\.example$/m);
+  });
+
+  it('an address it cannot bind is tried again at each netmap, and the failure is logged once', async () => {
+    const port = await freePort();
+    // 192.0.2.1 (TEST-NET-1) is on no interface here: binding it fails every time; the loopback one is served.
+    dns = createLinuxSystem({ iface: 'weftt0', stateDir: dir, logf: (l) => logs.push(l), runner: noResolved, resolvConf: join(dir, 'resolv.conf'), dnsListen: [{ host: '127.0.0.1', port }, { host: '192.0.2.1', port }] }).dns!;
+    for (let i = 0; i < 3; i++) await dns.apply(netmap('me.ts.example.com.'), { acceptDns: true, ipv6: false });
+    const failures = logs.filter((l) => l.includes('cannot serve on 192.0.2.1'));
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toMatch(/EADDRNOTAVAIL|address not available/i);
+    expect(await ask(port, 'laptop.ts.example.com')).toEqual(['100.64.0.2']);
   });
 
   it('accept-dns off leaves the OS alone, and a start after a crash restores what the crash left', async () => {
