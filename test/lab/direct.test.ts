@@ -169,9 +169,7 @@ describe('Weft ↔ Weft, more', () => {
     const a = await kit.upWeft('a1');
     const b = await kit.upWeft('b1');
     try {
-      await kit.settle(a, b);
-      const [okA, okB] = await kit.tunnelPing(a, b);
-      expect(okA && okB, `ping over the tunnel through DERP\n${kit.logs(a, b)}`).toBe(true);
+      await kit.expectTunnel(a, b);
       for (let i = 0; i < 3; i++) {
         expect(await isDirect(a, b)).toBe(false);
         expect(await isDirect(b, a)).toBe(false);

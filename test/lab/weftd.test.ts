@@ -223,8 +223,7 @@ describe('weftd', () => {
     expect(back.self?.nodeKey).toBe(self.nodeKey);
     expect(back.self?.addresses).toEqual(st.self?.addresses);
     await eventually('one interface after the restart', 20_000, async () => ((await weftLinks()).join() === iface ? true : undefined));
-    const [ab2, ba2] = await kit.tunnelPing(appPeer, b, 10);
-    expect(ab2 && ba2, d.proc.output().slice(-3000)).toBe(true);
+    await kit.expectTunnel(appPeer, b);
 
     // 6. Leave through the app's host, then stop weftd: nothing of Weft's is left.
     const left = await appHost(['leave']);
