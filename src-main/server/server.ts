@@ -3,6 +3,7 @@
  *
  *   GET  /key?v=N          server Noise public key (control-protocol §3.2)
  *   GET  /health           {"status":"pass"}
+ *   HEAD /machine/ping-response?id=…  a node answering a PingRequest (the HA prober, control/map-streams.ts)
  *   GET  /register/:id     how to approve an interactive registration
  *   POST /ts2021 + Upgrade Noise + HTTP/2 control protocol (control/noise-server.ts)
  *   attachUpgrade(path, h) e.g. '/derp' (Upgrade: DERP / websocket), handled by server/derp
@@ -98,6 +99,7 @@ export async function createServer(init: WeftServerInit): Promise<WeftServer> {
     for (const h of handlers) if (h(req, res)) return;
     if (!control) return reply(res, { status: 503, contentType: 'text/plain', body: 'starting\n' });
     if (req.method === 'GET' && url.pathname === '/key') return reply(res, control.keyReply(url.searchParams.get('v')));
+    if (url.pathname === '/machine/ping-response') return reply(res, control.pingResponse(req.method ?? '', url.searchParams.get('id')));
     if (req.method === 'GET' && url.pathname === '/health') return reply(res, { status: 200, contentType: 'application/json', body: '{"status":"pass"}\n' });
     const m = /^\/register\/([^/]+)$/.exec(url.pathname);
     if (req.method === 'GET' && m) return reply(res, control.registerPage(decodeURIComponent(m[1]!)));

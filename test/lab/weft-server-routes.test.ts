@@ -4,9 +4,12 @@
  *    `weft server nodes approve-routes`, a2 by the policy's autoApprovers at registration; an exit node (c1)
  *    approved by autoApprovers.exitNode, as a real tailnet has one;
  *  - Weft (b1, --accept-routes) routes the LAN through the primary (a1) and reaches the LAN's gateway 192.168.1.1;
- *  - a1's tailscaled stops: within headscale's time (its poll.go waits 10 s for a reconnect, then the election
- *    and the next batch, 0.5 + 0.8 s) weft server makes a2 the primary, Weft moves the route, and the LAN answers
- *    again; `nodes list-routes` shows who serves what throughout.
+ *  - a1's tailscaled freezes (SIGSTOP: its control connection stays open, nothing answers): the HA prober's next
+ *    PingRequest goes unanswered, and within headscale 0.29.2's time (a 10 s cycle plus the 5 s timeout, then
+ *    the next batch) a2 becomes the primary, Weft moves the route, and the LAN answers through a2. a1 thaws and
+ *    answers the prober again, and a2 keeps the routes (no flapping back);
+ *  - a2's tailscaled stops: within headscale's time (its poll.go waits 10 s for a reconnect, then the election
+ *    and the next batch, 0.5 + 0.8 s) a1 is the primary again; `nodes list-routes` shows who serves what.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +24,11 @@ const LAN = '192.168.1.0/24';
 const LAN_GATEWAY = '192.168.1.1';
 /** headscale 0.29.2's failover after a router's stream ends: 10 s grace, ≤ 0.5 s node-store batch, ≤ 0.8 s batcher tick. */
 const HEADSCALE_FAILOVER_MS = 11_300;
+/**
+ * …and after a router stops answering while connected: the HA prober's next cycle (≤ 10 s, node.routes.ha
+ * probe_interval) plus its timeout (5 s, probe_timeout), then the same 0.5 + 0.8 s.
+ */
+const HEADSCALE_HA_FAILOVER_MS = 16_300;
 /** What the test itself adds to a measured failover: polling `weft status` (one exec per 250 ms, ~0.3 s each). */
 const POLL_SLACK_MS = 1_500;
 
@@ -118,16 +126,38 @@ describe('weft server routes: HA subnet routers and an exit node, used by Weft',
     const table = (await lab.exec('b1', ['ip', 'route', 'show', 'table', '7070'])).stdout;
     expect(table).toContain(`${LAN} dev ${b1.iface}`);
 
-    // The primary goes away: a2 takes over within headscale's time, and the LAN answers through it.
+    // The primary freezes: its stream stays open, but the prober's PingRequest goes unanswered. a2 takes over within
+    // headscale's time, and the LAN answers through it.
+    const frozenAt = Date.now();
+    process.kill(a1.ts.proc.pid, 'SIGSTOP');
+    try {
+      await eventually('b1 routes the LAN via a2', 40_000, async () => ((await via()) === a2.name ? true : undefined), 250);
+      const tookMs = Date.now() - frozenAt;
+      expect(tookMs, `HA failover took ${tookMs} ms`).toBeLessThanOrEqual(HEADSCALE_HA_FAILOVER_MS + POLL_SLACK_MS);
+      expect(tookMs, 'not before an unanswered probe timed out (5 s)').toBeGreaterThan(4_500);
+      expect(row(await listRoutes(), a2)?.servingRoutes).toEqual([LAN]);
+      expect(server.proc.output()).toMatch(new RegExp(`routes: node ${a1Node.id} did not answer the HA probe within 5 s`));
+      expect(server.proc.output()).toMatch(new RegExp(`routes: 192\\.168\\.1\\.0/24 is served by node \\d+ \\(was node ${a1Node.id}, now not answering the HA probe\\)`));
+      expect(await eventually('b1 reaches the LAN through a2', 30_000, async () => ((await pingLan(4)) ? true : undefined))).toBe(true);
+    } finally {
+      process.kill(a1.ts.proc.pid, 'SIGCONT');
+    }
+    // a1 thaws and answers the prober again; a2 keeps the routes.
+    await eventually('a1 answers the HA probe again', 40_000, async () => (new RegExp(`routes: node ${a1Node.id} answers the HA probe again`).test(server.proc.output()) ? true : undefined), 500);
+    expect(await via()).toBe(a2.name);
+    expect(row(await listRoutes(), a1)).toMatchObject({ approvedRoutes: [LAN], servingRoutes: [] });
+
+    // The primary goes away: a1 takes over after the offline grace, within headscale's time.
+    const a2Node = (await server.listNodes()).find((n) => n.name === a2.name)!;
     const stoppedAt = Date.now();
-    await a1.stop();
-    peers.splice(peers.indexOf(a1), 1);
-    await eventually('b1 routes the LAN via a2', 30_000, async () => ((await via()) === a2.name ? true : undefined), 250);
+    await a2.stop();
+    peers.splice(peers.indexOf(a2), 1);
+    await eventually('b1 routes the LAN via a1', 30_000, async () => ((await via()) === a1.name ? true : undefined), 250);
     const tookMs = Date.now() - stoppedAt;
     expect(tookMs, `failover took ${tookMs} ms`).toBeLessThanOrEqual(HEADSCALE_FAILOVER_MS + POLL_SLACK_MS);
     expect(tookMs, 'not before the offline grace: a quick reconnect must not move routes').toBeGreaterThan(9_000);
-    expect(row(await listRoutes(), a2)?.servingRoutes).toEqual([LAN]);
-    expect(await eventually('b1 reaches the LAN through a2', 30_000, async () => ((await pingLan(4)) ? true : undefined))).toBe(true);
-    expect(server.proc.output()).toMatch(new RegExp(`routes: 192\\.168\\.1\\.0/24 is served by node \\d+ \\(was node ${a1Node.id}`));
+    expect(row(await listRoutes(), a1)?.servingRoutes).toEqual([LAN]);
+    expect(await eventually('b1 reaches the LAN through a1 again', 30_000, async () => ((await pingLan(4)) ? true : undefined))).toBe(true);
+    expect(server.proc.output()).toMatch(new RegExp(`routes: 192\\.168\\.1\\.0/24 is served by node ${a1Node.id} \\(was node ${a2Node.id}, now offline`));
   }, 240_000);
 });

@@ -11,6 +11,7 @@
 import { parseHostPort } from '../../protocol/wire/addr.ts';
 import { ensureDataDir } from '../../server/control/noise-key.ts';
 import { startServerStack } from '../../server/stack.ts';
+import { HA_PROBE_INTERVAL_MS, HA_PROBE_TIMEOUT_MS } from '../../server/control/constants.ts';
 import { checkDnsSettings, DEFAULT_BASE_DOMAIN, parseExtraRecord, parseSplitDns } from '../../server/control/dns-config.ts';
 import { defaultServerDataDir, serverDbPath } from '../../server/store/paths.ts';
 import type { ServerStore } from '../../server/store/types.ts';
@@ -29,6 +30,9 @@ const usage = `usage: weft server --listen ADDR [--server-url URL] [--data DIR] 
   --policy FILE       ACL policy in headscale's format (JSON or HuJSON), reloaded when it changes; a bad
                       change is refused (see the log) and the last good policy stays. Check one with
                       'weft server policy check FILE'. Without it every node may reach every other.
+  --ha-probe-interval SECONDS  how often subnet routers with a standby are pinged (default 10, at least 2;
+                      0 turns the HA prober off); one that does not answer in time loses its routes to the standby
+  --ha-probe-timeout SECONDS   how long a pinged router has to answer (default 5, at least 1, below the interval)
 
   DNS (sent to every node; MagicDNS is on by default, as in headscale):
   --base-domain NAME  node names are NAME-of-node.NAME (default ${DEFAULT_BASE_DOMAIN})
@@ -72,6 +76,26 @@ async function openStore(dataDir: string): Promise<ServerStore> {
   return open(serverDbPath(dataDir));
 }
 
+/**
+ * The HA prober's timing from --ha-probe-interval/--ha-probe-timeout (seconds), checked as headscale checks
+ * node.routes.ha: interval 0 (off) or at least 2 s; timeout at least 1 s and shorter than the interval.
+ */
+export function haProbeSettings(interval: string | undefined, timeout: string | undefined): { haProbeIntervalMs: number; haProbeTimeoutMs: number } {
+  const seconds = (flag: string, v: string | undefined, dflt: number): number => {
+    if (v === undefined) return dflt;
+    const n = /^\d+(\.\d+)?$/.test(v.trim()) ? Number(v) : NaN;
+    if (!Number.isFinite(n)) throw new CliError(`--${flag} must be a number of seconds, got "${v}"`);
+    return Math.round(n * 1000);
+  };
+  const haProbeIntervalMs = seconds('ha-probe-interval', interval, HA_PROBE_INTERVAL_MS);
+  const haProbeTimeoutMs = seconds('ha-probe-timeout', timeout, HA_PROBE_TIMEOUT_MS);
+  if (haProbeIntervalMs !== 0 && haProbeIntervalMs < 2000) throw new CliError('--ha-probe-interval must be 0 (off) or at least 2 seconds');
+  if (haProbeIntervalMs !== 0 && (haProbeTimeoutMs < 1000 || haProbeTimeoutMs >= haProbeIntervalMs)) {
+    throw new CliError('--ha-probe-timeout must be at least 1 second and shorter than --ha-probe-interval');
+  }
+  return { haProbeIntervalMs, haProbeTimeoutMs };
+}
+
 export const serverCommand: Command = {
   summary: 'run the headscale-compatible control server, or administer it',
   async run(argv) {
@@ -85,6 +109,8 @@ export const serverCommand: Command = {
         derp: { type: 'boolean' },
         stun: { type: 'string' },
         policy: { type: 'string' },
+        'ha-probe-interval': { type: 'string' },
+        'ha-probe-timeout': { type: 'string' },
         'base-domain': { type: 'string' },
         'no-magic-dns': { type: 'boolean' },
         nameserver: { type: 'string', multiple: true },
@@ -133,6 +159,7 @@ export const serverCommand: Command = {
       extraRecords: records,
     });
     if (dnsCheck.kind === 'error') throw new CliError(dnsCheck.error);
+    const ha = haProbeSettings(values['ha-probe-interval'], values['ha-probe-timeout']);
     const dataDir = values.data ?? defaultServerDataDir();
     const log = (l: string): void => void process.stderr.write(`${stamp()} ${l}\n`);
 
@@ -148,6 +175,7 @@ export const serverCommand: Command = {
         stun: stunAddr,
         ...(values.policy ? { policyFile: values.policy } : {}),
         dns: dnsCheck.settings,
+        control: ha,
         logf: log,
       }).catch((e: unknown) => {
         throw new CliError(`cannot start: ${(e as Error).message}`, 1);

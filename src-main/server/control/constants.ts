@@ -63,3 +63,10 @@ export const HANDSHAKE_BURST_PER_IP = 64;
 export const HANDSHAKE_RATE_PER_IP = 8;
 /** Source IPs whose handshake rate is tracked at once; the least recently seen are forgotten beyond it. */
 export const MAX_TRACKED_IPS = 20_000;
+
+// --- The HA prober (map-streams.ts), with headscale 0.29.2's defaults (node.routes.ha) ---------------------
+
+/** How often subnet routers that have a standby are pinged; 0 turns the prober off. */
+export const HA_PROBE_INTERVAL_MS = 10_000;
+/** How long a pinged router has to answer before it is passed over for its routes. */
+export const HA_PROBE_TIMEOUT_MS = 5_000;

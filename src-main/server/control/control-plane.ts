@@ -18,6 +18,7 @@
  * Lifecycle: construct, then start() before serving; stop() ends streams, connections and timers (the store is
  * the caller's to close).
  */
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { DerpMap } from '../../../src-shared/model/derp-map.ts';
@@ -102,6 +103,10 @@ export interface ControlPlaneInit {
   maxPendingPerIp?: number;
   /** @default PENDING_SWEEP_MS */
   pendingSweepMs?: number;
+  /** The HA prober's cycle; 0 turns it off. @default HA_PROBE_INTERVAL_MS */
+  haProbeIntervalMs?: number;
+  /** @default HA_PROBE_TIMEOUT_MS */
+  haProbeTimeoutMs?: number;
   /** The ACL policy in force (policy/file.ts); none: allow all, everyone sees everyone. Call changed() when it moves. */
   policy?: PolicySource;
 }
@@ -182,6 +187,15 @@ export class ControlPlane {
       ephemeralTimeoutMs: init.ephemeralTimeoutMs ?? C.EPHEMERAL_TIMEOUT_MS,
       onStoreChanged: () => this.changed(),
       ...(init.policy ? { policy: () => init.policy!.current() } : {}),
+      haProbeIntervalMs: init.haProbeIntervalMs ?? C.HA_PROBE_INTERVAL_MS,
+      haProbeTimeoutMs: init.haProbeTimeoutMs ?? C.HA_PROBE_TIMEOUT_MS,
+      pingUrl: (id) => {
+        const u = new URL('/machine/ping-response', this.#serverUrl);
+        u.searchParams.set('id', id);
+        return u.toString();
+      },
+      // 16 lowercase hex characters (64 random bits), the shape of headscale's ping ids.
+      pingId: () => randomBytes(8).toString('hex'),
     });
     this.#registerDeps = {
       store: this.#store,
@@ -318,6 +332,7 @@ export class ControlPlane {
     this.#lastTickAt = this.#now();
     this.#sweepPending(this.#now());
     this.#streams.sweepEphemeral();
+    this.#streams.startHaProber();
     this.#scheduleTick();
   }
 
@@ -527,6 +542,27 @@ export class ControlPlane {
   }
 
   // --- plain HTTP pieces (served by server.ts) -----------------------------------------------------------
+
+  /**
+   * `HEAD /machine/ping-response?id=…` (plain HTTP, as headscale 0.29 serves it): a node answering a PingRequest.
+   * 200 for a ping awaiting its answer, 404 for an unknown or expired one, 400 without an id, 405 for other methods.
+   */
+  pingResponse(method: string, id: string | null): HttpReply {
+    const text = (status: number, body: string): HttpReply => ({ status, contentType: 'text/plain; charset=utf-8', body });
+    if (method !== 'HEAD') return text(405, 'method not allowed\n');
+    if (!id) return text(400, 'missing ping id\n');
+    return this.#streams.pingAnswered(id) ? text(200, 'ok\n') : text(404, 'unknown or expired ping\n');
+  }
+
+  /** The nodes the HA prober holds unhealthy now (passed over for their subnet routes). */
+  get unhealthyNodes(): number[] {
+    return this.#streams.unhealthyNodes;
+  }
+
+  /** The HA prober's pings so far: sent, answered in time, and not answered. */
+  get haProbeCounts(): { sent: number; answered: number; timedOut: number } {
+    return this.#streams.haProbeCounts;
+  }
 
   /** `GET /key?v=N` as headscale answers it (control-protocol §3.2). */
   keyReply(v: string | null): HttpReply {

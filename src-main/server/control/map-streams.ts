@@ -17,6 +17,17 @@
  * stream ends, as in headscale 0.29.2 (its poll.go waits 10 s for a reconnect before marking a node offline). The
  * elected primaries are written to the node records too, for `weft server nodes list-routes`.
  *
+ * The HA prober (headscale 0.29.2 state/ha_health.go): a router whose stream stays open but that stopped working
+ * (frozen, or its network gone without a TCP reset) would otherwise keep its routes for as long as the kernel
+ * keeps its connection. Every `haProbeIntervalMs`, each node that shares a subnet prefix with another online
+ * candidate gets a PingRequest whose URL (`HEAD /machine/ping-response?id=…`, plain HTTP, not Noise) it must
+ * fetch within `haProbeTimeoutMs`. One that does not is unhealthy: the election passes it over (routes.ts
+ * electPrimaries) until it answers a later probe or connects again. A timeout proves nothing, and is dropped,
+ * when the node reconnected since the probe went out, or when its session was younger than one cycle (a client
+ * that just connected may take seconds to answer). Unlike headscale, a node that stops sharing its prefixes with
+ * anyone is cleared too: there is nobody to fail over to, and a sole router marked unhealthy would otherwise
+ * leave its prefix unserved.
+ *
  * Presence: a node is online while it has a stream, and for a short grace after its last one ends (a quick
  * reconnect is not an offline/online flap). The node record's `online` follows it (for `weft server nodes list`,
  * which reads the database in another process). When the grace runs out LastSeen is stored; an ephemeral node is
@@ -31,7 +42,7 @@ import { encodeMapFrame, encodeZstdStored } from '../../protocol/control/stream-
 import type { NodeRecord, ServerStore } from '../store/types.ts';
 import { compilePolicy, worldOf, type CompiledPolicy } from '../policy/compile.ts';
 import type { ParsedPolicy } from '../policy/parse.ts';
-import { electPrimaries, exitRoutes, primariesByNode, subnetRoutes } from '../routes/routes.ts';
+import { electPrimaries, exitRoutes, haNodes, primariesByNode, subnetRoutes } from '../routes/routes.ts';
 import { diffChanged, expiredMap, fullMap, isExpired, nodeFingerprint, routerIds, wireNode, type MapperConfig, type NodeView, type SessionView, type Snapshot, type WireMapResponse, type WireNode } from './mapper.ts';
 
 /** What a node gets when the policy cannot be compiled and there is no earlier one: nothing in, no peers. */
@@ -59,7 +70,18 @@ export interface MapStreamsInit {
   onStoreChanged: () => void;
   /** The policy in force (a checked document and a number that changes with it), or null for none (allow all). */
   policy?: () => { doc: Extract<ParsedPolicy, { kind: 'ok' }>; version: number } | null;
+  /** How often the HA prober pings subnet routers that have a standby; 0: never. @default 0 */
+  haProbeIntervalMs?: number;
+  /** How long a probed router has to answer (less than the interval). @default 5000 */
+  haProbeTimeoutMs?: number;
+  /** The URL a probed node fetches to answer ping `id` (the server's /machine/ping-response?id=…). */
+  pingUrl?: (id: string) => string;
+  /** A fresh ping id (unguessable: anyone who can reach the server may fetch the URL). */
+  pingId?: () => string;
 }
+
+/** Probes outstanding at once: one per HA router per cycle, and each ends within the timeout. */
+const MAX_PINGS = 4096;
 
 interface Session {
   nodeId: number;
@@ -92,6 +114,17 @@ export class MapStreams {
   #warnedKey = '';
   /** Subnet prefix → the node serving it, as last elected. */
   #primaries = new Map<string, number>();
+  /** The online, unexpired nodes with subnet routes, as of the last snapshot (the election's candidates). */
+  #candidates: { id: number; routes: string[] }[] = [];
+  // The HA prober's state: each connected node's session epoch (a new one at every stream opened), the epoch each
+  // probed node had at the previous cycle, the nodes that did not answer, and the pings awaiting an answer.
+  readonly #epochs = new Map<number, number>();
+  #nextEpoch = 1;
+  readonly #stableEpochs = new Map<number, number>();
+  readonly #unhealthy = new Set<number>();
+  readonly #pings = new Map<string, { nodeId: number; timer: TimerHandle }>();
+  #haTimer: TimerHandle | null = null;
+  readonly #haCounts = { sent: 0, answered: 0, timedOut: 0 };
   readonly #i: MapStreamsInit;
 
   constructor(init: MapStreamsInit) {
@@ -122,7 +155,8 @@ export class MapStreams {
       const routes = subnetRoutes(r);
       return routes.length ? [{ id: r.id, routes }] : [];
     });
-    const elected = electPrimaries(this.#primaries, candidates);
+    this.#candidates = candidates;
+    const elected = electPrimaries(this.#primaries, candidates, this.#unhealthy);
     this.#notePrimaries(elected, records);
     const byNode = primariesByNode(elected);
     const nodes = records.map((record) => ({ record, online: this.isOnline(record.id), primaries: byNode.get(record.id) ?? [] }));
@@ -135,7 +169,7 @@ export class MapStreams {
     this.#primaries = elected;
     for (const [prefix, id] of elected) {
       const was = prev.get(prefix);
-      if (was !== id) this.#i.logf(`routes: ${prefix} is served by node ${id}${was === undefined ? '' : ` (was node ${was}, now offline or no longer serving it)`}`);
+      if (was !== id) this.#i.logf(`routes: ${prefix} is served by node ${id}${was === undefined ? '' : ` (was node ${was}, now ${this.#unhealthy.has(was) ? 'not answering the HA probe' : 'offline or no longer serving it'})`}`);
     }
     for (const [prefix, was] of prev) if (!elected.has(prefix)) this.#i.logf(`routes: nobody online serves ${prefix} any more (was node ${was})`);
     const byNode = primariesByNode(elected);
@@ -157,6 +191,9 @@ export class MapStreams {
    */
   open(o: { nodeId: number; nodeKey: string; capver: number; compress: boolean; sink: MapSink }): (() => void) | null {
     this.#markOnline(o.nodeId);
+    // A new session: a new epoch for the HA prober, and a clean slate (headscale's Connect clears Unhealthy).
+    this.#epochs.set(o.nodeId, this.#nextEpoch++);
+    this.#unhealthy.delete(o.nodeId);
     // Everyone else is brought up to date first, from the same snapshot this session starts from, so that every
     // session's view and the fingerprints the next refresh compares against describe one and the same state.
     const snap = this.#advance();
@@ -296,6 +333,91 @@ export class MapStreams {
     return { moved: true, recheckAll: docChanged || identityChanged };
   }
 
+  /** Starts the HA prober's cycle (a no-op when its interval is 0). */
+  startHaProber(): void {
+    const every = this.#i.haProbeIntervalMs ?? 0;
+    if (every <= 0 || this.#haTimer || !this.#i.pingUrl || !this.#i.pingId) return;
+    const loop = (): void => {
+      this.#haTimer = this.#i.clock.setTimeout(() => {
+        this.#haTimer = null;
+        this.probeHa();
+        loop();
+      }, every);
+    };
+    loop();
+  }
+
+  /** The HA prober's pings so far: sent, answered in time, and not answered. */
+  get haProbeCounts(): { sent: number; answered: number; timedOut: number } {
+    return { ...this.#haCounts };
+  }
+
+  /** The nodes the HA prober holds unhealthy now, in id order. */
+  get unhealthyNodes(): number[] {
+    return [...this.#unhealthy].sort((a, b) => a - b);
+  }
+
+  /** One HA probe cycle: a PingRequest to every connected router that has a standby (or is one). */
+  probeHa(): void {
+    const ids = haNodes(this.#candidates);
+    const ha = new Set(ids);
+    for (const id of this.#stableEpochs.keys()) if (!ha.has(id)) this.#stableEpochs.delete(id);
+    let cleared = false;
+    for (const id of [...this.#unhealthy]) {
+      if (ha.has(id)) continue;
+      this.#unhealthy.delete(id);
+      cleared = true;
+    }
+    if (cleared) this.#advance();
+    const { pingUrl, pingId } = this.#i;
+    if (!pingUrl || !pingId) return;
+    const timeoutMs = this.#i.haProbeTimeoutMs ?? 5000;
+    for (const id of ids) {
+      const epoch = this.#epochs.get(id);
+      if (epoch === undefined || (this.#count.get(id) ?? 0) === 0) {
+        this.#stableEpochs.delete(id); // in its offline grace: no stream to ask on
+        continue;
+      }
+      if (this.#pings.size >= MAX_PINGS) break;
+      const stable = this.#stableEpochs.get(id) === epoch;
+      this.#stableEpochs.set(id, epoch);
+      const ping = pingId();
+      const timer = this.#i.clock.setTimeout(() => this.#pingTimedOut(ping, id, epoch, stable, timeoutMs), timeoutMs);
+      this.#pings.set(ping, { nodeId: id, timer });
+      this.#haCounts.sent++;
+      for (const s of [...this.#sessions]) if (s.nodeId === id) this.#send(s, { PingRequest: { URL: pingUrl(ping) } });
+    }
+  }
+
+  /** A node fetched a ping's URL: true when the ping was outstanding (the node is healthy), false when unknown. */
+  pingAnswered(ping: string): boolean {
+    const p = this.#pings.get(ping);
+    if (!p) return false;
+    this.#pings.delete(ping);
+    this.#i.clock.clearTimeout(p.timer);
+    this.#haCounts.answered++;
+    if (this.#unhealthy.delete(p.nodeId)) {
+      this.#i.logf(`routes: node ${p.nodeId} answers the HA probe again`);
+      this.#advance();
+    }
+    return true;
+  }
+
+  #pingTimedOut(ping: string, id: number, epoch: number, stable: boolean, timeoutMs: number): void {
+    if (!this.#pings.delete(ping)) return;
+    this.#haCounts.timedOut++;
+    // Gone, or reconnected since (the request went to a session that no longer exists): nothing learned.
+    if ((this.#count.get(id) ?? 0) === 0 || this.#epochs.get(id) !== epoch) return;
+    if (!stable) {
+      this.#i.logf(`routes: node ${id} did not answer its first HA probe since it connected; asking again next cycle`);
+      return;
+    }
+    if (this.#unhealthy.has(id)) return;
+    this.#unhealthy.add(id);
+    this.#i.logf(`routes: node ${id} did not answer the HA probe within ${timeoutMs / 1000} s; it is passed over for its routes until it answers`);
+    this.#advance();
+  }
+
   /** Sends one message to every session as is (e.g. a new DERPMap, which the per-node diff does not cover). */
   broadcast(msg: WireMapResponse): void {
     for (const s of [...this.#sessions]) this.#send(s, msg);
@@ -371,6 +493,7 @@ export class MapStreams {
       return;
     }
     this.#count.delete(nodeId);
+    this.#epochs.delete(nodeId);
     const { clock } = this.#i;
     this.#grace.set(
       nodeId,
@@ -411,6 +534,10 @@ export class MapStreams {
       }
     }
     this.#primaries.clear();
+    if (this.#haTimer) clock.clearTimeout(this.#haTimer);
+    this.#haTimer = null;
+    for (const p of this.#pings.values()) clock.clearTimeout(p.timer);
+    this.#pings.clear();
     for (const s of [...this.#sessions]) {
       s.closed = true;
       if (s.keepAlive) clock.clearTimeout(s.keepAlive);

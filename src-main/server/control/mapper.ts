@@ -75,6 +75,8 @@ export interface WireUserProfile {
 /** A MapResponse as this server emits it. */
 export interface WireMapResponse {
   KeepAlive?: boolean;
+  /** tailcfg.PingRequest: the client fetches URL (HTTP HEAD) to show it is alive (the HA prober). */
+  PingRequest?: { URL: string };
   ControlTime?: string;
   Node?: WireNode;
   DERPMap?: DerpMap;

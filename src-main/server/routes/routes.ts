@@ -7,8 +7,9 @@
  *               node does not announce
  *   subnet      announced ∩ approved, matched exactly, without the /0s: what the node may serve
  *   exit        the /0s both announced and approved: every viewer gets them (no election)
- *   primary     per subnet prefix, one online node serving it: the current primary while it stays online, otherwise
- *               the lowest node id among the online candidates (a router that comes back does not take it back)
+ *   primary     per subnet prefix, one online node serving it: the current primary while it stays online and
+ *               healthy, otherwise the lowest healthy node id among the online candidates (a router that comes back
+ *               does not take it back); healthy: answering the HA prober's pings (control/map-streams.ts)
  *
  * Prefixes are kept as canonical text ("192.168.1.0/24", "fd00:1::/64"); a prefix with host bits set is not a
  * route (tailscaled never announces one, and headscale's exact matching would never use it).
@@ -107,10 +108,30 @@ export function exitRoutes(n: RouteSource): string[] {
 }
 
 /**
- * Elects the primary node per subnet prefix among `candidates` (the online nodes, each with its subnet routes):
- * the previous primary while it is still a candidate, otherwise the lowest node id. Prefixes nobody serves drop out.
+ * Elects the primary node per subnet prefix among `candidates` (the online nodes, each with its subnet routes), as
+ * headscale 0.29.2's electPrimaryRoutes does with its HA prober's verdicts (`unhealthy`): the previous primary
+ * while it is still a healthy candidate, otherwise the lowest healthy node id. When every candidate is unhealthy
+ * the previous primary stays if it is still a candidate (a worse choice would be no better), else the prefix has
+ * no primary. Prefixes nobody serves drop out.
  */
-export function electPrimaries(prev: ReadonlyMap<string, number>, candidates: readonly { id: number; routes: readonly string[] }[]): Map<string, number> {
+export function electPrimaries(
+  prev: ReadonlyMap<string, number>,
+  candidates: readonly { id: number; routes: readonly string[] }[],
+  unhealthy: ReadonlySet<number> = new Set(),
+): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [prefix, ids] of candidatesByPrefix(candidates)) {
+    const was = prev.get(prefix);
+    const healthy = ids.filter((id) => !unhealthy.has(id));
+    if (was !== undefined && healthy.includes(was)) out.set(prefix, was);
+    else if (healthy.length > 0) out.set(prefix, Math.min(...healthy));
+    else if (was !== undefined && ids.includes(was)) out.set(prefix, was);
+  }
+  return out;
+}
+
+/** Subnet prefix → the candidates serving it, in prefix order. */
+function candidatesByPrefix(candidates: readonly { id: number; routes: readonly string[] }[]): [string, number[]][] {
   const byPrefix = new Map<string, number[]>();
   for (const c of candidates) {
     for (const r of c.routes) {
@@ -119,12 +140,17 @@ export function electPrimaries(prev: ReadonlyMap<string, number>, candidates: re
       else byPrefix.set(r, [c.id]);
     }
   }
-  const out = new Map<string, number>();
-  for (const [prefix, ids] of [...byPrefix].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
-    const was = prev.get(prefix);
-    out.set(prefix, was !== undefined && ids.includes(was) ? was : Math.min(...ids));
-  }
-  return out;
+  return [...byPrefix].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+}
+
+/**
+ * The nodes the HA prober watches: those sharing a subnet prefix with at least one other candidate (headscale
+ * 0.29.2 NodeStore.HANodes), in id order. A prefix with a single router has nobody to fail over to.
+ */
+export function haNodes(candidates: readonly { id: number; routes: readonly string[] }[]): number[] {
+  const out = new Set<number>();
+  for (const [, ids] of candidatesByPrefix(candidates)) if (ids.length > 1) for (const id of ids) out.add(id);
+  return [...out].sort((a, b) => a - b);
 }
 
 /** The prefixes each node is primary for, sorted (nodes without any are absent). */

@@ -2,7 +2,8 @@
  * Subnet routes and exit nodes through `weft server`, end to end with Weft's control client announcing
  * Hostinfo.RoutableIPs: approval (as `nodes approve-routes` writes it, and by the policy's autoApprovers at
  * registration, on a new announcement and on a policy reload), primary election and failover after the offline
- * grace, and what peers get in AllowedIPs and PrimaryRoutes.
+ * grace, the HA prober's pings answered by Weft over plain HTTP (the prober's verdicts: ha-prober.test.ts), and
+ * what peers get in AllowedIPs and PrimaryRoutes.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -80,6 +81,31 @@ describe('weft server routes', () => {
     h.server.control.changed();
     await eventually('r1-again is a standby', () => (routesSeen(v, again) === '|' ? true : undefined));
     expect(routesSeen(v, r2)).toBe(`${LAN}|${LAN}`);
+  }, 20_000);
+
+  it('the HA prober pings both routers of a prefix; Weft answers over plain HTTP, so nobody is passed over', async () => {
+    h = new Harness();
+    await h.start({ logf: (l) => void logs.push(l), control: { haProbeIntervalMs: 1000, haProbeTimeoutMs: 900 } });
+    const r1 = await router('r1', [LAN]);
+    const r2 = await router('r2', [LAN]);
+    const v = await h.client('viewer');
+    await v.start();
+    for (const r of [r1, r2]) h.store.updateNode(recOf(r).id, { approvedRoutes: [LAN] });
+    h.server.control.changed();
+    await eventually('r1 serves the LAN', () => (routesSeen(v, r1) === `${LAN}|${LAN}` ? true : undefined));
+    // Each router's client answers the pings: after several cycles nobody was judged unhealthy, and r1 still serves.
+    await eventually('four pings answered', () => (h.server.control.haProbeCounts.answered >= 4 ? true : undefined), 10_000);
+    expect(h.server.control.haProbeCounts.timedOut).toBe(0);
+    expect(h.server.control.unhealthyNodes).toEqual([]);
+    expect(logs.join('\n')).not.toMatch(/did not answer/);
+    expect(routesSeen(v, r1)).toBe(`${LAN}|${LAN}`);
+    expect(recOf(r1).primaryRoutes).toEqual([LAN]);
+
+    // The answer URL as headscale 0.29 serves it: HEAD only, an id needed, an unknown id refused.
+    const at = (q: string): string => `${h.url.origin}/machine/ping-response${q}`;
+    expect((await fetch(at('?id=0123456789abcdef'), { method: 'HEAD' })).status).toBe(404);
+    expect((await fetch(at(''), { method: 'HEAD' })).status).toBe(400);
+    expect((await fetch(at('?id=0123456789abcdef'))).status).toBe(405);
   }, 20_000);
 
   it('an approved exit node reaches every peer with both /0s and no PrimaryRoutes', async () => {

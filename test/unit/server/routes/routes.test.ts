@@ -5,7 +5,7 @@
  * NodeCanApproveRoute, BuildPeerMap, CanAccessRoute; policyutil/reduce.go).
  */
 import { describe, expect, it } from 'vitest';
-import { approvalList, announcedRoutes, electPrimaries, exitRoutes, parsePrefix, primariesByNode, sortPrefixes, subnetRoutes } from '../../../../src-main/server/routes/routes.ts';
+import { approvalList, announcedRoutes, electPrimaries, exitRoutes, haNodes, parsePrefix, primariesByNode, sortPrefixes, subnetRoutes } from '../../../../src-main/server/routes/routes.ts';
 import { autoApprove, policyApprovedRoutes } from '../../../../src-main/server/policy/approve.ts';
 import { compilePolicy, worldOf, type PolicyNode } from '../../../../src-main/server/policy/compile.ts';
 import { formatPolicyErrors, parsePolicy } from '../../../../src-main/server/policy/parse.ts';
@@ -86,6 +86,44 @@ describe('primary election', () => {
     ]); // 3 is back: 7 stays
     expect(m.get(P)).toBe(7);
     expect([...primariesByNode(m)]).toEqual([[7, [P]]]);
+  });
+
+  it('with the HA prober: an unhealthy primary loses to the lowest healthy id; with all unhealthy the primary stays', () => {
+    const P = '192.168.1.0/24';
+    const Q = '10.0.0.0/24';
+    const three = [
+      { id: 3, routes: [P] },
+      { id: 5, routes: [P, Q] },
+      { id: 9, routes: [P] },
+    ];
+    let m = electPrimaries(new Map(), three);
+    expect(m.get(P)).toBe(3);
+    m = electPrimaries(m, three, new Set([3])); // 3 stopped answering
+    expect(m.get(P)).toBe(5);
+    m = electPrimaries(m, three, new Set([3, 9])); // the current one stays while healthy
+    expect(m.get(P)).toBe(5);
+    m = electPrimaries(m, three, new Set()); // 3 healthy again: no flap back
+    expect(m.get(P)).toBe(5);
+    m = electPrimaries(m, three, new Set([3, 5, 9])); // all unhealthy: the primary stays, a candidate still
+    expect([m.get(P), m.get(Q)]).toEqual([5, 5]);
+    // All unhealthy and the previous primary gone: nobody is elected.
+    m = electPrimaries(m, [three[0]!, three[2]!], new Set([3, 9]));
+    expect(m.has(P)).toBe(false);
+    expect(m.has(Q)).toBe(false);
+    expect(electPrimaries(new Map(), [{ id: 4, routes: [Q] }], new Set([4])).has(Q)).toBe(false);
+  });
+
+  it('HA nodes: those sharing a subnet prefix with another candidate', () => {
+    expect(haNodes([{ id: 1, routes: ['10.0.0.0/24'] }])).toEqual([]);
+    expect(
+      haNodes([
+        { id: 9, routes: ['192.168.1.0/24'] },
+        { id: 1, routes: ['10.0.0.0/24'] },
+        { id: 4, routes: ['192.168.1.0/24', '10.1.0.0/24'] },
+        { id: 6, routes: ['10.1.0.0/24'] },
+        { id: 7, routes: ['172.16.0.0/12'] },
+      ]),
+    ).toEqual([4, 6, 9]);
   });
 });
 
