@@ -136,7 +136,9 @@ wait_link hb weftkb 120
 fact linktype_vma "$(linktype ha weftka)"
 fact linktype_vmb "$(linktype hb weftkb)"
 
-ping_count() { ip netns exec "$1" ping -c "$3" -i 0.5 -W 2 "$2" 2>&1 | grep -oE '[0-9]+ received' | grep -oE '[0-9]+'; }
+# ping_count NS IP SECONDS: the replies to pings every 0.5 s, stopping at the third reply or after SECONDS (under
+# software emulation a first handshake can take several seconds; the assertions want at least one reply).
+ping_count() { ip netns exec "$1" ping -c 3 -i 0.5 -W 2 -w "$3" "$2" 2>&1 | grep -oE '[0-9]+ received' | grep -oE '[0-9]+'; }
 (ping_count hb "$IPA" 20 >"$ST/ping_b") &
 PING=$!
 fact ping_vma_to_vmb "$(ping_count ha "$IPB" 20)"
