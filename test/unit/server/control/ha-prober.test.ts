@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseMapBody } from '../../../../src-main/protocol/control/stream-framing.ts';
-import { MapStreams, type MapSink } from '../../../../src-main/server/control/map-streams.ts';
+import { MapStreams, type MapSink, type MapStreamsInit } from '../../../../src-main/server/control/map-streams.ts';
 import type { WireMapResponse } from '../../../../src-main/server/control/mapper.ts';
 import { MemoryStore } from '../../../../src-main/server/store/memory.ts';
 import { FakeClock } from '../../../sim/fake-clock.ts';
@@ -28,29 +28,41 @@ interface Rig {
   primaryOf(prefix: string): number | undefined;
 }
 
+/** MapStreams on a manual clock with the prober on (INTERVAL), as the tests here need it; `extra` overrides. */
+function streamsInit(store: MemoryStore, clock: FakeClock, extra: Partial<MapStreamsInit>): MapStreamsInit {
+  return {
+    store,
+    cfg: () => ({ domain: 'example', baseDomain: null, derpMap: { Regions: {} } }),
+    now: () => 1_000_000,
+    clock,
+    random: () => 0,
+    logf: () => {},
+    keepAliveMs: 600_000,
+    keepAliveJitterMs: 0,
+    offlineGraceMs: 10_000,
+    ephemeralTimeoutMs: 120_000,
+    onStoreChanged: () => {},
+    haProbeIntervalMs: INTERVAL,
+    pingUrl: (id) => `http://srv.example/machine/ping-response?id=${id}`,
+    pingId: () => 'x',
+    ...extra,
+  };
+}
+
 function rig(routers: { id?: number; routes: string[] }[]): Rig & { ids: number[] } {
   const store = new MemoryStore();
   const clock = new FakeClock();
   const logs: string[] = [];
   let seq = 0;
   // As the control plane wires it: a change the streams made to the store (a node's grace ran out) is refreshed.
-  const streams: MapStreams = new MapStreams({
-    store,
-    cfg: () => ({ domain: 'example', baseDomain: null, derpMap: { Regions: {} } }),
-    now: () => 1_000_000,
-    clock,
-    random: () => 0,
-    logf: (l) => void logs.push(l),
-    keepAliveMs: 600_000,
-    keepAliveJitterMs: 0,
-    offlineGraceMs: 10_000,
-    ephemeralTimeoutMs: 120_000,
-    onStoreChanged: () => streams.refresh(),
-    haProbeIntervalMs: INTERVAL,
-    haProbeTimeoutMs: TIMEOUT,
-    pingUrl: (id) => `http://srv.example/machine/ping-response?id=${id}`,
-    pingId: () => `p${String(++seq).padStart(15, '0')}`,
-  });
+  const streams: MapStreams = new MapStreams(
+    streamsInit(store, clock, {
+      logf: (l) => void logs.push(l),
+      onStoreChanged: () => streams.refresh(),
+      haProbeTimeoutMs: TIMEOUT,
+      pingId: () => `p${String(++seq).padStart(15, '0')}`,
+    }),
+  );
   const u = store.createUser('alice', 0);
   const ids = routers.map((r, i) => {
     const n = store.registerForUser(newNode(u.id, i + 1), 0);
@@ -209,22 +221,7 @@ describe('the HA prober', () => {
   it('is off with interval 0', () => {
     const store = new MemoryStore();
     const clock = new FakeClock();
-    const streams = new MapStreams({
-      store,
-      cfg: () => ({ domain: 'example', baseDomain: null, derpMap: { Regions: {} } }),
-      now: () => 0,
-      clock,
-      random: () => 0,
-      logf: () => {},
-      keepAliveMs: 600_000,
-      keepAliveJitterMs: 0,
-      offlineGraceMs: 10_000,
-      ephemeralTimeoutMs: 120_000,
-      onStoreChanged: () => {},
-      haProbeIntervalMs: 0,
-      pingUrl: (id) => id,
-      pingId: () => 'x',
-    });
+    const streams = new MapStreams(streamsInit(store, clock, { haProbeIntervalMs: 0 }));
     streams.startHaProber();
     expect(clock.pendingTimers).toBe(0);
   });
