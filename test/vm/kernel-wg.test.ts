@@ -63,6 +63,8 @@ afterAll(() => {
 
 const fact = (k: string): string | undefined => facts.get(k);
 const why = (): string => consoleText.slice(-6000);
+/** A missed ping: what the last failed try in namespace `ns` printed, and the console's tail. */
+const pingWhy = (ns: string): string => `last failed ping from ${ns}: ${fact(`ping_err_${ns}`) ?? '(none)'}\n${why()}`;
 
 describe(`kernel WireGuard in a VM (Debian's kernel)`, () => {
   it('the guest ran to the end on Debian kernel, with the server and both nodes up', () => {
@@ -92,8 +94,8 @@ describe(`kernel WireGuard in a VM (Debian's kernel)`, () => {
   });
 
   it('the tunnel carries pings both ways, and each kernel WireGuard sends straight to the peer (no proxy)', () => {
-    expect(Number(fact('ping_vma_to_vmb'))).toBeGreaterThan(0);
-    expect(Number(fact('ping_vmb_to_vma'))).toBeGreaterThan(0);
+    expect(Number(fact('ping_vma_to_vmb')), pingWhy('ha')).toBeGreaterThan(0);
+    expect(Number(fact('ping_vmb_to_vma')), pingWhy('hb')).toBeGreaterThan(0);
     expect(fact('wg_endpoints_vma')).toMatch(/^10\.9\.2\.2:\d+,10\.9\.3\.2:\d+$/);
     expect(fact('wg_endpoints_vmb')).toMatch(/(^|,)10\.9\.1\.2:\d+(,|$)/);
     expect(Number(fact('wg_handshake_vma'))).toBeGreaterThan(0);
@@ -103,8 +105,8 @@ describe(`kernel WireGuard in a VM (Debian's kernel)`, () => {
   it("reaches the official tailscaled directly: pings both ways, and tailscaled's path is Weft's address", () => {
     expect(fact('ts_up'), why()).toBe('0');
     expect(fact('ip_vmt')).toMatch(/^100\./);
-    expect(Number(fact('ping_vma_to_vmt'))).toBeGreaterThan(0);
-    expect(Number(fact('ping_vmt_to_vma'))).toBeGreaterThan(0);
+    expect(Number(fact('ping_vma_to_vmt')), pingWhy('ha')).toBeGreaterThan(0);
+    expect(Number(fact('ping_vmt_to_vma')), pingWhy('hc')).toBeGreaterThan(0);
     expect(fact('ts_path_vma')).toMatch(/^10\.9\.1\.2:\d+$/);
     expect(fact('exit_tailscaled')).toBe('0');
   });
