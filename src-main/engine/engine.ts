@@ -25,7 +25,7 @@ import type { StatusReport } from '../../src-shared/model/status.ts';
 import type { DerpMap } from '../../src-shared/model/derp-map.ts';
 import type { NetcheckReport } from '../../src-shared/model/netcheck.ts';
 import { MeshError } from '../../src-shared/errors.ts';
-import { formatAddr, parseHostPort } from '../protocol/wire/addr.ts';
+import { formatAddr, parseHostPort, sameAddr } from '../protocol/wire/addr.ts';
 import { fromHex, toHex } from '../protocol/wire/hex.ts';
 import { ENDPOINT_RESTUN_MAX_MS, ENDPOINT_RESTUN_MIN_GAP_MS, ENDPOINT_RESTUN_MIN_MS, ENDPOINT_RESTUN_NO_UDP_MS, WG_TUN_MTU } from './constants.ts';
 import { ControlClient, type ControlClientInit } from './control/client.ts';
@@ -90,6 +90,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   private dataPath: DataPathMode = { mode: 'proxy', reason: 'not started' };
   /** Kernel data path: peers just pointed at a direct address, and when (WireGuard keepalives until a handshake). */
   private readonly kicks = new Map<string, number>();
+  /** Kernel data path: when each peer's roaming was last logged (at most every ROAM_LOG_EVERY_MS). */
+  private readonly roamLogged = new Map<string, number>();
   /** The WireGuard config of the netmap last applied, rebuilt with the current endpoints (null before one). */
   private wgConfigNow: (() => WgConfig) | null = null;
   private wgResync = false;
@@ -600,9 +602,28 @@ export class Engine extends EventEmitter<EngineEvents> {
     const now = this.clock.now();
     const wall = Date.now();
     let unkick = false;
+    let repin = false;
     const seen = new Map<string, string>();
     for (const s of stats) {
       const key = toHex(s.publicKey);
+      // WireGuard roams: it sends to wherever the peer's last authenticated packet came from, and a packet the relay
+      // delivered came from the peer's loopback proxy. On a direct path that would route WireGuard back through
+      // Node and the proxy's socket, whose packets a stateful host firewall does not match with the peer's replies
+      // to the public port (CI saw the handshake fail that way for 20 s). So it is pinned back to the direct
+      // address, with a kick (an immediate keepalive from the public port, which lets the replies in).
+      const want = magic.wireGuardEndpoint(key);
+      // Only a move onto a loopback proxy is undone; a move to another public address is the peer's NAT rebinding,
+      // which disco finds and follows.
+      if (want && want.ip !== '127.0.0.1' && s.endpoint?.ip === '127.0.0.1' && !sameAddr(s.endpoint, want)) {
+        this.wg?.forgetEndpoint(s.publicKey);
+        if (!this.kicks.has(key)) this.kicks.set(key, now);
+        repin = true;
+        const last = this.roamLogged.get(key);
+        if (last === undefined || now - last >= ROAM_LOG_EVERY_MS) {
+          this.roamLogged.set(key, now);
+          this.logf(`engine: WireGuard moved peer ${key.slice(0, 8)} to ${formatAddr(s.endpoint)} (roaming); pinning it back to its direct address ${formatAddr(want)}`);
+        }
+      }
       const lastHandshakeAt = s.lastHandshakeUnixMs === null ? null : now - Math.max(0, wall - s.lastHandshakeUnixMs);
       // Only samples that moved reach the reducer (its own timer notices trust running out): with thousands of
       // idle peers this loop stays a comparison per peer.
@@ -618,7 +639,8 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.lastSamples = seen;
     // Peers that left WireGuard (and the netmap) lose their kick.
     for (const key of this.kicks.keys()) if (!seen.has(key)) this.kicks.delete(key);
-    if (unkick) this.resyncWireGuard();
+    for (const key of this.roamLogged.keys()) if (!seen.has(key)) this.roamLogged.delete(key);
+    if (unkick || repin) this.resyncWireGuard();
   }
 
   /** MagicDNS's addresses on the interface (only with a system that serves DNS). */
@@ -726,6 +748,8 @@ function hostAddresses(addrs: readonly string[]): string[] {
 /** Kernel data path: how often WireGuard's counters are read, and how long a kicked peer keeps its keepalives at most. */
 const WG_COUNTER_POLL_MS = 1000;
 const WG_KICK_MAX_MS = 15_000;
+/** A peer WireGuard keeps roaming away from its direct address is logged at most this often. */
+const ROAM_LOG_EVERY_MS = 60_000;
 /** The keepalive interval (s) while kicked; turning it on from 0 makes wireguard-go send one keepalive at once. */
 const WG_KICK_KEEPALIVE_S = 25;
 

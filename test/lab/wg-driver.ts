@@ -67,6 +67,7 @@ async function serve(): Promise<void> {
           routes: (p) => dev.routes(p),
           close: () => dev.close(),
           set: (cfg) => tools.set(cfg),
+          forgetEndpoint: (k) => tools.forgetEndpoint(k),
           stats: () => tools.stats(),
         });
         return {};

@@ -124,6 +124,16 @@ export function diffConfig(prev: WgConfig | null, next: WgConfig): UapiSetReques
   return empty ? null : req;
 }
 
+/**
+ * Forgets the endpoint a config gave peer `publicKey` (in place), so that the next diffConfig from it sends the
+ * wanted endpoint again: WireGuard itself moved the peer elsewhere (roaming: it follows the source of the peer's
+ * last authenticated packet), and the device no longer has what was applied.
+ */
+export function forgetPeerEndpoint(applied: WgConfig | null, publicKey: Uint8Array): void {
+  const p = applied?.peers.find((q) => bytesEqual(q.publicKey, publicKey));
+  if (p) p.endpoint = null;
+}
+
 /** A deep copy, so a caller mutating its config object afterwards cannot change what was applied. */
 export function cloneConfig(c: WgConfig): WgConfig {
   return {

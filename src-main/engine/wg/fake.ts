@@ -3,7 +3,8 @@
  * and returns whatever stats the test puts in `peerStats`. Pure.
  */
 import type { WgConfig } from './config.ts';
-import { cloneConfig, diffConfig } from './config.ts';
+import { cloneConfig, diffConfig, forgetPeerEndpoint } from './config.ts';
+import { toHex } from '../../protocol/wire/hex.ts';
 import type { PeerStats, WgInterface, WgUpOptions } from './iface.ts';
 import { WgError } from './iface.ts';
 import type { UapiSetRequest } from './uapi.ts';
@@ -36,6 +37,14 @@ export class FakeWgInterface implements WgInterface {
     if (d === null) return;
     this.diffs.push(d);
     this.configs.push(cloneConfig(cfg));
+  }
+
+  /** Peers whose endpoint the test said the device moved (forgetEndpoint), in order. */
+  forgotten: string[] = [];
+
+  forgetEndpoint(publicKey: Uint8Array): void {
+    this.forgotten.push(toHex(publicKey));
+    forgetPeerEndpoint(this.configs[this.configs.length - 1] ?? null, publicKey);
   }
 
   async routes(prefixes: string[]): Promise<void> {

@@ -45,6 +45,8 @@ export interface WgInterface {
   up(opts: WgUpOptions): Promise<void>;
   /** Applies the desired config as a minimal diff from the last one applied. */
   set(cfg: WgConfig): Promise<void>;
+  /** The device moved this peer's endpoint by itself (roaming): the next set() sends the wanted one again. */
+  forgetEndpoint(publicKey: Uint8Array): void;
   /** Makes the interface's routes exactly `prefixes` (peers' AllowedIPs; never /0). */
   routes(prefixes: string[]): Promise<void>;
   stats(): Promise<PeerStats[]>;

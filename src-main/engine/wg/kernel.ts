@@ -22,7 +22,7 @@ import { describeFailure, execRunner, runChecked } from '../io/exec.ts';
 import type { Logf } from '../sys/log.ts';
 import { discardLogf } from '../sys/log.ts';
 import type { WgConfig } from './config.ts';
-import { cloneConfig, diffConfig } from './config.ts';
+import { cloneConfig, diffConfig, forgetPeerEndpoint } from './config.ts';
 import type { PeerStats, WgInterface, WgUpOptions } from './iface.ts';
 import { isWeftInterfaceName, peerStatsOf, WEFT_IFACE_RE, wgFailed, WgError } from './iface.ts';
 import { LinkState } from './link.ts';
@@ -64,6 +64,10 @@ export class WgToolsConfigurator {
       throw e;
     }
     this.applied = cloneConfig(cfg);
+  }
+
+  forgetEndpoint(publicKey: Uint8Array): void {
+    forgetPeerEndpoint(this.applied, publicKey);
   }
 
   private async applySet(req: UapiSetRequest): Promise<void> {
@@ -116,6 +120,10 @@ export class KernelWireguardInterface implements WgInterface {
   async set(cfg: WgConfig): Promise<void> {
     this.assertOpen();
     await this.config.set(cfg);
+  }
+
+  forgetEndpoint(publicKey: Uint8Array): void {
+    this.config.forgetEndpoint(publicKey);
   }
 
   async routes(prefixes: string[]): Promise<void> {

@@ -30,7 +30,7 @@ import { realClock, sleep } from '../sys/clock.ts';
 import type { Logf } from '../sys/log.ts';
 import { discardLogf } from '../sys/log.ts';
 import type { WgConfig } from './config.ts';
-import { cloneConfig, diffConfig } from './config.ts';
+import { cloneConfig, diffConfig, forgetPeerEndpoint } from './config.ts';
 import type { PeerStats, WgInterface, WgUpOptions } from './iface.ts';
 import { isWeftInterfaceName, peerStatsOf, WEFT_IFACE_RE, WgError } from './iface.ts';
 import { listLinks, OWNER_ENV, ownerToken } from './stale.ts';
@@ -149,6 +149,10 @@ export class WireguardGoInterface implements WgInterface {
     if (req === null) return;
     await this.applyUapi(req);
     this.applied = cloneConfig(cfg);
+  }
+
+  forgetEndpoint(publicKey: Uint8Array): void {
+    forgetPeerEndpoint(this.applied, publicKey);
   }
 
   /** Applies a raw set request (the helper's set-config). The last applied config is then unknown. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalAllowedIPs, cloneConfig, diffConfig, type WgConfig, type WgPeer } from '../../../../src-main/engine/wg/config.ts';
+import { canonicalAllowedIPs, cloneConfig, diffConfig, forgetPeerEndpoint, type WgConfig, type WgPeer } from '../../../../src-main/engine/wg/config.ts';
 import { encodeSetRequest, UapiEncodeError } from '../../../../src-main/engine/wg/uapi.ts';
 import { FakeWgInterface } from '../../../../src-main/engine/wg/fake.ts';
 
@@ -51,6 +51,17 @@ describe('diffConfig', () => {
   it('only the changed peer, with only its changed fields', () => {
     const next: WgConfig = { ...BASE, peers: [{ ...P1, endpoint: { ip: '198.51.100.2', port: 1234 } }, P2] };
     expect(text(BASE, next)).toBe(`set=1\npublic_key=${hex(1)}\nupdate_only=true\nendpoint=198.51.100.2:1234\n\n`);
+  });
+
+  it('after the device roamed (forgetPeerEndpoint), the same wanted endpoint is sent again, and nothing else', () => {
+    const applied = cloneConfig(BASE);
+    expect(diffConfig(applied, BASE)).toBeNull();
+    forgetPeerEndpoint(applied, key(1));
+    expect(text(applied, BASE)).toBe(`set=1\npublic_key=${hex(1)}\nupdate_only=true\nendpoint=192.168.1.3:51820\n\n`);
+    // An unknown key, or no config yet: nothing to forget.
+    forgetPeerEndpoint(applied, key(7));
+    forgetPeerEndpoint(null, key(1));
+    expect(BASE.peers[0]!.endpoint).toEqual({ ip: '192.168.1.3', port: 51820 });
   });
 
   it('allowed IPs are replaced only when the set changed', () => {
