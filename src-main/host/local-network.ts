@@ -9,7 +9,8 @@
  *   URL                  http://<this machine's LAN IPv4>:<port>, what other devices use as login server
  *   policy               ${dataDir}/server/policy.hujson (headscale's format), created without ACLs (everyone
  *                        reaches everyone, as before) on first start; edited by hand, reloaded when it changes, a
- *                        bad edit refused with its line while the last good policy stays (server/policy/file.ts)
+ *                        bad edit refused with its line while the last good policy stays, also across a restart
+ *                        (server/policy/file.ts)
  *
  * This is the one host file that may import the server (test/arch/deps.test.ts); SQLite (a native module) is
  * loaded only when a network is created.

@@ -15,6 +15,7 @@
  * listener, but does not close the store.
  */
 import http from 'node:http';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { DerpMap } from '../../src-shared/model/derp-map.ts';
 import type { Logf } from '../engine/sys/log.ts';
@@ -25,6 +26,9 @@ import { loadOrCreateNoiseKey } from './control/noise-key.ts';
 import type { ServerStore } from './store/types.ts';
 import { PolicyFile, worldOf } from './policy/file.ts';
 import type { DnsSettings } from './control/dns-config.ts';
+
+/** The copy of the last good policy in the data directory (server/policy/file.ts). */
+export const LAST_GOOD_POLICY_FILE = 'policy.last-good.hujson';
 
 export type UpgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
 export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
@@ -44,8 +48,10 @@ export interface WeftServerInit {
   /** Control plane tuning (timers, limits, clock), mostly for tests. */
   control?: Omit<ControlPlaneInit, 'store' | 'serverUrl' | 'noisePrivateKey' | 'derpMap' | 'logf' | 'policy'>;
   /**
-   * An ACL policy file (headscale's format): loaded before serving (a bad one fails the start), then watched;
-   * a bad change is refused and the last good policy stays. Without it every node may reach every other.
+   * An ACL policy file (headscale's format): loaded before serving, then watched; a bad change is refused and the
+   * last good policy stays. With `dataDir` the last good policy is kept there too (LAST_GOOD_POLICY_FILE) and
+   * stands in for a file that is bad at start; without one, a bad file fails the start. Without a policy file
+   * every node may reach every other.
    */
   policyFile?: string;
   /** DNS settings (control/dns-config.ts, already checked); @default NO_DNS */
@@ -132,7 +138,13 @@ export async function createServer(init: WeftServerInit): Promise<WeftServer> {
   let policy: PolicyFile | null = null;
   if (init.policyFile) {
     const store = init.store;
-    policy = new PolicyFile({ path: init.policyFile, world: () => worldOf(store.listUsers(), store.listNodes()), onChange: () => control?.policyChanged(), logf });
+    policy = new PolicyFile({
+      path: init.policyFile,
+      world: () => worldOf(store.listUsers(), store.listNodes()),
+      onChange: () => control?.policyChanged(),
+      logf,
+      ...(init.dataDir ? { lastGoodPath: join(init.dataDir, LAST_GOOD_POLICY_FILE) } : {}),
+    });
     try {
       await policy.load();
     } catch (e) {
@@ -176,6 +188,8 @@ export async function createServer(init: WeftServerInit): Promise<WeftServer> {
         srv.close(() => resolve());
         srv.closeAllConnections();
       });
+      // The copy of the last good policy is on disk before the next start reads it.
+      await policy?.saved();
     },
   };
 }

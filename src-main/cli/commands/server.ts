@@ -28,8 +28,9 @@ const usage = `usage: weft server --listen ADDR [--server-url URL] [--data DIR] 
   --derp              serve an embedded DERP relay on /derp and hand it out as region 999
   --stun ADDR         serve STUN on this UDP address (e.g. 0.0.0.0:3478) and put it in the DERP map
   --policy FILE       ACL policy in headscale's format (JSON or HuJSON), reloaded when it changes; a bad
-                      change is refused (see the log) and the last good policy stays. Check one with
-                      'weft server policy check FILE'. Without it every node may reach every other.
+                      change is refused (see the log) and the last good policy stays, also across a restart
+                      (a copy is kept in the data directory). Check one with 'weft server policy check FILE'.
+                      Without it every node may reach every other.
   --ha-probe-interval SECONDS  how often subnet routers with a standby are pinged (default 10, at least 2;
                       0 turns the HA prober off); one that does not answer in time loses its routes to the standby
   --ha-probe-timeout SECONDS   how long a pinged router has to answer (default 5, at least 1, below the interval)

@@ -1,10 +1,16 @@
 /**
- * The policy file in force for `weft server --policy FILE`: loaded at start (a bad file stops the start, as
- * headscale's does; users that do not exist yet are only logged), then watched and reloaded when it changes. A
+ * The policy file in force for `weft server --policy FILE`: loaded at start (users that do not exist yet are only
+ * logged), then watched and reloaded when it changes. A
  * changed file that does not parse, or does not apply to the tailnet (a user it newly names that does not exist,
  * an undefined group…), is refused with its line and reason in the log, and the last good policy stays in force.
  * A refused text is reported once; it is checked again when the file is written or touched (touch it after
  * creating a missing user).
+ *
+ * Every policy put in force is also copied (atomically) to `lastGoodPath`, in the server's data directory. A file
+ * that is bad or unreadable at start then puts that copy in force, says so in the log, and is watched as usual, so
+ * that fixing it takes effect: a restart keeps the last good policy as a reload does. Without a copy (a first
+ * start) a bad file stops the start, as headscale's does: serving with no policy at all would let every node reach
+ * every other.
  *
  * Reading is bounded (MAX_POLICY_BYTES) and polled rather than evented, so editors that replace the file by
  * renaming a new one over it are seen too. Each poll compares the file's stat with the one taken before the text
@@ -12,6 +18,7 @@
  * the first poll is still seen.
  */
 import { readFile, stat } from 'node:fs/promises';
+import { writeFileAtomic } from '../../engine/io/atomic-file.ts';
 import type { Stats } from 'node:fs';
 import type { Logf } from '../../engine/sys/log.ts';
 import { compilePolicy, type PolicyWorld } from './compile.ts';
@@ -82,6 +89,8 @@ export interface PolicyFileInit {
   logf: Logf;
   /** @default 1000 */
   pollMs?: number;
+  /** Where a copy of the policy in force is kept, and put in force at a start whose file is bad (see above). */
+  lastGoodPath?: string;
 }
 
 export class PolicyFile implements PolicySource {
@@ -96,6 +105,10 @@ export class PolicyFile implements PolicySource {
   #timer: NodeJS.Timeout | null = null;
   #polling = false;
   #reloading: Promise<void> | null = null;
+  /** Writes of the last good copy, one after another. */
+  #saving: Promise<void> = Promise.resolve();
+  /** Why the file itself is not in force (the start fell back to the last good copy), or null. */
+  #refusedAtStart: string | null = null;
 
   constructor(init: PolicyFileInit) {
     this.#i = init;
@@ -111,13 +124,58 @@ export class PolicyFile implements PolicySource {
    * policy could not name any otherwise (they match no node until then, as in headscale).
    */
   async load(): Promise<void> {
-    const { text, stamp } = await readStamped(this.#i.path);
-    this.#stamp = stamp;
-    const r = checkPolicyText(text, this.#i.world(), 'all', (e) => this.#i.logf(`policy: line ${e.line}, column ${e.column}: ${e.message}; it matches no node until that user exists`));
-    if (r.kind === 'error') throw new Error(`policy ${this.#i.path} refused:\n${formatPolicyErrors(r.errors)}`);
-    this.#unknownUsers = r.unknownUsers;
-    this.#set(r.doc, text);
-    this.#i.logf(`policy: loaded ${this.#i.path}`);
+    let why: string;
+    try {
+      const { text, stamp } = await readStamped(this.#i.path);
+      this.#stamp = stamp;
+      const r = this.#checkAtStart(text);
+      if (r.kind === 'ok') {
+        this.#unknownUsers = r.unknownUsers;
+        this.#set(r.doc, text);
+        this.#i.logf(`policy: loaded ${this.#i.path}`);
+        return;
+      }
+      why = `policy ${this.#i.path} refused:\n${formatPolicyErrors(r.errors)}`;
+    } catch (e) {
+      why = `policy ${this.#i.path} cannot be read: ${(e as Error).message}`;
+    }
+    const copy = await this.#lastGood();
+    if (!copy) throw new Error(why);
+    this.#unknownUsers = copy.unknownUsers;
+    this.#set(copy.doc, copy.text);
+    this.#refusedAtStart = why;
+    this.#i.logf(`${why}\npolicy: serving the last good policy (${this.#i.lastGoodPath}) until ${this.#i.path} is fixed`);
+  }
+
+  /** Why the file is not in force while the last good copy stands in for it since the start, or null. */
+  refusedAtStart(): string | null {
+    return this.#refusedAtStart;
+  }
+
+  /** Written copies finished (tests, and a clean stop). */
+  async saved(): Promise<void> {
+    await this.#saving;
+  }
+
+  #checkAtStart(text: string): ReturnType<typeof checkPolicyText> {
+    return checkPolicyText(text, this.#i.world(), 'all', (e) => this.#i.logf(`policy: line ${e.line}, column ${e.column}: ${e.message}; it matches no node until that user exists`));
+  }
+
+  /** The last good copy, when there is one that still checks (it was written by this code, so it should). */
+  async #lastGood(): Promise<{ text: string; doc: CheckedPolicy; unknownUsers: Set<string> } | null> {
+    if (!this.#i.lastGoodPath) return null;
+    let text: string;
+    try {
+      ({ text } = await readStamped(this.#i.lastGoodPath));
+    } catch {
+      return null;
+    }
+    const r = this.#checkAtStart(text);
+    if (r.kind === 'error') {
+      this.#i.logf(`policy: the last good copy ${this.#i.lastGoodPath} is refused too:\n${formatPolicyErrors(r.errors)}`);
+      return null;
+    }
+    return { text, doc: r.doc, unknownUsers: r.unknownUsers };
   }
 
   /** Starts watching the file for changes. */
@@ -163,6 +221,7 @@ export class PolicyFile implements PolicySource {
     }
     this.#unknownUsers = r.unknownUsers;
     this.#set(r.doc, text);
+    this.#refusedAtStart = null;
     this.#i.logf(`policy: reloaded ${this.#i.path}`);
     this.#i.onChange();
   }
@@ -171,6 +230,12 @@ export class PolicyFile implements PolicySource {
     this.#doc = doc;
     this.#textInForce = text;
     this.#version++;
+    const copy = this.#i.lastGoodPath;
+    if (copy) {
+      this.#saving = this.#saving.then(() =>
+        writeFileAtomic(copy, text).catch((e: unknown) => this.#i.logf(`policy: cannot keep a copy in ${copy} (${(e as Error).message}); a bad file at the next start will stop it`)),
+      );
+    }
   }
 
   stop(): void {

@@ -1,9 +1,10 @@
 /**
  * `weft server --policy FILE` end to end with Weft's own control client: each node's map carries its compiled
  * filter and only the peers the policy lets it talk to; a changed file is reloaded and pushed; a bad change is
- * refused with its line and the last good policy stays; a bad file at start fails the start.
+ * refused with its line and the last good policy stays; a bad file at start fails the start, unless a last good
+ * copy from an earlier run is in the data directory, which is then served.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -123,5 +124,29 @@ describe('weft server --policy', () => {
     writeFileSync(path, '{\n  "groups": {"group:a": ["group:b"]}\n}');
     h = new Harness();
     await expect(h.start({ policyFile: path })).rejects.toThrow(/policy .*bad\.json refused:\nline 2, column \d+: groups\["group:a"\]: "group:b": group members cannot be recursive/);
+  });
+
+  it('after a restart with a bad policy file, serves the last good policy kept in its data directory', async () => {
+    const path = join(dir, 'policy.hujson');
+    const data = join(dir, 'data');
+    mkdirSync(data, { mode: 0o700 });
+    writeFileSync(path, '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22"], "proto": "tcp"}]}');
+    h = new Harness();
+    await h.start({ policyFile: path, dataDir: data });
+    const ports = (c: ControlClient): unknown => (filterOf(c) as { DstPorts: { Ports: unknown }[] }[] | undefined)?.[0]?.DstPorts[0]?.Ports;
+    const a = await h.client('alpha');
+    await a.start();
+    await eventually('alpha has its filter', () => (ports(a) ? true : undefined));
+    expect(ports(a)).toEqual({ First: 22, Last: 22 });
+    await h.server.close();
+
+    // Edited while the server was down: a recursive group on line 2.
+    writeFileSync(path, '{\n  "groups": {"group:a": ["group:b"]}, "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]\n}');
+    await h.start({ policyFile: path, dataDir: data, logf: (l) => void logs.push(l) });
+    const b = await h.client('beta');
+    await b.start();
+    await eventually('beta has its filter', () => (ports(b) ? true : undefined));
+    expect(ports(b)).toEqual({ First: 22, Last: 22 });
+    expect(logs.join('\n')).toMatch(/policy .*policy\.hujson refused:\nline 2, column \d+: .*recursive[^]*serving the last good policy/);
   });
 });

@@ -1,9 +1,9 @@
 /**
  * The watched policy file (server/policy/file.ts) on its own, with a fast poll: an edit made right after the first
- * load is seen, a refused text is reported once and checked again when the file is touched, and a vanished file
- * keeps the last good policy.
+ * load is seen, a refused text is reported once and checked again when the file is touched, a vanished file
+ * keeps the last good policy, and the copy of the last good policy stands in for a file that is bad at a restart.
  */
-import { mkdtempSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -92,5 +92,82 @@ describe('PolicyFile', () => {
     writeFileSync(path, '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:443"]}]}');
     await until('the new file', () => changes === 1);
     expect(ports(pf)).toBe('443');
+  });
+
+  describe('the last good copy, across a restart', () => {
+    const good = '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22"]}]}';
+    /** A first run with a good file: the copy is written (0600). */
+    async function firstRun(path: string, copy: string): Promise<void> {
+      writeFileSync(path, good);
+      const first = new PolicyFile({ path, world: () => ({ users: [], nodes: [] }), onChange: () => {}, logf: () => {}, lastGoodPath: copy });
+      await first.load();
+      await first.saved();
+      first.stop();
+      expect(readFileSync(copy, 'utf8')).toBe(good);
+      expect(statSync(copy).mode & 0o777).toBe(0o600);
+    }
+
+    it('a file that is bad at the next start is refused with its line, the copy is served, and the fix applies', async () => {
+      const path = join(dir, 'p.json');
+      const copy = join(dir, 'last-good.hujson');
+      await firstRun(path, copy);
+      // Edited while the server was down: a syntax error on line 2.
+      writeFileSync(path, '{"acls": [\n  {"action": "accept", "src": ["*"] "dst": ["*:80"]}]}');
+      const logs: string[] = [];
+      let changes = 0;
+      pf = new PolicyFile({ path, world: () => ({ users: [], nodes: [] }), onChange: () => changes++, logf: (l) => void logs.push(l), pollMs: 30, lastGoodPath: copy });
+      await pf.load();
+      expect(ports(pf)).toBe('22');
+      expect(pf.refusedAtStart()).toMatch(/refused:\n.*line 2/);
+      expect(logs.join('\n')).toMatch(/refused:\n.*line 2[^]*serving the last good policy \(.*last-good\.hujson\) until .*p\.json is fixed/);
+      // The bad text is not reported again by the watcher until it is written again; the fix then applies.
+      pf.watch();
+      await new Promise((r) => setTimeout(r, 150));
+      expect(logs.filter((l) => /refused/.test(l))).toHaveLength(1);
+      writeFileSync(path, '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:443"]}]}');
+      await until('the fixed file', () => changes === 1);
+      expect(ports(pf)).toBe('443');
+      expect(pf.refusedAtStart()).toBeNull();
+      await pf.saved();
+      expect(readFileSync(copy, 'utf8')).toMatch(/443/);
+    });
+
+    it('a missing file at the next start serves the copy until the file is back', async () => {
+      const path = join(dir, 'p.json');
+      const copy = join(dir, 'last-good.hujson');
+      await firstRun(path, copy);
+      unlinkSync(path);
+      const logs: string[] = [];
+      let changes = 0;
+      pf = new PolicyFile({ path, world: () => ({ users: [], nodes: [] }), onChange: () => changes++, logf: (l) => void logs.push(l), pollMs: 30, lastGoodPath: copy });
+      await pf.load();
+      expect(ports(pf)).toBe('22');
+      expect(logs.join('\n')).toMatch(/cannot be read: [^]*serving the last good policy/);
+      pf.watch();
+      writeFileSync(path, '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:8080"]}]}');
+      await until('the file back', () => changes === 1);
+      expect(ports(pf)).toBe('8080');
+    });
+
+    it('without a copy (a first start), a bad file stops the start: no policy would mean allow all', async () => {
+      const path = join(dir, 'p.json');
+      const copy = join(dir, 'last-good.hujson');
+      writeFileSync(path, '{"acls": [{"action": "accept", "src": ["nobody-group:x"], "dst": ["*:22"]}]');
+      pf = new PolicyFile({ path, world: () => ({ users: [], nodes: [] }), onChange: () => {}, logf: () => {}, lastGoodPath: copy });
+      await expect(pf.load()).rejects.toThrow(/refused:\n.*line 1/);
+      expect(pf.current()).toBeNull();
+      expect(existsSync(copy)).toBe(false);
+    });
+
+    it('a copy that no longer checks is not served either', async () => {
+      const path = join(dir, 'p.json');
+      const copy = join(dir, 'last-good.hujson');
+      writeFileSync(path, '{"acls": [');
+      writeFileSync(copy, '{"acls": [');
+      const logs: string[] = [];
+      pf = new PolicyFile({ path, world: () => ({ users: [], nodes: [] }), onChange: () => {}, logf: (l) => void logs.push(l), lastGoodPath: copy });
+      await expect(pf.load()).rejects.toThrow(/refused/);
+      expect(logs.join('\n')).toMatch(/last good copy .* is refused too/);
+    });
   });
 });
