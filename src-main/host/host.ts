@@ -547,7 +547,9 @@ export function createHost(init: HostInit): Host {
 
     'network:policy-get': async () => {
       const ls = await runningLocalServer();
-      return { path: ls.policyPath, text: await ls.readPolicy() };
+      // A file with very many errors is cut short here (the contract bounds the text; the log has all of it).
+      const problem = ls.policyProblem();
+      return { path: ls.policyPath, text: await ls.readPolicy(), problem: problem && problem.length > 16_000 ? `${problem.slice(0, 16_000)}\n…` : problem };
     },
     'network:policy-check': async (req) => (await runningLocalServer()).checkPolicy(req.text),
     'network:policy-save': async (req) => (await runningLocalServer()).savePolicy(req.text),

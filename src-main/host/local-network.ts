@@ -83,6 +83,8 @@ export interface LocalServer {
   readonly policyPath: string;
   /** The policy file's text now. */
   readPolicy(): Promise<string>;
+  /** Why that file is not the policy in force (refused or unreadable; the last good policy stands in), or null. */
+  policyProblem(): string | null;
   /** Checks a policy text against this network's users and nodes, as a reload would (unknown users are errors). */
   checkPolicy(text: string): PolicyCheck;
   /** Writes a valid policy text atomically (the server reloads it); an invalid one is not written. */
@@ -177,6 +179,7 @@ export async function startLocalServer(o: LocalServerOptions): Promise<LocalServ
       stack: server,
       policyPath,
       readPolicy: () => readPolicyFile(policyPath),
+      policyProblem: () => server.server.policyProblem(),
       checkPolicy,
       savePolicy: async (text) => {
         const c = checkPolicy(text);

@@ -64,6 +64,8 @@ export interface WeftServer {
   /** The bound address. */
   readonly address: { host: string; port: number };
   readonly control: ControlPlane;
+  /** Why the policy file is not the policy in force (PolicyFile.problem), or null; null without a policy file. */
+  policyProblem(): string | null;
   /** Routes HTTP upgrades on `path` (exact match) to `handler`, e.g. the DERP server on '/derp'. */
   attachUpgrade(path: string, handler: UpgradeHandler): void;
   /** Serves `method path` (exact match) with `handler`, before the built-in routes. */
@@ -181,6 +183,7 @@ export async function createServer(init: WeftServerInit): Promise<WeftServer> {
     attachUpgrade: (path, handler) => void upgrades.set(path, handler),
     attachRoute: (method, path, handler) => void routes.set(`${method.toUpperCase()} ${path}`, handler),
     attachHandler: (handler) => void handlers.push(handler),
+    policyProblem: () => policy?.problem() ?? null,
     close: async () => {
       policy?.stop();
       cp.stop();

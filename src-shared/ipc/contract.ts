@@ -103,7 +103,12 @@ export const PolicyError = z.object({ line: z.number().int(), column: z.number()
 export type PolicyError = z.infer<typeof PolicyError>;
 export const PolicyCheck = z.object({ valid: z.boolean(), errors: z.array(PolicyError) });
 export type PolicyCheck = z.infer<typeof PolicyCheck>;
-export const PolicyFileView = z.object({ path: z.string(), text: z.string() });
+export const PolicyFileView = z.object({
+  path: z.string(),
+  text: z.string(),
+  /** Why this file is not the policy in force (refused, with each error's line, or unreadable), or null. */
+  problem: z.string().max(64 * 1024).nullable(),
+});
 export type PolicyFileView = z.infer<typeof PolicyFileView>;
 
 export const JoinProgress = z.object({

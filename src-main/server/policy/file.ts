@@ -107,8 +107,8 @@ export class PolicyFile implements PolicySource {
   #reloading: Promise<void> | null = null;
   /** Writes of the last good copy, one after another. */
   #saving: Promise<void> = Promise.resolve();
-  /** Why the file itself is not in force (the start fell back to the last good copy), or null. */
-  #refusedAtStart: string | null = null;
+  /** Why the file on disk is not the policy in force (refused or unreadable), or null when it is. */
+  #problem: string | null = null;
 
   constructor(init: PolicyFileInit) {
     this.#i = init;
@@ -143,13 +143,17 @@ export class PolicyFile implements PolicySource {
     if (!copy) throw new Error(why);
     this.#unknownUsers = copy.unknownUsers;
     this.#set(copy.doc, copy.text);
-    this.#refusedAtStart = why;
+    this.#problem = why;
     this.#i.logf(`${why}\npolicy: serving the last good policy (${this.#i.lastGoodPath}) until ${this.#i.path} is fixed`);
   }
 
-  /** Why the file is not in force while the last good copy stands in for it since the start, or null. */
-  refusedAtStart(): string | null {
-    return this.#refusedAtStart;
+  /**
+   * Why the file on disk is not the policy in force, while the last good policy stands in for it (a refused edit,
+   * an unreadable file, or a bad file at start served from the copy), or null when the file is in force. For
+   * user interfaces: the log says the same once.
+   */
+  problem(): string | null {
+    return this.#problem;
   }
 
   /** Written copies finished (tests, and a clean stop). */
@@ -210,18 +214,23 @@ export class PolicyFile implements PolicySource {
     try {
       ({ text, stamp: this.#stamp } = await readStamped(this.#i.path));
     } catch (e) {
+      this.#problem = `policy ${this.#i.path} cannot be read: ${(e as Error).message}`;
       this.#i.logf(`policy: cannot read ${this.#i.path} (${(e as Error).message}); keeping the last good policy`);
       return;
     }
-    if (text === this.#textInForce) return;
+    if (text === this.#textInForce) {
+      this.#problem = null;
+      return;
+    }
     const r = checkPolicyText(text, this.#i.world(), this.#unknownUsers);
     if (r.kind === 'error') {
+      this.#problem = `policy ${this.#i.path} refused:\n${formatPolicyErrors(r.errors)}`;
       this.#i.logf(`policy: ${this.#i.path} refused; keeping the last good policy:\n${formatPolicyErrors(r.errors)}`);
       return;
     }
     this.#unknownUsers = r.unknownUsers;
     this.#set(r.doc, text);
-    this.#refusedAtStart = null;
+    this.#problem = null;
     this.#i.logf(`policy: reloaded ${this.#i.path}`);
     this.#i.onChange();
   }

@@ -1,10 +1,10 @@
 /** "Create a network on this computer" (`network:create-local`): the host starts the embedded server and joins it. */
 import { createServer as createNetServer, type Server } from 'node:net';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LocalNetwork } from '../../../src-shared/ipc/contract.ts';
+import { LocalNetwork, PolicyFileView } from '../../../src-shared/ipc/contract.ts';
 import type { EngineInit } from '../../../src-main/engine/engine.ts';
 import type { WgInterface } from '../../../src-main/engine/wg/iface.ts';
 import { createDispatcher } from '../../../src-main/host/dispatch.ts';
@@ -13,6 +13,16 @@ import { DEFAULT_LOCAL_POLICY, joinQrText, lanIPv4, LOCAL_USER } from '../../../
 import { MemoryStore } from '../../../src-main/server/store/memory.ts';
 import { FakeClock } from '../../sim/fake-clock.ts';
 import { FakeEngine } from './fake-engine.ts';
+
+/** Polls `ok` every 20 ms for up to `ms` (the server's policy watcher polls the file every second). */
+async function until(what: string, ok: () => Promise<boolean>, ms = 8000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await ok()) return;
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
 
 let dir: string;
 let hosts: Host[] = [];
@@ -136,7 +146,7 @@ describe('network:create-local', () => {
     await create(r, { listen: '127.0.0.1:0' });
     const got = await r.dispatch('network:policy-get', {});
     if (!got.ok) throw new Error(got.error.message);
-    expect(got.value).toEqual({ path: join(dir, 'server', 'policy.hujson'), text: DEFAULT_LOCAL_POLICY });
+    expect(got.value).toEqual({ path: join(dir, 'server', 'policy.hujson'), text: DEFAULT_LOCAL_POLICY, problem: null });
     const bad = '{\n  "acls": [\n    {"action": "accept", "src": ["nobody@"], "dst": ["local@:22"]}\n  ]\n}';
     const check = await r.dispatch('network:policy-check', { text: bad });
     expect(check).toEqual({ ok: true, value: { valid: false, errors: [{ line: 3, column: expect.any(Number) as unknown, message: 'unknown user "nobody@" (users: local)' }] } });
@@ -146,9 +156,22 @@ describe('network:create-local', () => {
     const good = '{"acls": [{"action": "accept", "src": ["local@"], "dst": ["local@:*"]}]}';
     expect(await r.dispatch('network:policy-save', { text: good })).toEqual({ ok: true, value: { valid: true, errors: [], saved: true } });
     expect(await readFile(join(dir, 'server', 'policy.hujson'), 'utf8')).toBe(good);
+    // An edit by hand that the server refuses: policy-get says why the file is not in force (the panel shows it),
+    // until a valid file is back.
+    await writeFile(join(dir, 'server', 'policy.hujson'), bad);
+    const problem = async (): Promise<string | null> => {
+      const g = await r.dispatch('network:policy-get', {});
+      if (!g.ok) return `error: ${g.error.message}`;
+      return PolicyFileView.parse(g.value).problem;
+    };
+    await until('the refusal shows', async () => (await problem()) !== null);
+    expect(await problem()).toMatch(/refused:\nline 3, column \d+: unknown user "nobody@"/);
+    await writeFile(join(dir, 'server', 'policy.hujson'), good);
+    await until('the problem clears', async () => (await problem()) === null);
     // Oversized input never reaches the checker.
     expect(await r.dispatch('network:policy-check', { text: 'x'.repeat((1 << 20) + 1) })).toMatchObject({ ok: false });
-  });
+    // Two file changes, each seen by the server's 1 s stat poll: more than vitest's default 5 s on a loaded machine.
+  }, 20_000);
 
   it('stop() closes the server', async () => {
     const r = rig();

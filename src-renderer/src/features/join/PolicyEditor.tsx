@@ -1,8 +1,9 @@
 /**
  * The access policy of the network on this computer, as an editable file: its text (headscale's policy format,
  * HuJSON) in a text area, "Check" (the server's own checks against this network's users, each error with its line)
- * and "Save" (written only when valid; the server reloads it within a second). Operators only: weftd refuses the
- * read and the write to other users, and the message says so.
+ * and "Save" (written only when valid; the server reloads it within a second). When the file on disk is not the
+ * policy in force (an edit by hand that was refused, or a bad file at start), the panel opens with why, each error
+ * with its line. Operators only: weftd refuses the read and the write to other users, and the message says so.
  */
 import { useEffect, useState } from 'react';
 import type { IpcError, PolicyCheck } from '../../../../src-shared/ipc/contract.ts';
@@ -13,6 +14,7 @@ type Outcome = { kind: 'checked' | 'saved'; check: PolicyCheck } | { kind: 'fail
 export function PolicyEditor() {
   const client = useClient();
   const [path, setPath] = useState<string | null>(null);
+  const [problem, setProblem] = useState<string | null>(null);
   const [text, setText] = useState('');
   const [loadError, setLoadError] = useState<IpcError | null>(null);
   const [busy, setBusy] = useState(false);
@@ -25,6 +27,7 @@ export function PolicyEditor() {
       if (r.ok) {
         setPath(r.value.path);
         setText(r.value.text);
+        setProblem(r.value.problem);
       } else setLoadError(r.error);
     });
     return () => {
@@ -37,7 +40,12 @@ export function PolicyEditor() {
     const r = await client.call(method, { text });
     setBusy(false);
     if (!r.ok) setOutcome({ kind: 'failed', error: r.error });
-    else setOutcome({ kind: method === 'network:policy-save' && 'saved' in r.value && r.value.saved ? 'saved' : 'checked', check: r.value });
+    else {
+      const saved = method === 'network:policy-save' && 'saved' in r.value && r.value.saved;
+      setOutcome({ kind: saved ? 'saved' : 'checked', check: r.value });
+      // A saved (valid) file is what the server reloads next: the old problem no longer describes it.
+      if (saved) setProblem(null);
+    }
   };
 
   if (loadError) {
@@ -48,8 +56,18 @@ export function PolicyEditor() {
     );
   }
   return (
-    <details className="policy-editor" data-testid="policy-editor">
-      <summary>Access policy</summary>
+    <details className="policy-editor" data-testid="policy-editor" open={problem !== null ? true : undefined}>
+      <summary>Access policy{problem !== null ? ' (needs a fix)' : ''}</summary>
+      {problem !== null && (
+        <div className="error" role="alert" data-testid="policy-problem">
+          <span>This file is not in force: the last valid policy is, until the file is fixed.</span>
+          {problem.split('\n').map((l, i) => (
+            <span className="detail" key={i}>
+              {l}
+            </span>
+          ))}
+        </div>
+      )}
       <p className="muted small">
         Who may reach whom, in headscale’s policy format. Without <code>"acls"</code> every device reaches every other one. File:{' '}
         <code data-testid="policy-path">{path ?? '…'}</code>

@@ -66,6 +66,7 @@ describe('PolicyFile', () => {
     expect(logs.find((l) => /refused/.test(l))).toMatch(/line 1, column \d+: .*unknown user "dave@"/);
     expect(ports(pf)).toBe('22');
     expect(changes).toBe(0);
+    expect(pf.problem()).toMatch(/refused:\nline 1, column \d+: .*unknown user "dave@"/);
 
     // The operator creates dave, then touches the file: the same text is checked again and now applies.
     world.users = ['alice', 'dave'];
@@ -74,6 +75,7 @@ describe('PolicyFile', () => {
     await until('the reload after touch', () => changes === 1);
     expect(logs.filter((l) => /policy: reloaded/.test(l))).toHaveLength(1);
     expect(pf.current()!.doc.doc.acls?.[0]?.src.map((s) => s.alias)).toEqual(['alice@', 'dave@']);
+    expect(pf.problem()).toBeNull();
   });
 
   it('keeps the last good policy while the file is missing, and says so once', async () => {
@@ -89,6 +91,7 @@ describe('PolicyFile', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(logs.filter((l) => /cannot read .*keeping the last good policy/.test(l))).toHaveLength(1);
     expect(ports(pf)).toBe('22');
+    expect(pf.problem()).toMatch(/cannot be read/);
     writeFileSync(path, '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:443"]}]}');
     await until('the new file', () => changes === 1);
     expect(ports(pf)).toBe('443');
@@ -118,7 +121,7 @@ describe('PolicyFile', () => {
       pf = new PolicyFile({ path, world: () => ({ users: [], nodes: [] }), onChange: () => changes++, logf: (l) => void logs.push(l), pollMs: 30, lastGoodPath: copy });
       await pf.load();
       expect(ports(pf)).toBe('22');
-      expect(pf.refusedAtStart()).toMatch(/refused:\n.*line 2/);
+      expect(pf.problem()).toMatch(/refused:\n.*line 2/);
       expect(logs.join('\n')).toMatch(/refused:\n.*line 2[^]*serving the last good policy \(.*last-good\.hujson\) until .*p\.json is fixed/);
       // The bad text is not reported again by the watcher until it is written again; the fix then applies.
       pf.watch();
@@ -127,7 +130,7 @@ describe('PolicyFile', () => {
       writeFileSync(path, '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:443"]}]}');
       await until('the fixed file', () => changes === 1);
       expect(ports(pf)).toBe('443');
-      expect(pf.refusedAtStart()).toBeNull();
+      expect(pf.problem()).toBeNull();
       await pf.saved();
       expect(readFileSync(copy, 'utf8')).toMatch(/443/);
     });
