@@ -137,13 +137,13 @@ describe.each(['weft', 'tailscaled'] as const)('Weft ↔ %s', (otherKind) => {
     const undo = [await hostFirewall('a1'), await hostFirewall('b1')];
     try {
       await directPair(otherKind, {}, async (a, b) => {
-        const dp = await dataPathOf(a);
-        expect(dp.mode).toBe('kernel');
-        expect(dp.wgEndpoints.some((e) => !e.startsWith('127.'))).toBe(true);
+        expect((await dataPathOf(a)).mode).toBe('kernel');
         // WireGuard roams to wherever the peer's last authenticated packet came from, and one the relay delivered
         // comes from the peer's loopback proxy: behind this firewall, replies to what it then sends (through Node,
-        // from another socket) are dropped, and CI saw the handshake fail for 20 s that way. The device is put in
-        // that state by hand here; Weft pins WireGuard back to the direct address, and the tunnel keeps working.
+        // from another socket) are dropped, and CI saw the handshake fail for 20 s that way. Weft pins WireGuard
+        // back to the direct address within a counter poll (1 s). That happens by itself here too when the peer
+        // still sends through the relay, so WireGuard's endpoint is awaited, not read once. Then the device is put in
+        // the roamed state by hand, and must come back.
         const path = (await kit.weftStatus(a)).peers.find((p) => p.name === b.name)?.path;
         expect(path?.kind).toBe('direct');
         const direct = path?.kind === 'direct' ? path.endpoint : '';
@@ -152,8 +152,7 @@ describe.each(['weft', 'tailscaled'] as const)('Weft ↔ %s', (otherKind) => {
             .trim()
             .split('\n')
             .map((l) => l.split('\t'));
-        const peerKey = (await endpoints()).find(([, e]) => e === direct)?.[0];
-        expect(peerKey, `no WireGuard peer at ${direct}`).toBeDefined();
+        const peerKey = await eventually(`WireGuard sends to ${direct}`, 10_000, async () => (await endpoints()).find(([, e]) => e === direct)?.[0], 250);
         // Meanwhile nothing from the peer gets in, so that only Weft can move WireGuard back (a packet from the peer's
         // direct address would make WireGuard roam back by itself).
         const block = await lab.exec(a.host, ['nft', '-f', '-'], {
@@ -161,10 +160,12 @@ describe.each(['weft', 'tailscaled'] as const)('Weft ↔ %s', (otherKind) => {
         });
         expect(block.code, block.stderr).toBe(0);
         try {
-          const roam = await lab.exec(a.host, ['wg', 'set', a.iface, 'peer', peerKey!, 'endpoint', '127.0.0.1:9']);
+          const roam = await lab.exec(a.host, ['wg', 'set', a.iface, 'peer', peerKey, 'endpoint', '127.0.0.1:9']);
           expect(roam.code, roam.stderr).toBe(0);
           await eventually('WireGuard pinned back to the direct address', 10_000, async () => ((await endpoints()).find(([k]) => k === peerKey)?.[1] === direct ? true : undefined), 250);
-          expect(a.proc.output()).toMatch(new RegExp(`WireGuard moved peer \\S+ to 127\\.0\\.0\\.1:9 \\(roaming\\); pinning it back to its direct address ${direct.replace(/\./g, '\\.')}`));
+          // Said in the log (at most once a minute per peer: a roam Weft undid by itself just before may be the one
+          // it names, so any roam target is accepted here).
+          expect(a.proc.output()).toMatch(new RegExp(`WireGuard moved peer \\S+ to 127\\.0\\.0\\.1:\\d+ \\(roaming\\); pinning it back to its direct address ${direct.replace(/\./g, '\\.')}`));
         } finally {
           await lab.exec(a.host, ['nft', 'delete', 'table', 'inet', 'labroam']);
         }
