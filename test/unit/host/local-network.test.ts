@@ -13,16 +13,7 @@ import { DEFAULT_LOCAL_POLICY, joinQrText, lanIPv4, LOCAL_USER } from '../../../
 import { MemoryStore } from '../../../src-main/server/store/memory.ts';
 import { FakeClock } from '../../sim/fake-clock.ts';
 import { FakeEngine } from './fake-engine.ts';
-
-/** Polls `ok` every 20 ms for up to `ms` (the server's policy watcher polls the file every second). */
-async function until(what: string, ok: () => Promise<boolean>, ms = 8000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await ok()) return;
-    await new Promise((res) => setTimeout(res, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import { eventually } from '../../support/eventually.ts';
 
 let dir: string;
 let hosts: Host[] = [];
@@ -164,10 +155,10 @@ describe('network:create-local', () => {
       if (!g.ok) return `error: ${g.error.message}`;
       return PolicyFileView.parse(g.value).problem;
     };
-    await until('the refusal shows', async () => (await problem()) !== null);
+    await eventually('the refusal shows', 8000, async () => ((await problem()) !== null ? true : undefined), 20);
     expect(await problem()).toMatch(/refused:\nline 3, column \d+: unknown user "nobody@"/);
     await writeFile(join(dir, 'server', 'policy.hujson'), good);
-    await until('the problem clears', async () => (await problem()) === null);
+    await eventually('the problem clears', 8000, async () => ((await problem()) === null ? true : undefined), 20);
     // Oversized input never reaches the checker.
     expect(await r.dispatch('network:policy-check', { text: 'x'.repeat((1 << 20) + 1) })).toMatchObject({ ok: false });
     // Two file changes, each seen by the server's 1 s stat poll: more than vitest's default 5 s on a loaded machine.
